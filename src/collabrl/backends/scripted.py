@@ -1,0 +1,98 @@
+"""A deterministic backend that replies from rules, a list, or a function you give it.
+
+Shipped with the package (not only the tests) so that docs, examples and your own tests can run
+every collabrl component without a model: the same idea as inspect_ai's ``mockllm``. A reply
+function may be async, may look at the whole request, and may raise any
+``collabrl.backends.errors.BackendError`` to rehearse failures. Every call is recorded in
+``calls`` for assertions. Token counts are whitespace-separated words.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from collabrl.backends.errors import RequestRejectedError
+from collabrl.types import Completion, GenerationParams, Message, Usage
+
+ReplyFn = Callable[[Sequence[Message], GenerationParams, int], "str | Completion | Awaitable[str | Completion]"]
+
+
+@dataclass(frozen=True)
+class ScriptedCall:
+    messages: tuple[Message, ...]
+    params: GenerationParams
+
+
+def _count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+class ScriptedBackend:
+    """Replies with ``reply_fn(messages, params, sample_index)``, or the first matching rule, or
+    the next item of ``replies`` (cycled, one per sample)."""
+
+    def __init__(
+        self,
+        replies: Sequence[str] | str = ("OK.",),
+        *,
+        rules: Sequence[tuple[str, str]] = (),
+        reply_fn: ReplyFn | None = None,
+        name: str = "scripted",
+    ) -> None:
+        self._replies = [replies] if isinstance(replies, str) else list(replies)
+        if not self._replies and reply_fn is None and not rules:
+            raise ValueError("ScriptedBackend needs replies, rules or a reply_fn")
+        self._rules = list(rules)
+        self._reply_fn = reply_fn
+        self._next = 0
+        self.name = name
+        self.calls: list[ScriptedCall] = []
+
+    @classmethod
+    def from_config(cls, cfg) -> ScriptedBackend:
+        return cls(cfg.replies, rules=[(r.contains, r.reply) for r in cfg.rules])
+
+    def identity(self) -> dict[str, str]:
+        return {"kind": "scripted", "model": self.name}
+
+    async def aclose(self) -> None:
+        return None
+
+    async def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> list[Completion]:
+        self.calls.append(ScriptedCall(tuple(messages), params))
+        prompt_tokens = sum(_count_tokens(m.content) for m in messages)
+        out = []
+        for i in range(params.n):
+            reply = await self._reply(messages, params, params.first_sample + i)
+            if isinstance(reply, str):
+                reply = Completion(
+                    text=reply,
+                    finish_reason="stop",
+                    usage=Usage(prompt_tokens=prompt_tokens if i == 0 else 0,
+                                completion_tokens=_count_tokens(reply)),
+                )
+            out.append(reply)
+        return out
+
+    async def _reply(
+        self, messages: Sequence[Message], params: GenerationParams, index: int
+    ) -> str | Completion:
+        if self._reply_fn is not None:
+            result = self._reply_fn(messages, params, index)
+            return await result if inspect.isawaitable(result) else result
+        last = messages[-1].content if messages else ""
+        for needle, reply in self._rules:
+            if needle in last:
+                return reply
+        if not self._replies:
+            raise RequestRejectedError(f"no scripted rule matches the last message: {last[:80]!r}")
+        reply = self._replies[self._next % len(self._replies)]
+        self._next += 1
+        return reply
+
+    def __repr__(self) -> str:
+        return f"ScriptedBackend(name={self.name!r}, calls={len(self.calls)})"

@@ -1,0 +1,123 @@
+"""Building each role's backend from the config: the model plus its wrappers, in one place.
+
+Order, inside out: the model -> ``LimitedBackend`` (concurrency, requests per minute; shared by
+roles bound to the same server, so the server sees one limit) ->
+``RetryingBackend`` (a call backing off holds no slot) -> ``CachedBackend`` (hits skip limits and
+retries) -> ``MeteredBackend`` (counts what the caller saw). ``Roles`` owns the backends of a
+run, the shared cache and the usage meter, and closes them all at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from collabrl.backends.accounting import MeteredBackend, UsageMeter
+from collabrl.backends.base import Backend
+from collabrl.backends.cache import CachedBackend, ResponseCache
+from collabrl.backends.limits import LimitedBackend
+from collabrl.backends.retry import RetryingBackend
+from collabrl.config import BackendConfig, Config, ConfigError
+
+
+def build_model_backend(cfg: BackendConfig) -> Backend:
+    """The bare backend for ``cfg`` (no wrappers). Heavy libraries are imported only if used."""
+    if cfg.kind == "openai":
+        from collabrl.backends.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(cfg)
+    if cfg.kind == "anthropic":
+        from collabrl.backends.anthropic import AnthropicBackend
+
+        return AnthropicBackend(cfg)
+    if cfg.kind == "hf_local":
+        from collabrl.backends.hf_local import HFLocalBackend
+
+        return HFLocalBackend.from_config(cfg)
+    if cfg.kind == "scripted":
+        from collabrl.backends.scripted import ScriptedBackend
+
+        return ScriptedBackend.from_config(cfg)
+    raise ConfigError(f"unknown backend kind {cfg.kind!r}")
+
+
+def wrap_backend(
+    limited: Backend,
+    cfg: BackendConfig,
+    *,
+    role: str,
+    meter: UsageMeter,
+    cache: ResponseCache | None,
+) -> MeteredBackend:
+    """An already rate-limited backend with retries, cache and accounting for one role."""
+    usage = meter.role(role, cfg.price)
+
+    def count_retry(error, delay) -> None:
+        usage.retries += 1
+
+    def count_hits(n: int) -> None:
+        usage.cache_hits += n
+
+    backend: Backend = RetryingBackend(limited, cfg.retry, on_retry=count_retry)
+    if cache is not None:
+        backend = CachedBackend(backend, cache, on_hit=count_hits)
+    return MeteredBackend(backend, usage)
+
+
+def _server_key(cfg: BackendConfig) -> str:
+    """Configs with the same key talk to the same model and share one backend and its limits."""
+    return cfg.model_dump_json(exclude={"generation", "price", "retry"})
+
+
+class Roles:
+    """The role -> backend bindings of one run. Use as ``async with Roles(config) as roles``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        use_cache: bool | None = None,
+        models: Mapping[str, Backend] | None = None,
+    ) -> None:
+        """``models`` supplies ready model backends by role (e.g. a live policy in training)."""
+        self.config = config
+        self.meter = UsageMeter()
+        enabled = config.cache.enabled if use_cache is None else use_cache
+        self.cache = ResponseCache(config.cache.path) if enabled else None
+        self._given = dict(models or {})
+        self._shared: dict[str, LimitedBackend] = {}
+        self._backends: dict[str, MeteredBackend] = {}
+
+    def __getitem__(self, role: str) -> MeteredBackend:
+        if role not in self._backends:
+            cfg = self.config.role(role)
+            self._backends[role] = wrap_backend(
+                self._limited(role, cfg), cfg, role=role, meter=self.meter, cache=self.cache
+            )
+        return self._backends[role]
+
+    def _limited(self, role: str, cfg: BackendConfig) -> LimitedBackend:
+        """The role's model behind its limits; roles bound to the same server share both."""
+        if role in self._given:
+            key = f"given:{role}"
+            self._shared[key] = LimitedBackend(
+                self._given[role], cfg.max_concurrency, cfg.requests_per_minute
+            )
+            return self._shared[key]
+        key = _server_key(cfg)
+        if key not in self._shared:
+            self._shared[key] = LimitedBackend(
+                build_model_backend(cfg), cfg.max_concurrency, cfg.requests_per_minute
+            )
+        return self._shared[key]
+
+    async def aclose(self) -> None:
+        for backend in self._shared.values():
+            await backend.aclose()
+        if self.cache is not None:
+            self.cache.close()
+
+    async def __aenter__(self) -> Roles:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()

@@ -1,0 +1,188 @@
+"""Configuration: pydantic models for every setting, loaded from YAML plus dotted CLI overrides.
+
+One model drives both the YAML files in ``configs/`` and the ``key=value`` overrides of the CLI,
+so every setting is validated in one place and an error names the field it is about
+(``roles.user.max_concurrency: Input should be greater than 0``). Roles (``policy``, ``user``,
+``judge``, ...) are bound to backends here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from collabrl.types import GenerationParams
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryConfig(_Strict):
+    """How failed calls are retried. Non-retryable errors (400/401/403/404, quota) never are."""
+
+    max_attempts: int = Field(default=6, ge=1, description="attempts per call, first included")
+    initial_backoff_s: float = Field(default=1.0, ge=0, description="first backoff before jitter")
+    max_backoff_s: float = Field(default=60.0, ge=0, description="cap on one backoff wait")
+    jitter: float = Field(default=0.25, ge=0, le=1, description="random +- share of each wait")
+    attempt_timeout_s: float = Field(default=120.0, gt=0, description="limit for one attempt")
+    deadline_s: float = Field(default=900.0, gt=0, description="limit for all attempts and waits")
+
+
+class PriceConfig(_Strict):
+    """Prices in currency units per million tokens, for the cost column of usage tables."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class _BackendConfig(_Strict):
+    max_concurrency: int = Field(default=16, ge=1, description="calls in flight at once")
+    requests_per_minute: float | None = Field(default=None, gt=0, description="optional cap")
+    retry: RetryConfig = RetryConfig()
+    price: PriceConfig | None = None
+    generation: GenerationParams = Field(
+        default_factory=GenerationParams, description="default sampling settings for this role"
+    )
+
+
+class OpenAIBackendConfig(_BackendConfig):
+    """Any OpenAI-compatible endpoint: OpenAI, vLLM, SGLang, Ollama, llama.cpp server, TGI."""
+
+    kind: Literal["openai"]
+    model: str
+    base_url: str | None = Field(default=None, description="None means api.openai.com")
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY", description="NAME of the environment variable with the key"
+    )
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="sent with each request")
+
+
+class AnthropicBackendConfig(_BackendConfig):
+    """Anthropic's Messages API through the official SDK (extra ``anthropic``)."""
+
+    kind: Literal["anthropic"]
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "ANTHROPIC_API_KEY"
+
+
+class HFLocalBackendConfig(_BackendConfig):
+    """A local transformers model; concurrent calls are batched into one ``model.generate``."""
+
+    kind: Literal["hf_local"]
+    model: str = Field(description="a local folder, a hub id, or 'smollm2-135m-instruct'")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    max_batch_size: int = Field(default=16, ge=1)
+    max_wait_ms: float = Field(default=20.0, ge=0, description="wait to fill a batch")
+    trust_remote_code: bool = False
+
+
+class ScriptedRule(_Strict):
+    contains: str = Field(description="reply when the last message contains this text")
+    reply: str
+
+
+class ScriptedBackendConfig(_BackendConfig):
+    """Deterministic replies: the first matching rule, else the ``replies`` in turn."""
+
+    kind: Literal["scripted"]
+    rules: list[ScriptedRule] = Field(default_factory=list)
+    replies: list[str] = Field(default_factory=lambda: ["OK."])
+
+
+BackendConfig = Annotated[
+    OpenAIBackendConfig | AnthropicBackendConfig | HFLocalBackendConfig | ScriptedBackendConfig,
+    Field(discriminator="kind"),
+]
+
+
+_BACKEND_KINDS = ("openai", "anthropic", "hf_local", "scripted")
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    path: Path = Path(".collabrl/cache.sqlite")
+
+
+class Config(_Strict):
+    """The root of every collabrl config file."""
+
+    roles: dict[str, BackendConfig] = Field(
+        default_factory=dict, description="role name (policy, user, judge, ...) -> backend"
+    )
+    cache: CacheConfig = CacheConfig()
+
+    @model_validator(mode="after")
+    def _role_names(self) -> Config:
+        for name in self.roles:
+            if not name.replace("_", "").isalnum():
+                raise ValueError(f"role name {name!r} must be letters, digits and underscores")
+        return self
+
+    def role(self, name: str) -> BackendConfig:
+        if name not in self.roles:
+            known = ", ".join(sorted(self.roles)) or "none"
+            raise ConfigError(f"config has no role {name!r} (defined: {known}); add roles.{name}")
+        return self.roles[name]
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply one ``dotted.key=value`` override in place; the value is parsed as YAML."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} is not of the form key=value")
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"override {override!r}: {where} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for item in error.errors():
+        loc = list(item["loc"])
+        if len(loc) > 2 and loc[0] == "roles" and loc[2] in _BACKEND_KINDS:
+            del loc[2]  # pydantic adds the union member's tag; the user never wrote it
+        where = ".".join(str(p) for p in loc) or "(root)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or start empty), apply overrides, validate."""
+    data: dict[str, Any] = {}
+    source = "(no file)"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must be a mapping at the top level")
+    for override in overrides:
+        apply_override(data, override)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None

@@ -1,0 +1,88 @@
+"""Usage accounting and the per-role backend stack built from a config."""
+
+import pytest
+from rich.console import Console
+
+from collabrl.backends.accounting import MeteredBackend, UsageMeter
+from collabrl.backends.errors import RequestRejectedError, TransientError
+from collabrl.backends.scripted import ScriptedBackend
+from collabrl.backends.stack import Roles
+from collabrl.config import PriceConfig, load_config
+from collabrl.types import GenerationParams, Message
+
+MSG = [Message(role="user", content="one two three")]
+
+
+async def test_meter_counts_tokens_failures_and_cost():
+    meter = UsageMeter()
+    usage = meter.role("judge", PriceConfig(input_per_mtok=1.0, output_per_mtok=4.0))
+    replies = ["a b", RequestRejectedError("no", status=400)]
+
+    def reply(messages, params, index):
+        item = replies.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    backend = MeteredBackend(ScriptedBackend(reply_fn=reply), usage)
+    await backend.generate(MSG, GenerationParams())
+    with pytest.raises(RequestRejectedError):
+        await backend.generate(MSG, GenerationParams())
+    assert (usage.calls, usage.prompt_tokens, usage.completion_tokens) == (2, 3, 2)
+    assert usage.failures == {"rejected:400": 1}
+    assert usage.cost == pytest.approx((3 * 1.0 + 2 * 4.0) / 1e6)
+    assert meter.total_cost == usage.cost
+    text = _render(meter)
+    assert "judge" in text and "rejected:400=1" in text
+
+
+def _render(meter):
+    console = Console(width=200, record=True)
+    console.print(meter.table())
+    return console.export_text()
+
+
+def _config(tmp_path, *extra):
+    return load_config(None, [
+        "roles.policy.kind=scripted", "roles.policy.replies=[p1]",
+        "roles.user.kind=scripted", "roles.user.replies=[u1]",
+        f"cache.path={tmp_path / 'cache.sqlite'}", *extra,
+    ])
+
+
+async def test_roles_cache_hits_are_metered_and_free(tmp_path):
+    config = _config(tmp_path)
+    for _ in range(2):
+        async with Roles(config) as roles:
+            [out] = await roles["user"].generate(MSG, GenerationParams())
+            usage = roles.meter.roles["user"]
+            assert out.text == "u1"
+    # Second run: served from the cache, counted as a hit, no fresh tokens.
+    assert (usage.calls, usage.cache_hits, usage.completion_tokens) == (1, 1, 0)
+
+
+async def test_roles_retry_transient_errors_and_count_them(tmp_path):
+    config = _config(tmp_path, "roles.user.retry.initial_backoff_s=0.001", "cache.enabled=false")
+    failures = [TransientError("503", status=503)]
+
+    def reply(messages, params, index):
+        if failures:
+            raise failures.pop()
+        return "fine"
+
+    async with Roles(config, models={"user": ScriptedBackend(reply_fn=reply)}) as roles:
+        [out] = await roles["user"].generate(MSG, GenerationParams())
+        assert out.text == "fine"
+        assert roles.meter.roles["user"].retries == 1
+        assert roles.meter.roles["user"].failures == {}
+
+
+async def test_roles_on_the_same_server_share_one_limit(tmp_path):
+    config = _config(tmp_path, "roles.user.replies=[p1]", "roles.user.generation.temperature=0.2")
+    async with Roles(config) as roles:
+        roles["policy"], roles["user"]
+        assert len(roles._shared) == 1
+    config = _config(tmp_path, "roles.user.max_concurrency=2")
+    async with Roles(config) as roles:
+        roles["policy"], roles["user"]
+        assert len(roles._shared) == 2

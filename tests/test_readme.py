@@ -1,0 +1,52 @@
+"""The README stays true: its collabrl commands and Python snippets run as written."""
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from collabrl.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(language):
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def _collabrl_commands():
+    return [
+        line.split("#")[0].strip()
+        for block in _blocks("bash")
+        for line in block.splitlines()
+        if line.startswith("collabrl ")
+    ]
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_readme_has_commands_and_snippets():
+    assert len(_collabrl_commands()) >= 2
+    assert _blocks("python")
+
+
+@pytest.mark.parametrize("command", _collabrl_commands())
+def test_readme_command_runs(command, project_copy):
+    assert main(shlex.split(command)[1:]) == 0
+
+
+@pytest.mark.parametrize("snippet", _blocks("python"))
+def test_readme_python_snippet_runs(snippet, project_copy):
+    result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
