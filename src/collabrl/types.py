@@ -1,4 +1,5 @@
-"""The data every part of collabrl exchanges: messages, conversations, sampling settings, completions.
+"""The data every part of collabrl exchanges: messages, conversations, sampling settings,
+completions, tasks and scores.
 
 All types are immutable pydantic models so that they can be hashed into cache keys, shared
 between concurrent tasks without copies, and written to / read from JSON losslessly.
@@ -6,9 +7,10 @@ between concurrent tasks without copies, and written to / read from JSON lossles
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["system", "user", "assistant"]
 
@@ -128,3 +130,57 @@ class Completion(_Frozen):
     def is_final(self) -> bool:
         """True when the text is a complete, usable turn (cacheable, scorable)."""
         return self.finish_reason in ("stop", "length")
+
+
+ArtifactKind = Literal["answer", "code", "document", "none"]
+
+
+class Task(_Frozen):
+    """One collaborative task: what the simulated user secretly wants, and how success is judged.
+
+    ``intent`` is the full single-turn prompt the user holds back and reveals gradually; the
+    assistant never sees it. ``reference`` is what the final artifact is compared with: the
+    answer (math), the unit tests (code) or the target document (writing).
+    """
+
+    id: str
+    description: str = Field(description="what the user wants help with, e.g. 'solve a math problem'")
+    intent: str = Field(description="the hidden, complete single-turn request")
+    reference: str | None = None
+    artifact: ArtifactKind = Field(default="none", description="what the conversation produces")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Score(_Frozen):
+    """A metric's verdict on a conversation: a finite value, or *unscored* with a reason.
+
+    Unscored is not zero: a judge outage or an unreadable grade must not look like a bad reply,
+    so unscored values are excluded from averages. ``raw`` keeps every judge or extractor reply
+    behind the score for audit; ``detail`` holds parsed extras (the grade, the extracted answer).
+    """
+
+    value: float | None = None
+    reason: str | None = None
+    raw: tuple[str, ...] = ()
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("a score value must be finite; use Score.unscored(reason) instead")
+        return value
+
+    @model_validator(mode="after")
+    def _reason_when_unscored(self) -> Score:
+        if self.value is None and not self.reason:
+            raise ValueError("an unscored Score needs a reason")
+        return self
+
+    @property
+    def scored(self) -> bool:
+        return self.value is not None
+
+    @classmethod
+    def unscored(cls, reason: str, raw: tuple[str, ...] = (), **detail: Any) -> Score:
+        return cls(value=None, reason=reason, raw=raw, detail=detail)

@@ -1,0 +1,129 @@
+"""The multiturn-aware reward (MR): how well the conversation goes *after* a candidate reply.
+
+For a conversation prefix and a candidate assistant reply, the ``ForwardSampler`` samples S
+futures of w more turn pairs; each future is scored by weighted metrics, R* = sum(weight * value);
+MR is the mean of R* over the futures that could be scored. A future whose rollout failed, or in
+which any weighted metric is unscored, is excluded (and counted), never scored 0; a candidate
+with no scored future is itself unscored. Candidates, futures and metrics all run concurrently;
+each future is scored as soon as it is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from collabrl.metrics.base import Metric
+from collabrl.rollout import ForwardSampler, Rollout
+from collabrl.types import Conversation, Score, Task
+
+
+@dataclass(frozen=True)
+class WeightedMetric:
+    metric: Metric
+    weight: float
+
+
+class SampleScore(BaseModel):
+    """One sampled future and its scores; ``reward`` is None when it could not be scored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    future: Rollout
+    scores: dict[str, Score]
+    reward: float | None
+    reason: str | None = None
+
+
+class CandidateReward(BaseModel):
+    """The MR of one candidate reply, with everything behind it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reply: str
+    mr: float | None
+    metric_means: dict[str, float | None]
+    samples: list[SampleScore]
+    stderr: float | None
+    unscored: int
+
+    @property
+    def futures(self) -> list[Rollout]:
+        return [s.future for s in self.samples]
+
+    @property
+    def scored(self) -> bool:
+        return self.mr is not None
+
+
+class MultiturnReward:
+    """MR = mean over S sampled futures of the weighted sum of metric values."""
+
+    def __init__(self, metrics: Mapping[str, WeightedMetric], sampler: ForwardSampler) -> None:
+        if not any(m.weight for m in metrics.values()):
+            raise ValueError("the multiturn-aware reward needs at least one metric with a weight")
+        self.metrics = dict(metrics)
+        self.sampler = sampler
+
+    async def score(
+        self, task: Task, prefix: Conversation, candidates: Sequence[str]
+    ) -> list[CandidateReward]:
+        """MR for each candidate reply to ``prefix`` (which ends with a user message)."""
+        if prefix.last is None or prefix.last.role != "user":
+            raise ValueError("candidates answer a prefix that ends with a user message")
+        return list(await asyncio.gather(*(self.score_one(task, prefix, c) for c in candidates)))
+
+    async def score_one(self, task: Task, prefix: Conversation, candidate: str) -> CandidateReward:
+        conversation = prefix.append("assistant", candidate)
+        count = 1 if self.sampler.window == 0 else self.sampler.samples
+        samples = await asyncio.gather(
+            *(self._sample(task, conversation, j) for j in range(count))
+        )
+        return summarise(candidate, list(samples), self.metrics)
+
+    async def _sample(self, task: Task, conversation: Conversation, index: int) -> SampleScore:
+        future = await self.sampler.sample_one(task, conversation, index)
+        if future.failed:
+            reason = future.error or future.ended
+            scores = {name: Score.unscored(f"future_failed:{reason}") for name in self.metrics}
+            return SampleScore(future=future, scores=scores, reward=None, reason=reason)
+        names = list(self.metrics)
+        values = await asyncio.gather(
+            *(self.metrics[n].metric(future.conversation, task) for n in names)
+        )
+        scores = dict(zip(names, values))
+        return SampleScore(future=future, scores=scores, **combine(scores, self.metrics))
+
+
+def combine(scores: Mapping[str, Score], metrics: Mapping[str, WeightedMetric]) -> dict:
+    """R* = sum(weight * value) over weighted metrics, or None with the unscored metrics named."""
+    missing = [n for n, m in metrics.items() if m.weight and not scores[n].scored]
+    if missing:
+        reasons = ", ".join(f"{n}={scores[n].reason}" for n in missing)
+        return {"reward": None, "reason": f"unscored: {reasons}"}
+    total = sum(m.weight * scores[n].value for n, m in metrics.items() if m.weight)
+    return {"reward": total, "reason": None}
+
+
+def summarise(
+    reply: str, samples: list[SampleScore], metrics: Mapping[str, WeightedMetric]
+) -> CandidateReward:
+    rewards = [s.reward for s in samples if s.reward is not None]
+    means = {}
+    for name in metrics:
+        values = [s.scores[name].value for s in samples if s.scores[name].scored]
+        means[name] = statistics.fmean(values) if values else None
+    stderr = statistics.stdev(rewards) / math.sqrt(len(rewards)) if len(rewards) > 1 else None
+    return CandidateReward(
+        reply=reply,
+        mr=statistics.fmean(rewards) if rewards else None,
+        metric_means=means,
+        samples=samples,
+        stderr=stderr,
+        unscored=len(samples) - len(rewards),
+    )

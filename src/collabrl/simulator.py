@@ -1,0 +1,164 @@
+"""The user simulator: an LLM that plays a person with a hidden goal.
+
+The simulator is shown the task, the full request the user holds back (``Task.intent``), and the
+conversation so far in the role-flipped view (``Conversation.for_user_simulator``): its own past
+messages as ``assistant``, the policy's as ``user``. It answers with a JSON object holding a
+private thought, the visible message and a ``terminate`` flag, parsed tolerantly (fenced blocks,
+prose around the object) with a bounded re-ask. Termination comes back as a flag, never as text
+in the transcript. Health flags catch the classic simulator failures: talking like an assistant,
+pasting the hidden request, saying nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+from collabrl.backends.base import Backend
+from collabrl.backends.errors import BackendError
+from collabrl.prompts import load_prompt, render_prompt
+from collabrl.types import Conversation, GenerationParams, Message, Task, Usage
+
+_ASSISTANT_PHRASES = re.compile(
+    r"\b(as an ai\b|i'?m an ai\b|i(?: would|'d) be (?:happy|glad) to help|how can i (?:help|assist)"
+    r"|here(?:'s| is) (?:a|an|the|your) (?:solution|answer|draft|code|revised)"
+    r"|i hope (?:this|that) helps|feel free to ask|let me know if you (?:need|have|would))",
+    re.IGNORECASE,
+)
+_FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+
+
+class UserTurn(BaseModel):
+    """One simulated user message. ``failure`` is set (and ``message`` empty) when none came."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message: str = ""
+    thought: str = ""
+    terminated: bool = False
+    flags: tuple[str, ...] = ()
+    raw: tuple[str, ...] = ()
+    usage: Usage = Usage()
+    failure: str | None = None
+
+
+def parse_user_reply(text: str) -> tuple[str, str, bool] | None:
+    """(thought, message, terminate) from the simulator's reply, or None if there is no such JSON."""
+    candidates = [m.group(1) for m in _FENCED.finditer(text)] + _brace_spans(text)
+    for candidate in reversed(candidates):
+        try:
+            data = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            terminate = data.get("terminate", False)
+            if isinstance(terminate, str):
+                terminate = terminate.strip().lower() == "true"
+            return str(data.get("thought", "")), data["message"].strip(), bool(terminate)
+    return None
+
+
+def _brace_spans(text: str) -> list[str]:
+    """Every balanced top-level ``{...}`` span, in order (string-aware)."""
+    spans, depth, start, in_string, escaped = [], 0, 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            escaped = ch == "\\" and not escaped
+            if ch == '"' and not escaped:
+                in_string = False
+            continue
+        if ch == '"' and depth:
+            in_string = True
+        elif ch == "{":
+            start = i if depth == 0 else start
+            depth += 1
+        elif ch == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                spans.append(text[start : i + 1])
+    return spans
+
+
+def health_flags(message: str, terminated: bool, intent: str, leak_words: int = 12) -> tuple[str, ...]:
+    """Warning labels for one simulated message: role_inversion, intent_leak, empty."""
+    flags = []
+    if not message.strip() and not terminated:
+        flags.append("empty")
+    if _ASSISTANT_PHRASES.search(message):
+        flags.append("role_inversion")
+    if leaked_words(message, intent) >= min(leak_words, max(6, len(intent.split()))):
+        flags.append("intent_leak")
+    return tuple(flags)
+
+
+def leaked_words(message: str, intent: str) -> int:
+    """Length, in words, of the longest run of consecutive words the message shares with the intent."""
+    a = re.findall(r"\w+", message.lower())
+    b = re.findall(r"\w+", intent.lower())
+    best, previous = 0, [0] * (len(b) + 1)
+    for x in a:
+        current = [0] * (len(b) + 1)
+        for j, y in enumerate(b, start=1):
+            if x == y:
+                current[j] = previous[j - 1] + 1
+                best = max(best, current[j])
+        previous = current
+    return best
+
+
+class UserSimulator:
+    """Produces the next user message for (task, conversation) with a ``user``-role backend."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        params: GenerationParams | None = None,
+        *,
+        max_reasks: int = 2,
+        leak_words: int = 12,
+    ) -> None:
+        self.backend = backend
+        self.params = params or GenerationParams(temperature=1.0, max_tokens=512)
+        self.max_reasks = max_reasks
+        self.leak_words = leak_words
+
+    def prompt(self, task: Task, conversation: Conversation) -> list[Message]:
+        """The simulator's messages: its instructions, then the conversation role-flipped."""
+        system = render_prompt("user_simulator", description=task.description, intent=task.intent)
+        view = list(conversation.for_user_simulator().messages)
+        if view and view[-1].role != "user":
+            raise ValueError("the user simulator speaks after the assistant, not twice in a row")
+        if not view:
+            view = [Message(role="user", content=load_prompt("user_simulator_start").strip())]
+        return [Message(role="system", content=system), *view]
+
+    async def next_turn(
+        self, task: Task, conversation: Conversation, sample_index: int = 0
+    ) -> UserTurn:
+        messages = self.prompt(task, conversation)
+        params = self.params.model_copy(update={"n": 1, "first_sample": sample_index})
+        raw: list[str] = []
+        usage = Usage()
+        for _ in range(self.max_reasks + 1):
+            try:
+                [completion] = await self.backend.generate(messages, params)
+            except BackendError as error:
+                return UserTurn(raw=tuple(raw), usage=usage, failure=f"user_error:{error.reason}")
+            raw.append(completion.text)
+            usage = usage + completion.usage
+            parsed = parse_user_reply(completion.text)
+            if parsed is not None and (parsed[1] or parsed[2]):  # a message, or a goodbye
+                return self._turn(task, parsed, tuple(raw), usage)
+            reask = load_prompt("user_simulator_reask").strip()
+            messages = [*messages, Message(role="assistant", content=completion.text),
+                        Message(role="user", content=reask)]
+        return UserTurn(raw=tuple(raw), usage=usage, failure="user_unparsable")
+
+    def _turn(self, task: Task, parsed, raw: tuple[str, ...], usage: Usage) -> UserTurn:
+        thought, message, terminated = parsed
+        flags = health_flags(message, terminated, task.intent, self.leak_words)
+        return UserTurn(message=message, thought=thought, terminated=terminated, flags=flags,
+                        raw=raw, usage=usage)
+
