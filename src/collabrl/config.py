@@ -113,6 +113,56 @@ class CacheConfig(_Strict):
     path: Path = Path(".collabrl/cache.sqlite")
 
 
+class SimulatorConfig(_Strict):
+    """The simulated user."""
+
+    role: str = Field(default="user", description="role whose backend plays the user")
+    max_reasks: int = Field(default=2, ge=0, description="re-asks after an unparsable reply")
+    leak_words: int = Field(default=12, ge=1, description="shared words that flag intent leakage")
+
+
+class AssistantConfig(_Strict):
+    """The assistant being simulated or trained."""
+
+    role: str = Field(default="policy", description="role whose backend writes assistant turns")
+    system_prompt: str | None = Field(default=None, description="sent before every conversation")
+
+
+class MetricSpec(_Strict):
+    """One metric of the reward: its name, weight in R*, and metric-specific options."""
+
+    name: str
+    weight: float = 1.0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _paper_metrics() -> list[MetricSpec]:
+    return [
+        MetricSpec(name="interactivity", weight=1.0),
+        MetricSpec(name="token_efficiency", weight=1.0, options={"form": "penalty", "lam": 5e-4}),
+    ]
+
+
+class RewardConfig(_Strict):
+    """The multiturn-aware reward: S futures of w turn pairs, scored by weighted metrics."""
+
+    samples: int = Field(default=3, ge=1, description="S: futures sampled per candidate")
+    window: int = Field(default=2, ge=0, description="w: turn pairs (user, assistant) per future")
+    future_assistant_role: str = Field(
+        default="policy", description="role that writes assistant turns inside futures"
+    )
+    metrics: list[MetricSpec] = Field(default_factory=_paper_metrics)
+
+
+class SimulateConfig(_Strict):
+    """``collabrl simulate``: whole conversations between the assistant and the user."""
+
+    tasks: Path | None = Field(default=None, description="JSONL task file")
+    limit: int | None = Field(default=None, ge=1, description="use only the first N tasks")
+    max_turns: int = Field(default=7, ge=1, description="assistant turns per conversation")
+    output: Path = Path("runs/simulate/conversations.jsonl")
+
+
 class Config(_Strict):
     """The root of every collabrl config file."""
 
@@ -120,6 +170,10 @@ class Config(_Strict):
         default_factory=dict, description="role name (policy, user, judge, ...) -> backend"
     )
     cache: CacheConfig = CacheConfig()
+    user: SimulatorConfig = SimulatorConfig()
+    assistant: AssistantConfig = AssistantConfig()
+    reward: RewardConfig = RewardConfig()
+    simulate: SimulateConfig = SimulateConfig()
 
     @model_validator(mode="after")
     def _role_names(self) -> Config:
