@@ -1,0 +1,181 @@
+"""Any OpenAI-compatible chat endpoint as a Backend: OpenAI, vLLM, SGLang, Ollama, llama.cpp, TGI.
+
+Each sample request is ONE attempt through the official ``openai`` client with its own retries
+off (``max_retries=0``): retries, backoff, rate and concurrency limits, deadlines and caching are
+wrappers around every backend, and they need each failure reported once, as a typed error of
+``collabrl.backends.errors``. Hence the translation here: 429 -> RateLimitedError (with the
+server's Retry-After / retry-after-ms), ``insufficient_quota`` -> QuotaExceededError,
+400/401/403/404/422 -> RequestRejectedError, 408/409/5xx, resets, cut or unreadable bodies ->
+TransientError, no answer within ``retry.attempt_timeout_s`` -> AttemptTimeoutError (the SDK
+timeout bounds each read; an outer bound caps the whole attempt). Messages name the status,
+model and base URL, never the key (and never request headers).
+
+The API key is read at call time from the environment variable named by ``api_key_env``, so a
+rotated key is picked up without a restart. Local servers (loopback or private-network
+addresses, ``localhost``) usually need no key: if the variable is unset there, the placeholder
+``"EMPTY"`` is sent (vLLM's convention) instead of failing.
+
+``n`` samples: servers that ignore ``n`` (llama.cpp) return one choice; the missing samples
+are requested in parallel with ``n=1``, seeded with ``params.sample_seed(i)`` when a seed is set,
+so a call always returns exactly ``n`` completions. Once a server is seen ignoring ``n``, later
+calls send the ``n`` single-sample requests at once.
+
+Usage: per HTTP response, its prompt tokens go on the first completion it produced and its
+completion tokens are split evenly across its choices (remainder to the first ones), so the
+sums over the completions equal what the server billed.
+
+Error translation, key handling and parallel fan-out are shared with the Anthropic backend in
+``collabrl.backends.http_api``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+import openai
+
+from collabrl.backends.errors import TransientError
+from collabrl.backends.http_api import (
+    backend_error,
+    gather_or_cancel,
+    public_url,
+    resolve_api_key,
+    split_evenly,
+)
+from collabrl.config import OpenAIBackendConfig
+from collabrl.types import Completion, FinishReason, GenerationParams, Message, Usage
+
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_T = TypeVar("_T")
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "eos": "stop",
+    "eos_token": "stop",  # TGI
+    "stop_sequence": "stop",  # TGI
+    "tool_calls": "stop",
+    "function_call": "stop",
+    "length": "length",
+    "content_filter": "refusal",
+}
+
+
+class OpenAICompatBackend:
+    """A Backend for an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    def __init__(self, config: OpenAIBackendConfig) -> None:
+        self.config = config
+        self._base_url = public_url(config.base_url or OPENAI_DEFAULT_BASE_URL)
+        self._where = f"model {config.model!r} at {self._base_url}"
+        self._timeout = config.retry.attempt_timeout_s
+        self._server_ignores_n = False
+        self._client = openai.AsyncOpenAI(
+            api_key=self._api_key,  # an async callable: the SDK asks for the key per request
+            base_url=config.base_url or OPENAI_DEFAULT_BASE_URL,
+            max_retries=0,
+            timeout=self._timeout,
+        )
+
+    async def _api_key(self) -> str:
+        return resolve_api_key(self.config.api_key_env, self.config.base_url, self._where)
+
+    async def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> list[Completion]:
+        if self._server_ignores_n and params.n > 1:
+            return await self._one_by_one(messages, params, range(params.n))
+        response = await self._request(messages, params, params.n, params.sample_seed(0))
+        completions = self._completions(response)[: params.n]
+        if len(completions) < params.n:
+            self._server_ignores_n = True
+            missing = range(len(completions), params.n)
+            completions += await self._one_by_one(messages, params, missing)
+        return completions
+
+    async def _one_by_one(
+        self, messages: Sequence[Message], params: GenerationParams, indices: Iterable[int]
+    ) -> list[Completion]:
+        """Samples ``indices`` as parallel ``n=1`` requests, each seeded by its index."""
+        responses = await gather_or_cancel(
+            self._request(messages, params, 1, params.sample_seed(i)) for i in indices
+        )
+        return [self._completions(r)[0] for r in responses]
+
+    async def _request(
+        self, messages: Sequence[Message], params: GenerationParams, n: int, seed: int | None
+    ) -> Any:
+        kwargs: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [m.to_openai() for m in messages],
+            "n": n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+        }
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        if seed is not None:
+            kwargs["seed"] = seed
+        if self.config.extra_body:
+            kwargs["extra_body"] = dict(self.config.extra_body)
+        try:
+            return await asyncio.wait_for(
+                self._client.chat.completions.create(**kwargs), self._timeout
+            )
+        except (openai.APIError, asyncio.TimeoutError, json.JSONDecodeError) as error:
+            raise backend_error(error, openai, self._where) from None
+
+    def _completions(self, response: Any) -> list[Completion]:
+        """The response's choices as Completions, in index order, with usage shares."""
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise TransientError(f"invalid response from {self._where}: no choices")
+        choices = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
+        usage = getattr(response, "usage", None)
+        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
+        shares = split_evenly(getattr(usage, "completion_tokens", 0) or 0, len(choices))
+        completions = []
+        for i, (choice, share) in enumerate(zip(choices, shares)):
+            message = getattr(choice, "message", None)
+            if message is None:
+                raise TransientError(
+                    f"invalid response from {self._where}: a choice has no message"
+                )
+            refusal = getattr(message, "refusal", None)
+            completions.append(
+                Completion(
+                    text=getattr(message, "content", None) or refusal or "",
+                    finish_reason=openai_finish_reason(
+                        getattr(choice, "finish_reason", None), refusal
+                    ),
+                    usage=Usage(
+                        prompt_tokens=prompt_tokens if i == 0 else 0, completion_tokens=share
+                    ),
+                )
+            )
+        return completions
+
+    def identity(self) -> dict[str, str]:
+        return {"kind": "openai", "model": self.config.model, "base_url": self._base_url}
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAICompatBackend(model={self.config.model!r}, base_url={self._base_url!r}, "
+            f"api_key_env={self.config.api_key_env!r})"
+        )
+
+
+def openai_finish_reason(raw: str | None, refusal: str | None = None) -> FinishReason:
+    """Normalise an OpenAI-style finish reason; a non-empty ``refusal`` wins."""
+    if refusal:
+        return "refusal"
+    return _FINISH_REASONS.get(raw or "", "incomplete")
+
+
