@@ -1,0 +1,7 @@
+"""``python -m collabrl``: the same as the ``collabrl`` command."""
+
+import sys
+
+from collabrl.cli import main
+
+sys.exit(main())
