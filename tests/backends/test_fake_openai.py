@@ -219,3 +219,23 @@ def test_runs_as_a_subprocess():
         process.kill()
         process.wait(timeout=5)
         process.stdout.close()
+
+
+def test_server_process_plays_every_role_and_counts_requests():
+    import json as _json
+
+    import openai
+
+    from collabrl.testing.fake_server_process import FakeServerProcess
+
+    with FakeServerProcess(roleplay=True) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
+        sim = client.chat.completions.create(model="m", messages=[
+            {"role": "system", "content": "<<<REQUEST\nhidden\nREQUEST>>>"},
+            {"role": "user", "content": "start"}])
+        assert _json.loads(sim.choices[0].message.content)["terminate"] is False
+        judge = client.chat.completions.create(model="m", messages=[
+            {"role": "user", "content": "rate it\nGRADE: <3|2|1>"}])
+        assert judge.choices[0].message.content.endswith("GRADE: 3")
+        assert server.request_count == 2
+    assert server.process.poll() is not None

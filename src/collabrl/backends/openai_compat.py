@@ -31,7 +31,9 @@ Error translation, key handling and parallel fan-out are shared with the Anthrop
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -49,6 +51,7 @@ from collabrl.config import OpenAIBackendConfig
 from collabrl.types import Completion, FinishReason, GenerationParams, Message, Usage
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+CONNECTIONS_PER_CLIENT = 16
 
 _T = TypeVar("_T")
 
@@ -73,12 +76,20 @@ class OpenAICompatBackend:
         self._where = f"model {config.model!r} at {self._base_url}"
         self._timeout = config.retry.attempt_timeout_s
         self._server_ignores_n = False
-        self._client = openai.AsyncOpenAI(
-            api_key=self._api_key,  # an async callable: the SDK asks for the key per request
-            base_url=config.base_url or OPENAI_DEFAULT_BASE_URL,
-            max_retries=0,
-            timeout=self._timeout,
-        )
+        # The HTTP client's connection pool scans every connection for each request it places,
+        # so one pool for hundreds of concurrent requests costs quadratic CPU; a few smaller
+        # pools, used in turn, keep that cost flat.
+        shards = math.ceil(config.max_concurrency / CONNECTIONS_PER_CLIENT)
+        self._clients = [
+            openai.AsyncOpenAI(
+                api_key=self._api_key,  # an async callable: the SDK asks for the key per request
+                base_url=config.base_url or OPENAI_DEFAULT_BASE_URL,
+                max_retries=0,
+                timeout=self._timeout,
+            )
+            for _ in range(shards)
+        ]
+        self._next_client = itertools.cycle(self._clients)
 
     async def _api_key(self) -> str:
         return resolve_api_key(self.config.api_key_env, self.config.base_url, self._where)
@@ -108,7 +119,7 @@ class OpenAICompatBackend:
     async def _request(
         self, messages: Sequence[Message], params: GenerationParams, n: int, seed: int | None
     ) -> Any:
-        kwargs: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [m.to_openai() for m in messages],
             "n": n,
@@ -117,41 +128,41 @@ class OpenAICompatBackend:
             "max_tokens": params.max_tokens,
         }
         if params.stop:
-            kwargs["stop"] = list(params.stop)
+            body["stop"] = list(params.stop)
         if seed is not None:
-            kwargs["seed"] = seed
-        if self.config.extra_body:
-            kwargs["extra_body"] = dict(self.config.extra_body)
+            body["seed"] = seed
+        body.update(self.config.extra_body)
         try:
-            return await asyncio.wait_for(
-                self._client.chat.completions.create(**kwargs), self._timeout
+            # The documented low-level call: the body goes out as JSON as it is. ``create()`` would
+            # first walk every message through the SDK's type transforms and build pydantic models
+            # for the answer, which costs more CPU than the rest of a simulation step put together.
+            text = await asyncio.wait_for(
+                next(self._next_client).post("/chat/completions", body=body, cast_to=str),
+                self._timeout,
             )
+            return json.loads(text)
         except (openai.APIError, asyncio.TimeoutError, json.JSONDecodeError) as error:
             raise backend_error(error, openai, self._where) from None
 
     def _completions(self, response: Any) -> list[Completion]:
         """The response's choices as Completions, in index order, with usage shares."""
-        choices = getattr(response, "choices", None)
-        if not isinstance(choices, list) or not choices:
+        choices = response.get("choices") if isinstance(response, dict) else None
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
             raise TransientError(f"invalid response from {self._where}: no choices")
-        choices = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
-        usage = getattr(response, "usage", None)
-        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-        shares = split_evenly(getattr(usage, "completion_tokens", 0) or 0, len(choices))
+        choices = sorted(choices, key=lambda c: c.get("index") or 0)
+        usage = response.get("usage") or {}
+        prompt_tokens = usage.get("prompt_tokens") or 0
+        shares = split_evenly(usage.get("completion_tokens") or 0, len(choices))
         completions = []
         for i, (choice, share) in enumerate(zip(choices, shares)):
-            message = getattr(choice, "message", None)
-            if message is None:
-                raise TransientError(
-                    f"invalid response from {self._where}: a choice has no message"
-                )
-            refusal = getattr(message, "refusal", None)
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                raise TransientError(f"invalid response from {self._where}: a choice has no message")
+            refusal = message.get("refusal")
             completions.append(
                 Completion(
-                    text=getattr(message, "content", None) or refusal or "",
-                    finish_reason=openai_finish_reason(
-                        getattr(choice, "finish_reason", None), refusal
-                    ),
+                    text=message.get("content") or refusal or "",
+                    finish_reason=openai_finish_reason(choice.get("finish_reason"), refusal),
                     usage=Usage(
                         prompt_tokens=prompt_tokens if i == 0 else 0, completion_tokens=share
                     ),
@@ -163,7 +174,8 @@ class OpenAICompatBackend:
         return {"kind": "openai", "model": self.config.model, "base_url": self._base_url}
 
     async def aclose(self) -> None:
-        await self._client.close()
+        for client in self._clients:
+            await client.close()
 
     def __repr__(self) -> str:
         return (

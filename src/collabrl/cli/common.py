@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rich.console import Console
 
 from collabrl.config import Config, load_config
 
-console = Console()
+# Outside a terminal (logs, CI) rich would assume 80 columns and squeeze the tables.
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from collabrl.testing.roleplay import fake_server_reply
+
 AUTO = "auto"  # Behaviour.finish_reason default: computed from the reply (stop / length)
 
 
@@ -536,9 +538,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ignore-n", action="store_true", help="one choice per request")
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--script", default="[]", help='JSON list, e.g. \'[429, "reset", "ok"]\'')
+    parser.add_argument("--roleplay", action="store_true",
+                        help="answer collabrl's prompts in role (see collabrl.testing.roleplay)")
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(
         script=json.loads(args.script),
+        reply_fn=fake_server_reply if args.roleplay else None,
         latency=args.latency,
         ignore_n=args.ignore_n,
         model=args.model,

@@ -1,0 +1,129 @@
+"""``collabrl simulate`` (whole conversations for a task file) and ``collabrl reward`` (MR of
+candidate replies to one conversation prefix)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from collabrl.aio import map_bounded
+from collabrl.backends.stack import Roles
+from collabrl.cli.common import add_config_args, console, load
+from collabrl.components import build_assistant, build_reward, build_simulator
+from collabrl.config import Config, ConfigError
+from collabrl.records import JsonlAppender, file_manifest, read_jsonl, write_manifest
+from collabrl.reward import CandidateReward
+from collabrl.rollout import run_conversation
+from collabrl.tasks.base import load_task_file
+from collabrl.types import Conversation, Message, Task
+
+CONVERSATIONS_IN_FLIGHT = 64
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+async def simulate(config: Config) -> int:
+    if config.simulate.tasks is None:
+        raise ConfigError("simulate.tasks is not set: give a JSONL task file")
+    tasks = load_task_file(config.simulate.tasks, config.simulate.limit)
+    output = config.simulate.output
+    finished = {row["task_id"] for row in read_jsonl(output)} if output.exists() else set()
+    todo = [t for t in tasks if t.id not in finished]
+    ended: Counter[str] = Counter()
+    async with Roles(config) as roles:
+        user, assistant = build_simulator(config, roles), build_assistant(config, roles)
+        with JsonlAppender(output) as out, progress_bar() as progress:
+            bar = progress.add_task("conversations", total=len(tasks), completed=len(finished))
+
+            async def one(task: Task) -> None:
+                run = await run_conversation(task, assistant, user, config.simulate.max_turns)
+                out.append({"task_id": task.id, **run.model_dump(mode="json")})
+                ended[run.ended] += 1
+                progress.advance(bar)
+
+            await map_bounded(one, todo, CONVERSATIONS_IN_FLIGHT)
+        write_manifest(output.parent, [file_manifest(output)], command="simulate")
+        console.print(f"{len(todo)} conversations simulated ({len(finished)} already done): "
+                      + ", ".join(f"{k}={v}" for k, v in sorted(ended.items())))
+        console.print(f"written to {output}")
+        console.print(roles.meter.table())
+    return 0
+
+
+class RewardRequest(BaseModel):
+    """A ``--conversation`` file: the task, the prefix (ending with a user turn), candidates."""
+
+    task: Task
+    conversation: list[Message]
+    candidates: list[str] = []
+
+
+def read_reward_request(path: Path) -> RewardRequest:
+    try:
+        return RewardRequest.model_validate(json.loads(path.read_text()))
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    except (json.JSONDecodeError, ValidationError) as e:
+        raise ConfigError(f"{path} is not a valid reward request: {e}") from None
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def reward_table(results: list[CandidateReward]) -> Table:
+    names = list(results[0].metric_means) if results else []
+    table = Table(title="Multiturn-aware reward per candidate")
+    table.add_column("#", justify="right")
+    table.add_column("reply", max_width=40, no_wrap=True, overflow="ellipsis")
+    for column in ("MR", "± s.e.", *names, "unscored"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for i, r in enumerate(results):
+        table.add_row(str(i), r.reply.replace("\n", " "), _fmt(r.mr), _fmt(r.stderr),
+                      *(_fmt(r.metric_means[n]) for n in names), f"{r.unscored}/{len(r.samples)}")
+    return table
+
+
+async def score_candidates(config: Config, request: RewardRequest, k: int, output: Path | None) -> int:
+    prefix = Conversation(messages=tuple(request.conversation))
+    async with Roles(config) as roles:
+        candidates = request.candidates
+        if not candidates:
+            replies = await build_assistant(config, roles).reply(prefix, n=k)
+            candidates = [c.text for c in replies]
+        try:
+            results = await build_reward(config, roles).score(request.task, prefix, candidates)
+        except ValueError as error:  # e.g. the prefix does not end with a user turn
+            raise ConfigError(str(error)) from None
+        console.print(reward_table(results))
+        console.print(roles.meter.table())
+    if output is not None:
+        output.write_text(json.dumps([r.model_dump(mode="json") for r in results], indent=1))
+        console.print(f"details (futures, scores, judge texts) written to {output}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    sim = commands.add_parser("simulate", help="conversations between the assistant and the user simulator")
+    add_config_args(sim)
+    sim.set_defaults(func=lambda args: asyncio.run(simulate(load(args))))
+
+    rew = commands.add_parser("reward", help="multiturn-aware reward of candidate replies")
+    add_config_args(rew)
+    rew.add_argument("--conversation", required=True, type=Path,
+                     help="JSON file: {task, conversation (ends with a user turn), candidates?}")
+    rew.add_argument("--candidates", type=int, default=3,
+                     help="replies to sample from the assistant when the file has none")
+    rew.add_argument("--output", type=Path, help="write every candidate's futures and scores here")
+    rew.set_defaults(func=lambda args: asyncio.run(score_candidates(
+        load(args), read_reward_request(args.conversation), args.candidates, args.output)))

@@ -1,0 +1,40 @@
+"""Canned replies for every role of a simulation, recognised from the prompt they answer.
+
+Benchmarks and tests that run the whole method against a fake server need each request to get
+a reply of the right shape: the user simulator a JSON turn, the interactivity judge a grade line,
+the extractor an artifact block, the policy an answer. ``roleplay_reply`` tells them apart from
+the prompt text alone (collabrl's own templates), so one server can play every role.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _text(messages: Sequence[Mapping[str, Any]]) -> str:
+    return "\n".join(str(m.get("content", "")) for m in messages)
+
+
+def roleplay_reply(messages: Sequence[Mapping[str, Any]], index: int = 0) -> str:
+    """A reply suited to whichever collabrl prompt ``messages`` is."""
+    text = _text(messages)
+    if "<<<REQUEST" in text:  # the user simulator's instructions
+        turns = sum(1 for m in messages if m.get("role") == "assistant")
+        message = "hi, I need help with a problem" if turns == 0 else f"more detail, take {index}"
+        return json.dumps({"thought": "t", "message": message, "terminate": False})
+    if "<<<ARTIFACT>>>" in text:
+        return "<<<ARTIFACT>>>\n42\n<<<END ARTIFACT>>>"
+    if "GRADE:" in text:
+        return "The assistant engaged well.\nGRADE: 3"
+    return f"Could you say more about what you need? (draft {index})"
+
+
+def fake_server_reply(request: Any, index: int) -> str:
+    """``roleplay_reply`` for ``FakeOpenAIServer(reply_fn=...)``.
+
+    Like a real server sampling at temperature > 0, every request gets a different draw (here
+    numbered by the server's request sequence), so sampled futures really differ.
+    """
+    return roleplay_reply(request.messages, request.seq * 1000 + index)

@@ -1,0 +1,100 @@
+"""`collabrl simulate` and `collabrl reward` on the scripted config, as a user runs them."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from collabrl.cli import main
+from collabrl.records import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    for folder in ("configs", "examples"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_simulate_writes_one_record_per_task_and_resumes(workdir, capsys):
+    assert main(["simulate", "--config", "configs/scripted.yaml"]) == 0
+    output = workdir / "runs/scripted/conversations.jsonl"
+    records = list(read_jsonl(output))
+    assert sorted(r["task_id"] for r in records) == ["email-landlord", "math-apples", "poem-autumn"]
+    for r in records:
+        assert r["ended"] == "user_terminated"
+        roles = [m["role"] for m in r["conversation"]["messages"]]
+        assert roles == ["user", "assistant", "user", "assistant"]
+    manifest = json.loads((output.parent / "manifest.json").read_text())
+    assert manifest["files"][0]["rows"] == 3
+    capsys.readouterr()
+    # A rerun finds every task done: nothing is simulated or appended again.
+    assert main(["simulate", "--config", "configs/scripted.yaml"]) == 0
+    assert "0 conversations simulated (3 already done)" in capsys.readouterr().out
+    assert len(list(read_jsonl(output))) == 3
+
+
+def test_simulate_limit_and_missing_tasks(workdir, capsys):
+    assert main(["simulate", "--config", "configs/scripted.yaml", "simulate.limit=1",
+                 "simulate.output=runs/one.jsonl"]) == 0
+    assert len(list(read_jsonl(workdir / "runs/one.jsonl"))) == 1
+    assert main(["simulate", "--config", "configs/scripted.yaml", "simulate.tasks=nope.jsonl"]) == 2
+    assert "nope.jsonl does not exist" in capsys.readouterr().out
+
+
+def test_reward_scores_candidates_and_writes_details(workdir, capsys):
+    out = workdir / "reward.json"
+    assert main(["reward", "--config", "configs/scripted.yaml",
+                 "--conversation", "examples/reward_request.json", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Multiturn-aware reward" in printed and "Model usage" in printed
+    results = json.loads(out.read_text())
+    assert [r["reply"][:5] for r in results] == ["Sure!", "The a"]
+    for r in results:
+        assert len(r["samples"]) == 3 and r["unscored"] == 0
+        # interactivity 1 (GRADE: 3) + accuracy 1 (27 extracted) + a small token penalty
+        assert 1.9 < r["mr"] < 2.0
+        assert r["metric_means"]["interactivity"] == 1.0
+        future = r["samples"][0]["future"]["conversation"]["messages"]
+        assert future[1]["role"] == "assistant" and len(future) >= 3
+
+
+def test_reward_samples_candidates_when_none_given(workdir, capsys):
+    request = json.loads((workdir / "examples/reward_request.json").read_text())
+    del request["candidates"]
+    path = workdir / "no_candidates.json"
+    path.write_text(json.dumps(request))
+    assert main(["reward", "--config", "configs/scripted.yaml", "--conversation", str(path),
+                 "--candidates", "2"]) == 0
+    assert capsys.readouterr().out.count("Could you tell me") == 2
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("reward.metrics=[{name: nosuch}]", "unknown metric 'nosuch'"),
+        ("reward.metrics=[{name: bleu, options: {colour: red}}]", "unknown option 'colour'"),
+        ("reward.metrics=[{name: bleu}, {name: bleu}]", "twice"),
+        ("reward.metrics=[{name: bleu, weight: 0}]", "at least one metric with a weight"),
+    ],
+)
+def test_reward_config_errors_are_clear(workdir, capsys, override, message):
+    code = main(["reward", "--config", "configs/scripted.yaml",
+                 "--conversation", "examples/reward_request.json", override])
+    assert code == 2 and message in capsys.readouterr().out
+
+
+def test_reward_request_errors_are_clear(workdir, capsys):
+    bad = workdir / "bad.json"
+    bad.write_text('{"task": {"id": "x"}}')
+    assert main(["reward", "--config", "configs/scripted.yaml", "--conversation", str(bad)]) == 2
+    assert "not a valid reward request" in capsys.readouterr().out
+    request = json.loads((workdir / "examples/reward_request.json").read_text())
+    request["conversation"].append({"role": "assistant", "content": "hi"})
+    bad.write_text(json.dumps(request))
+    assert main(["reward", "--config", "configs/scripted.yaml", "--conversation", str(bad)]) == 2
+    assert "ends with a user message" in capsys.readouterr().out
