@@ -30,7 +30,8 @@ def _collabrl_commands():
 
 @pytest.fixture
 def project_copy(tmp_path, monkeypatch):
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    for folder in ("configs", "examples"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
