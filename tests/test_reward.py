@@ -120,3 +120,25 @@ async def test_prefix_must_end_with_user_and_weights_needed():
         await mr.score(TASK, Conversation.of(("user", "a"), ("assistant", "b")), ["x"])
     with pytest.raises(ValueError):
         reward({"idx": WeightedMetric(SampleIndexMetric("idx"), 0.0)})
+
+
+class DocumentOnly(SampleIndexMetric):
+    artifact = "document"
+
+
+async def test_task_metrics_for_other_artifacts_are_skipped_not_unscored():
+    doc_metric = DocumentOnly("bleu")
+    mr = reward({"idx": WeightedMetric(SampleIndexMetric("idx"), 1.0),
+                 "bleu": WeightedMetric(doc_metric, 5.0)})
+    [c] = await mr.score(TASK, PREFIX, ["x"])  # TASK.artifact is "none"
+    assert c.mr == pytest.approx(0.1) and doc_metric.calls == 0
+    assert "bleu" not in c.metric_means and c.unscored == 0
+    doc_task = TASK.model_copy(update={"artifact": "document"})
+    [d] = await mr.score(doc_task, PREFIX, ["x"])
+    assert d.mr == pytest.approx(6 * 0.1) and doc_metric.calls == 3
+
+
+async def test_no_applicable_weighted_metric_is_unscored():
+    mr = reward({"bleu": WeightedMetric(DocumentOnly("bleu"), 1.0)})
+    [c] = await mr.score(TASK, PREFIX, ["x"])
+    assert c.mr is None and c.samples[0].reason == "no weighted metric applies to this task"

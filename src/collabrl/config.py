@@ -163,6 +163,44 @@ class SimulateConfig(_Strict):
     output: Path = Path("runs/simulate/conversations.jsonl")
 
 
+class GenerateConfig(_Strict):
+    """``collabrl generate``: the data engine that builds scored multi-turn conversations."""
+
+    tasks: Path | None = Field(default=None, description="JSONL task file")
+    task_set: str | None = Field(default=None, description="a named task set, e.g. math-chat")
+    split: Literal["train", "test"] | None = Field(default="train", description="task-set split")
+    limit: int | None = Field(default=None, ge=1, description="use only the first N tasks")
+    candidates: int = Field(default=3, ge=1, description="k: replies sampled per assistant turn")
+    proactive_share: float = Field(
+        default=1 / 3, ge=0, le=1, description="share of candidates sampled with the proactive prompt"
+    )
+    max_turns: int = Field(default=7, ge=1, description="assistant turns per conversation")
+    conversations_in_flight: int = Field(default=64, ge=1, description="conversations at once")
+    keep_futures: bool = Field(default=True, description="store sampled futures in turn records")
+    max_failure_rate: float = Field(
+        default=0.2, ge=0, le=1, description="stop when this share of conversations failed"
+    )
+    min_conversations_for_failure_rate: int = Field(default=20, ge=1)
+    output_dir: Path = Path("runs/generate")
+
+    @model_validator(mode="after")
+    def _one_task_source(self) -> GenerateConfig:
+        if self.tasks is not None and self.task_set is not None:
+            raise ValueError("give either tasks (a file) or task_set (a name), not both")
+        return self
+
+
+class ExportConfig(_Strict):
+    """``collabrl export``: DPO pairs and SFT rows from the data engine's output."""
+
+    input_dir: Path = Field(default=Path("runs/generate"), description="a generate output_dir")
+    output_dir: Path = Path("runs/export")
+    min_gap: float = Field(default=0.02, ge=0, description="keep pairs with MR gap >= this")
+    eval_fraction: float = Field(default=0.1, ge=0, lt=1, description="share of conversations held out")
+    save_dataset: bool = Field(default=True, description="also write datasets.save_to_disk folders")
+    push_to_hub: str | None = Field(default=None, description="optional hub repo id to push to")
+
+
 class Config(_Strict):
     """The root of every collabrl config file."""
 
@@ -174,6 +212,8 @@ class Config(_Strict):
     assistant: AssistantConfig = AssistantConfig()
     reward: RewardConfig = RewardConfig()
     simulate: SimulateConfig = SimulateConfig()
+    generate: GenerateConfig = GenerateConfig()
+    export: ExportConfig = ExportConfig()
 
     @model_validator(mode="after")
     def _role_names(self) -> Config:

@@ -5,7 +5,8 @@ futures of w more turn pairs; each future is scored by weighted metrics, R* = su
 MR is the mean of R* over the futures that could be scored. A future whose rollout failed, or in
 which any weighted metric is unscored, is excluded (and counted), never scored 0; a candidate
 with no scored future is itself unscored. Candidates, futures and metrics all run concurrently;
-each future is scored as soon as it is complete.
+each future is scored as soon as it is complete. Task metrics that compare another kind of
+artifact than the task's (accuracy on a writing task) are skipped for it, not unscored.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from collabrl.metrics.base import Metric
+from collabrl.metrics.base import Metric, applies_to
 from collabrl.rollout import ForwardSampler, Rollout
 from collabrl.types import Conversation, Score, Task
 
@@ -90,18 +91,21 @@ class MultiturnReward:
         future = await self.sampler.sample_one(task, conversation, index)
         if future.failed:
             reason = future.error or future.ended
-            scores = {name: Score.unscored(f"future_failed:{reason}") for name in self.metrics}
+            scores = {n: Score.unscored(f"future_failed:{reason}") for n, m in self.metrics.items()
+                      if applies_to(m.metric, task)}
             return SampleScore(future=future, scores=scores, reward=None, reason=reason)
-        names = list(self.metrics)
+        metrics = {n: m for n, m in self.metrics.items() if applies_to(m.metric, task)}
         values = await asyncio.gather(
-            *(self.metrics[n].metric(future.conversation, task) for n in names)
+            *(m.metric(future.conversation, task) for m in metrics.values())
         )
-        scores = dict(zip(names, values))
-        return SampleScore(future=future, scores=scores, **combine(scores, self.metrics))
+        scores = dict(zip(metrics, values))
+        return SampleScore(future=future, scores=scores, **combine(scores, metrics))
 
 
 def combine(scores: Mapping[str, Score], metrics: Mapping[str, WeightedMetric]) -> dict:
     """R* = sum(weight * value) over weighted metrics, or None with the unscored metrics named."""
+    if not any(m.weight for m in metrics.values()):
+        return {"reward": None, "reason": "no weighted metric applies to this task"}
     missing = [n for n, m in metrics.items() if m.weight and not scores[n].scored]
     if missing:
         reasons = ", ".join(f"{n}={scores[n].reason}" for n in missing)
@@ -116,8 +120,9 @@ def summarise(
     rewards = [s.reward for s in samples if s.reward is not None]
     means = {}
     for name in metrics:
-        values = [s.scores[name].value for s in samples if s.scores[name].scored]
-        means[name] = statistics.fmean(values) if values else None
+        values = [s.scores[name].value for s in samples if name in s.scores and s.scores[name].scored]
+        if any(name in s.scores for s in samples):
+            means[name] = statistics.fmean(values) if values else None
     stderr = statistics.stdev(rewards) / math.sqrt(len(rewards)) if len(rewards) > 1 else None
     return CandidateReward(
         reply=reply,

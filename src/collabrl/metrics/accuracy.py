@@ -48,6 +48,7 @@ class AnswerAccuracy:
     """1.0 when the extracted final answer equals ``task.reference``, else 0.0."""
 
     name = "accuracy"
+    artifact = "answer"
 
     def __init__(
         self, extractor: ArtifactExtractor, judge_backend: Backend | None = None,

@@ -18,3 +18,11 @@ class Metric(Protocol):
     name: str
 
     async def __call__(self, conversation: Conversation, task: Task) -> Score: ...
+
+
+def applies_to(metric: Metric, task: Task) -> bool:
+    """Whether ``metric`` scores ``task``. A task metric (accuracy, BLEU, pass rate) declares the
+    artifact kind it compares in an ``artifact`` attribute and is skipped for other tasks, so
+    one reward config serves mixed task sets; metrics without it apply to every task."""
+    kind = getattr(metric, "artifact", None)
+    return kind is None or kind == task.artifact

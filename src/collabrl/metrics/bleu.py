@@ -48,6 +48,7 @@ class Bleu:
     """Word-level sentence BLEU of the final document against ``task.reference``."""
 
     name = "bleu"
+    artifact = "document"
     _score = staticmethod(word_bleu)
 
     def __init__(self, extractor: ArtifactExtractor) -> None:

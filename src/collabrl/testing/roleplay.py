@@ -22,7 +22,8 @@ def roleplay_reply(messages: Sequence[Mapping[str, Any]], index: int = 0) -> str
     text = _text(messages)
     if "<<<REQUEST" in text:  # the user simulator's instructions
         turns = sum(1 for m in messages if m.get("role") == "assistant")
-        message = "hi, I need help with a problem" if turns == 0 else f"more detail, take {index}"
+        topic = " ".join(text.split("<<<REQUEST", 1)[1].split()[:6])
+        message = f"hi, I need help with: {topic}" if turns == 0 else f"more detail, take {index}"
         return json.dumps({"thought": "t", "message": message, "terminate": False})
     if "<<<ARTIFACT>>>" in text:
         return "<<<ARTIFACT>>>\n42\n<<<END ARTIFACT>>>"
@@ -34,7 +35,10 @@ def roleplay_reply(messages: Sequence[Mapping[str, Any]], index: int = 0) -> str
 def fake_server_reply(request: Any, index: int) -> str:
     """``roleplay_reply`` for ``FakeOpenAIServer(reply_fn=...)``.
 
-    Like a real server sampling at temperature > 0, every request gets a different draw (here
-    numbered by the server's request sequence), so sampled futures really differ.
+    Like a real server sampling at temperature > 0, every request gets a different draw: the one
+    its seed picks when the client sends a seed (reproducible across runs), else one numbered by
+    the server's request sequence, so sampled futures really differ.
     """
-    return roleplay_reply(request.messages, request.seq * 1000 + index)
+    seed = (request.body or {}).get("seed")
+    draw = request.seq if seed is None else seed
+    return roleplay_reply(request.messages, draw * 1000 + index)

@@ -1,0 +1,83 @@
+"""``collabrl generate`` (the data engine) and ``collabrl export`` (DPO pairs, SFT rows)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from collabrl.backends.stack import Roles
+from collabrl.cli.common import add_config_args, console, load
+from collabrl.components import build_assistant, build_reward, build_simulator
+from collabrl.config import Config, ConfigError
+from collabrl.engine import DataEngine, EngineStopped
+from collabrl.export import export
+from collabrl.prompts import load_prompt
+from collabrl.rollout import Policy
+from collabrl.tasks.base import load_task_file
+from collabrl.types import Task
+
+
+def generation_tasks(config: Config) -> list[Task]:
+    cfg = config.generate
+    if cfg.tasks is not None:
+        return load_task_file(cfg.tasks, cfg.limit)
+    if cfg.task_set is not None:
+        from collabrl.tasks.registry import load_task_set
+
+        return load_task_set(cfg.task_set, split=cfg.split, limit=cfg.limit)
+    raise ConfigError("set generate.tasks (a JSONL file) or generate.task_set (a name)")
+
+
+def _status(roles: Roles, engine: DataEngine) -> str:
+    cost = roles.meter.total_cost
+    spent = "-" if cost is None else f"{cost:.4f}"
+    return f"failed {engine.outcomes['failed']}  cost {spent}"
+
+
+async def generate(config: Config) -> int:
+    tasks = generation_tasks(config)
+    async with Roles(config) as roles:
+        policy = build_assistant(config, roles)
+        proactive = Policy(policy.backend, policy.params, system_prompt=load_prompt("proactive"))
+        engine = DataEngine(config.generate, user=build_simulator(config, roles), policy=policy,
+                            proactive=proactive, reward=build_reward(config, roles))
+        columns = (TextColumn("conversations"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+        stopped = None
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("generate", total=len(tasks), status="")
+            try:
+                await engine.run(tasks, config.generate.output_dir, on_done=lambda record:
+                                 progress.update(bar, advance=1, status=_status(roles, engine)))
+            except EngineStopped as error:
+                stopped = error
+        console.print(f"outcomes: {dict(engine.outcomes)}; failure reasons: "
+                      f"{dict(engine.failure_reasons) or 'none'}")
+        console.print(f"records in {config.generate.output_dir}")
+        console.print(roles.meter.table())
+    if stopped is not None:
+        console.print(f"[red]{stopped}[/red]", highlight=False)
+        return 1
+    return 0
+
+
+def run_export(config: Config) -> int:
+    try:
+        report = export(config.export)
+    except FileNotFoundError as error:
+        raise ConfigError(str(error)) from None
+    console.print(json.dumps(report, indent=2))
+    console.print(f"written to {config.export.output_dir}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    gen = commands.add_parser("generate", help="the data engine: scored multi-turn conversations")
+    add_config_args(gen)
+    gen.set_defaults(func=lambda args: asyncio.run(generate(load(args))))
+    exp = commands.add_parser("export", help="DPO pairs and SFT rows from generate's output")
+    add_config_args(exp)
+    exp.set_defaults(func=lambda args: run_export(load(args)))
