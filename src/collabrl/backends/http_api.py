@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import time
 from collections.abc import Awaitable, Iterable, Mapping
@@ -47,6 +48,7 @@ def public_url(url: str) -> str:
 
 
 
+@functools.lru_cache(maxsize=64)
 def is_local_url(url: str | None) -> bool:
     """True for ``localhost`` and loopback, private or link-local IP addresses."""
     host = urlsplit(url).hostname if url else None
