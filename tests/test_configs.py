@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from collabrl.config import load_config
+from collabrl.metrics.registry import METRIC_NAMES
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -20,3 +21,5 @@ def test_config_loads_and_starts_with_its_launch_command(path):
     assert f"--config configs/{path.name}" in first
     config = load_config(path)
     assert config.roles, "a shipped config binds at least one role"
+    for spec in config.reward.metrics:
+        assert spec.name in METRIC_NAMES, f"{path.name}: unknown metric {spec.name}"

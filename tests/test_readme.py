@@ -41,9 +41,10 @@ def test_readme_has_commands_and_snippets():
     assert _blocks("python")
 
 
-@pytest.mark.parametrize("command", _collabrl_commands())
-def test_readme_command_runs(command, project_copy):
-    assert main(shlex.split(command)[1:]) == 0
+def test_readme_commands_run_in_order(project_copy):
+    """One after another in one folder, as a reader would type them (export reads generate's output)."""
+    for command in _collabrl_commands():
+        assert main(shlex.split(command)[1:]) == 0, command
 
 
 @pytest.mark.parametrize("snippet", _blocks("python"))
