@@ -201,6 +201,90 @@ class ExportConfig(_Strict):
     push_to_hub: str | None = Field(default=None, description="optional hub repo id to push to")
 
 
+class LoraSettings(_Strict):
+    """LoRA adapters (PEFT). The paper: r=32, alpha=16, dropout 0.1 (really applied here)."""
+
+    r: int = Field(default=32, ge=1)
+    alpha: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class SFTSettings(_Strict):
+    data: Path = Field(default=Path("runs/export"), description="export output_dir (sft_*.jsonl)")
+    learning_rate: float = 1e-5
+    epochs: float = 3.0
+
+
+class DPOSettings(_Strict):
+    data: Path = Field(default=Path("runs/export"), description="export output_dir (dpo_*.jsonl)")
+    learning_rate: float = 5e-6
+    epochs: float = 8.0
+    beta: float = Field(default=0.1, gt=0)
+    max_prompt_length: int = Field(default=1536, ge=16, description="prompts keep their end")
+
+
+class OnlineDPOSettings(_Strict):
+    prefixes: Path = Field(
+        default=Path("runs/generate"), description="generate output_dir: prefixes to sample from"
+    )
+    init_adapter: Path | None = Field(default=None, description="start from this adapter (offline DPO)")
+    learning_rate: float = 5e-6
+    rounds: int = Field(default=4, ge=1)
+    prefixes_per_round: int = Field(default=32, ge=1)
+    samples_per_prefix: int = Field(default=2, ge=2, description="k fresh replies per prefix")
+    beta: float = Field(default=0.1, gt=0)
+    min_gap: float = Field(default=0.02, ge=0)
+
+
+class GRPOSettings(_Strict):
+    prefixes: Path = Field(default=Path("runs/generate"), description="generate output_dir")
+    learning_rate: float = 1e-6
+    epochs: float = 1.0
+    num_generations: int = Field(default=4, ge=2)
+    beta: float = Field(default=0.04, ge=0, description="KL coefficient")
+    loss_type: str = Field(default="grpo", description="grpo, dr_grpo, ... or rloo")
+
+
+class PPOSettings(_Strict):
+    prefixes: Path = Field(default=Path("runs/generate"), description="generate output_dir")
+    init_adapter: Path | None = Field(default=None, description="start from this adapter (SFT)")
+    learning_rate: float = 2e-6
+    epochs: int = Field(default=5, ge=1, description="PPO epochs over each batch of rollouts")
+    rollouts: int = Field(default=64, ge=1, description="replies sampled per update")
+    updates: int = Field(default=4, ge=1)
+    clip_range: float = Field(default=0.2, gt=0)
+    value_clip_range: float = Field(default=0.2, gt=0)
+    value_coef: float = Field(default=0.1, ge=0)
+    kl_coef: float = Field(default=0.05, ge=0)
+    gamma: float = Field(default=1.0, ge=0, le=1)
+    lam: float = Field(default=0.95, ge=0, le=1)
+
+
+class TrainConfig(_Strict):
+    """``collabrl train <method>``: settings shared by every recipe, then one section each."""
+
+    model: str = Field(default="smollm2-135m-instruct", description="folder, hub id or alias")
+    output_dir: Path = Path("runs/train")
+    lora: LoraSettings | None = Field(default_factory=LoraSettings, description="null: full fine-tuning")
+    per_device_batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation_steps: int = Field(default=8, ge=1, description="paper: 64 per step")
+    max_steps: int = Field(default=-1, description="> 0 overrides epochs")
+    max_length: int = Field(default=2048, ge=32, description="tokens per example")
+    seed: int = 0
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    gradient_checkpointing: bool = False
+    save_steps: int = Field(default=100, ge=1)
+    logging_steps: int = Field(default=10, ge=1)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    resume: bool = Field(default=True, description="continue from the last checkpoint in output_dir")
+    sft: SFTSettings = SFTSettings()
+    dpo: DPOSettings = DPOSettings()
+    online_dpo: OnlineDPOSettings = OnlineDPOSettings()
+    grpo: GRPOSettings = GRPOSettings()
+    ppo: PPOSettings = PPOSettings()
+
+
 class Config(_Strict):
     """The root of every collabrl config file."""
 
@@ -214,6 +298,7 @@ class Config(_Strict):
     simulate: SimulateConfig = SimulateConfig()
     generate: GenerateConfig = GenerateConfig()
     export: ExportConfig = ExportConfig()
+    train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
     def _role_names(self) -> Config:

@@ -86,3 +86,13 @@ async def test_roles_on_the_same_server_share_one_limit(tmp_path):
     async with Roles(config) as roles:
         roles["policy"], roles["user"]
         assert len(roles._shared) == 2
+
+
+async def test_given_live_models_are_never_cached(tmp_path):
+    config = _config(tmp_path)
+    replies = iter(["v1", "v2"])
+    live = ScriptedBackend(reply_fn=lambda m, p, i: next(replies))
+    async with Roles(config, models={"policy": live}) as roles:
+        first = await roles["policy"].generate(MSG, GenerationParams())
+        second = await roles["policy"].generate(MSG, GenerationParams())
+    assert [first[0].text, second[0].text] == ["v1", "v2"]

@@ -78,7 +78,8 @@ class Roles:
         use_cache: bool | None = None,
         models: Mapping[str, Backend] | None = None,
     ) -> None:
-        """``models`` supplies ready model backends by role (e.g. a live policy in training)."""
+        """``models`` supplies ready model backends by role (e.g. a live policy in training).
+        Those roles are never cached: their weights may change between calls."""
         self.config = config
         self.meter = UsageMeter()
         enabled = config.cache.enabled if use_cache is None else use_cache
@@ -90,8 +91,9 @@ class Roles:
     def __getitem__(self, role: str) -> MeteredBackend:
         if role not in self._backends:
             cfg = self.config.role(role)
+            cache = None if role in self._given else self.cache
             self._backends[role] = wrap_backend(
-                self._limited(role, cfg), cfg, role=role, meter=self.meter, cache=self.cache
+                self._limited(role, cfg), cfg, role=role, meter=self.meter, cache=cache
             )
         return self._backends[role]
 

@@ -1,0 +1,1 @@
+"""Training recipes: SFT, offline DPO, online DPO, GRPO and PPO, one self-contained file each."""

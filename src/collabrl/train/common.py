@@ -1,0 +1,183 @@
+"""What every training recipe shares: loading the policy (with LoRA), seeds, resume checks,
+stopping on a non-finite loss, and the TRL arguments built from ``TrainConfig``.
+
+Recipes stay readable files that build their trainer directly; this module only holds the parts
+that would otherwise be copied five times. Guarantees kept here:
+- LoRA's r, alpha and dropout are the configured ones (the original code silently ran dropout 0);
+- a checkpoint is resumed only when it holds everything exact resumption needs (model, optimizer,
+  scheduler, RNG and trainer state); otherwise the recipe refuses with the missing files named;
+- a NaN or infinite loss stops training at that step, before the optimizer applies it, so the
+  last saved checkpoint stays the last good one (transformers' ``logging_nan_inf_filter`` only
+  hides such losses from the logs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from collabrl.config import LoraSettings, TrainConfig
+
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+RNG_FILE_PREFIX = "rng_state"
+
+# A ChatML template with {% generation %} markers, for tokenizers whose own template lacks them,
+# so that TRL can compute the loss on assistant tokens only.
+CHATML_WITH_GENERATION = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+    "{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed exactly; the message names what is missing."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; nothing from that step was applied."""
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name == "float32":
+        return torch.float32
+    if name == "bfloat16":
+        return torch.bfloat16
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return torch.bfloat16 if cpu_bf16 else torch.float32
+
+
+def lora_config(settings: LoraSettings, task_type: str = "CAUSAL_LM"):
+    from peft import LoraConfig
+
+    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                      target_modules=settings.target_modules, task_type=task_type)
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    template = tokenizer.chat_template or ""
+    if "{% generation %}" not in template and "{%- generation %}" not in template:
+        tokenizer.chat_template = CHATML_WITH_GENERATION
+    return tokenizer
+
+
+def load_policy(config: TrainConfig, init_adapter: Path | None = None):
+    """(model, tokenizer): the base model with a fresh LoRA adapter, or ``init_adapter`` loaded
+    as trainable, or the full model when ``config.lora`` is None."""
+    from peft import PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from collabrl.models import resolve_model
+
+    path = resolve_model(config.model)
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(config.dtype))
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if init_adapter is not None:
+        return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True), tokenizer
+    if config.lora is not None:
+        model = get_peft_model(model, lora_config(config.lora))
+    return model, tokenizer
+
+
+def trainer_arguments(config: TrainConfig, learning_rate: float, epochs: float) -> dict[str, Any]:
+    """Keyword arguments shared by every TRL config class (SFTConfig, DPOConfig, GRPOConfig)."""
+    bf16 = str(torch_dtype(config.dtype)) == "torch.bfloat16"
+    return {
+        "output_dir": str(config.output_dir),
+        "learning_rate": learning_rate,
+        "num_train_epochs": epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.per_device_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "bf16": bf16,
+        "logging_steps": config.logging_steps,
+        "save_steps": config.save_steps,
+        "save_strategy": "steps",
+        "report_to": list(config.report_to) or "none",
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "max_length": config.max_length,
+    }
+
+
+def checkpoint_to_resume(config: TrainConfig) -> str | None:
+    """The last checkpoint in ``output_dir`` when resuming is on; refuses incomplete ones."""
+    if not config.resume or not config.output_dir.exists():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(config.output_dir))
+    if last is None:
+        return None
+    verify_checkpoint(Path(last))
+    return last
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Raise CheckpointError unless ``folder`` can be resumed exactly."""
+    missing = [name for name in CHECKPOINT_FILES if not (folder / name).exists()]
+    if not any(p.name.startswith(RNG_FILE_PREFIX) for p in folder.iterdir()):
+        missing.append(f"{RNG_FILE_PREFIX}*.pth")
+    weights = ("adapter_model.safetensors", "model.safetensors", "pytorch_model.bin",
+               "model.safetensors.index.json")
+    if not any((folder / w).exists() for w in weights):
+        missing.append("model weights")
+    if missing:
+        raise CheckpointError(
+            f"cannot resume from {folder}: missing {', '.join(missing)}. Exact resumption needs "
+            f"the model, optimizer, scheduler, RNG and trainer state; delete the folder to start "
+            f"over or set train.resume=false."
+        )
+
+
+def stop_on_non_finite_loss(trainer) -> None:
+    """Make ``trainer`` raise NonFiniteLossError at the first NaN/inf loss, before the optimizer
+    step, so no update from it is applied and no checkpoint is written after it."""
+    original = trainer.training_step
+
+    def training_step(*args, **kwargs):
+        loss = original(*args, **kwargs)
+        value = float(loss.detach().float().mean())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"loss became {value} at step {trainer.state.global_step + 1}; training stopped "
+                f"before applying it. The last checkpoint in {trainer.args.output_dir} is intact."
+            )
+        return loss
+
+    trainer.training_step = training_step
+
+
+def read_rows(folder: Path, name: str) -> list[dict[str, Any]]:
+    """Rows of ``<folder>/<name>.jsonl`` (an export output); a clear error if it is missing."""
+    from collabrl.records import read_jsonl
+
+    path = folder / f"{name}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `collabrl export` first (export.output_dir)")
+    return list(read_jsonl(path))
+
+
+def write_run_info(config: TrainConfig, method: str, **facts: Any) -> None:
+    """``run_info.json`` next to the checkpoints: what was trained, how, and data facts."""
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    info = {"method": method, "config": config.model_dump(mode="json"), **facts}
+    (config.output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
