@@ -39,10 +39,10 @@ def test_simulate_writes_one_record_per_task_and_resumes(workdir, capsys):
 
 
 def test_simulate_limit_and_missing_tasks(workdir, capsys):
-    assert main(["simulate", "--config", "configs/scripted.yaml", "simulate.limit=1",
+    assert main(["simulate", "--config", "configs/scripted.yaml", "simulate.tasks.limit=1",
                  "simulate.output=runs/one.jsonl"]) == 0
     assert len(list(read_jsonl(workdir / "runs/one.jsonl"))) == 1
-    assert main(["simulate", "--config", "configs/scripted.yaml", "simulate.tasks=nope.jsonl"]) == 2
+    assert main(["simulate", "--config", "configs/scripted.yaml", "simulate.tasks.path=nope.jsonl"]) == 2
     assert "nope.jsonl does not exist" in capsys.readouterr().out
 
 

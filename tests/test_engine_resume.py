@@ -35,7 +35,7 @@ def write_setup(folder, base_url):
         f"cache:\n  path: {folder / 'cache.sqlite'}\n"
         "reward:\n  samples: 2\n  window: 1\n"
         "  metrics: [{name: interactivity}, {name: token_efficiency}]\n"
-        f"generate:\n  tasks: {folder / 'tasks.jsonl'}\n  candidates: 2\n  max_turns: 2\n"
+        f"generate:\n  tasks: {{path: {folder / 'tasks.jsonl'}}}\n  candidates: 2\n  max_turns: 2\n"
         f"  conversations_in_flight: 4\n  output_dir: {folder / 'out'}\n")
 
 

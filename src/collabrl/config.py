@@ -154,11 +154,29 @@ class RewardConfig(_Strict):
     metrics: list[MetricSpec] = Field(default_factory=_paper_metrics)
 
 
+class TaskSource(_Strict):
+    """Where tasks come from: a named set (``collabrl tasks list``) or a JSONL task file."""
+
+    set: str | None = Field(default=None, description="a named task set, e.g. math-chat")
+    path: Path | None = Field(
+        default=None, description="a JSONL task file; with `set`, a local copy of the set's data"
+    )
+    split: Literal["train", "test"] | None = Field(default=None, description="a split of the set")
+    limit: int | None = Field(default=None, ge=1, description="only the first N tasks")
+
+    @model_validator(mode="after")
+    def _named_or_file(self) -> TaskSource:
+        if self.set is None and self.path is None:
+            raise ValueError("give a task set name (set) or a task file (path)")
+        if self.set is None and self.split is not None:
+            raise ValueError("split applies to a named task set (set)")
+        return self
+
+
 class SimulateConfig(_Strict):
     """``collabrl simulate``: whole conversations between the assistant and the user."""
 
-    tasks: Path | None = Field(default=None, description="JSONL task file")
-    limit: int | None = Field(default=None, ge=1, description="use only the first N tasks")
+    tasks: TaskSource | None = None
     max_turns: int = Field(default=7, ge=1, description="assistant turns per conversation")
     output: Path = Path("runs/simulate/conversations.jsonl")
 
@@ -166,10 +184,7 @@ class SimulateConfig(_Strict):
 class GenerateConfig(_Strict):
     """``collabrl generate``: the data engine that builds scored multi-turn conversations."""
 
-    tasks: Path | None = Field(default=None, description="JSONL task file")
-    task_set: str | None = Field(default=None, description="a named task set, e.g. math-chat")
-    split: Literal["train", "test"] | None = Field(default="train", description="task-set split")
-    limit: int | None = Field(default=None, ge=1, description="use only the first N tasks")
+    tasks: TaskSource | None = None
     candidates: int = Field(default=3, ge=1, description="k: replies sampled per assistant turn")
     proactive_share: float = Field(
         default=1 / 3, ge=0, le=1, description="share of candidates sampled with the proactive prompt"
@@ -182,12 +197,6 @@ class GenerateConfig(_Strict):
     )
     min_conversations_for_failure_rate: int = Field(default=20, ge=1)
     output_dir: Path = Path("runs/generate")
-
-    @model_validator(mode="after")
-    def _one_task_source(self) -> GenerateConfig:
-        if self.tasks is not None and self.task_set is not None:
-            raise ValueError("give either tasks (a file) or task_set (a name), not both")
-        return self
 
 
 class ExportConfig(_Strict):

@@ -16,19 +16,12 @@ from collabrl.engine import DataEngine, EngineStopped
 from collabrl.export import export
 from collabrl.prompts import load_prompt
 from collabrl.rollout import Policy
-from collabrl.tasks.base import load_task_file
+from collabrl.tasks.base import load_tasks
 from collabrl.types import Task
 
 
 def generation_tasks(config: Config) -> list[Task]:
-    cfg = config.generate
-    if cfg.tasks is not None:
-        return load_task_file(cfg.tasks, cfg.limit)
-    if cfg.task_set is not None:
-        from collabrl.tasks.registry import load_task_set
-
-        return load_task_set(cfg.task_set, split=cfg.split, limit=cfg.limit)
-    raise ConfigError("set generate.tasks (a JSONL file) or generate.task_set (a name)")
+    return load_tasks(config.generate.tasks, "generate.tasks")
 
 
 def _status(roles: Roles, engine: DataEngine) -> str:

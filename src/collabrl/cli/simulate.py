@@ -21,7 +21,7 @@ from collabrl.config import Config, ConfigError
 from collabrl.records import JsonlAppender, file_manifest, read_jsonl, write_manifest
 from collabrl.reward import CandidateReward
 from collabrl.rollout import run_conversation
-from collabrl.tasks.base import load_task_file
+from collabrl.tasks.base import load_tasks
 from collabrl.types import Conversation, Message, Task
 
 CONVERSATIONS_IN_FLIGHT = 64
@@ -33,9 +33,7 @@ def progress_bar() -> Progress:
 
 
 async def simulate(config: Config) -> int:
-    if config.simulate.tasks is None:
-        raise ConfigError("simulate.tasks is not set: give a JSONL task file")
-    tasks = load_task_file(config.simulate.tasks, config.simulate.limit)
+    tasks = load_tasks(config.simulate.tasks, "simulate.tasks")
     output = config.simulate.output
     finished = {row["task_id"] for row in read_jsonl(output)} if output.exists() else set()
     todo = [t for t in tasks if t.id not in finished]

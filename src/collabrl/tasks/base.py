@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from collabrl.config import TaskSource
 from collabrl.records import read_jsonl
 from collabrl.types import Task
 
@@ -44,3 +45,14 @@ def load_task_file(path: str | Path, limit: int | None = None) -> list[Task]:
     if not tasks:
         raise TaskFileError(f"task file {path} holds no tasks")
     return tasks
+
+
+def load_tasks(source: TaskSource | None, what: str) -> list[Task]:
+    """The tasks ``source`` names; ``what`` (e.g. ``generate.tasks``) is used in errors."""
+    if source is None:
+        raise TaskFileError(f"{what} is not set: give {{set: NAME}} or {{path: FILE.jsonl}}")
+    if source.set is None:
+        return load_task_file(source.path, source.limit)
+    from collabrl.tasks.registry import load_task_set
+
+    return load_task_set(source.set, split=source.split, limit=source.limit, path=source.path)
