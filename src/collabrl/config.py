@@ -210,6 +210,43 @@ class ExportConfig(_Strict):
     push_to_hub: str | None = Field(default=None, description="optional hub repo id to push to")
 
 
+class EvalSystem(_Strict):
+    """One system under test: a role's backend, with or without a system prompt."""
+
+    name: str
+    role: str = Field(default="policy", description="the role whose backend answers")
+    system_prompt: str | None = None
+    proactive: bool = Field(default=False, description="use the proactive prompt (baseline)")
+
+
+def _default_systems() -> list[EvalSystem]:
+    return [EvalSystem(name="base"), EvalSystem(name="proactive", proactive=True)]
+
+
+class EvalConfig(_Strict):
+    """``collabrl eval``: systems chat with the user simulator on held-out tasks."""
+
+    tasks: TaskSource | None = None
+    systems: list[EvalSystem] = Field(default_factory=_default_systems)
+    seeds: int = Field(default=3, ge=1, description="conversations per task and system")
+    max_turns: int = Field(default=7, ge=1)
+    task_metrics: list[MetricSpec] = Field(
+        default_factory=lambda: [MetricSpec(name=n) for n in ("accuracy", "pass_rate", "bleu")],
+        description="the first that applies to a task's artifact scores it",
+    )
+    judge_role: str = Field(default="judge", description="role of the interactivity judge")
+    conversations_in_flight: int = Field(default=64, ge=1)
+    bootstrap_resamples: int = Field(default=2000, ge=100)
+    output_dir: Path = Path("runs/eval")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> EvalConfig:
+        names = [s.name for s in self.systems]
+        if len(names) != len(set(names)):
+            raise ValueError(f"system names must be unique, got {names}")
+        return self
+
+
 class LoraSettings(_Strict):
     """LoRA adapters (PEFT). The paper: r=32, alpha=16, dropout 0.1 (really applied here)."""
 
@@ -308,6 +345,7 @@ class Config(_Strict):
     generate: GenerateConfig = GenerateConfig()
     export: ExportConfig = ExportConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
     def _role_names(self) -> Config:

@@ -12,13 +12,13 @@ import logging
 
 from collabrl import __version__
 from collabrl.backends.errors import BackendError
-from collabrl.cli import generate, models, simulate, tasks
+from collabrl.cli import evaluate, generate, models, simulate, tasks
 from collabrl.cli.common import console
 from collabrl.config import ConfigError
 from collabrl.secrets import install_log_redaction
 from collabrl.tasks.base import TaskFileError
 
-COMMANDS = (models, simulate, generate, tasks)
+COMMANDS = (models, tasks, simulate, generate, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
