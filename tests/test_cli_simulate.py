@@ -1,23 +1,11 @@
 """`collabrl simulate` and `collabrl reward` on the scripted config, as a user runs them."""
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
 from collabrl.cli import main
 from collabrl.records import read_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    for folder in ("configs", "examples"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_simulate_writes_one_record_per_task_and_resumes(workdir, capsys):

@@ -1,24 +1,10 @@
 """Evaluation on scripted roles: records, resume, statistics and the Table-1 Markdown."""
 
 import json
-import shutil
-from pathlib import Path
-
-import pytest
 
 from collabrl.cli import main
 from collabrl.evaluate import summarise, table_markdown
 from collabrl.records import read_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    for folder in ("configs", "examples"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def record(system, task, seed, score, grade, tokens, metric="accuracy"):

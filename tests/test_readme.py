@@ -2,7 +2,6 @@
 
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,12 +27,6 @@ def _collabrl_commands():
     ]
 
 
-@pytest.fixture
-def project_copy(tmp_path, monkeypatch):
-    for folder in ("configs", "examples"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_readme_has_commands_and_snippets():
@@ -41,14 +34,14 @@ def test_readme_has_commands_and_snippets():
     assert _blocks("python")
 
 
-def test_readme_commands_run_in_order(project_copy):
+def test_readme_commands_run_in_order(workdir):
     """One after another in one folder, as a reader would type them (export reads generate's output)."""
     for command in _collabrl_commands():
         assert main(shlex.split(command)[1:]) == 0, command
 
 
 @pytest.mark.parametrize("snippet", _blocks("python"))
-def test_readme_python_snippet_runs(snippet, project_copy):
+def test_readme_python_snippet_runs(snippet, workdir):
     result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
