@@ -1,7 +1,12 @@
 """Fixtures shared across the test suite."""
 
+import os
 import shutil
 from pathlib import Path
+
+# Tiny test models run faster on one thread than on two contending ones (and the suite's
+# subprocesses inherit this); benchmarks, which are not tests, keep torch's default.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

@@ -16,12 +16,31 @@ from collabrl.engine import DataEngine, EngineStopped
 from collabrl.export import export
 from collabrl.prompts import load_prompt
 from collabrl.rollout import Policy
+from collabrl.sandbox import Sandbox, check_task_set
 from collabrl.tasks.base import load_tasks
 from collabrl.types import Task
 
 
 def generation_tasks(config: Config) -> list[Task]:
     return load_tasks(config.generate.tasks, "generate.tasks")
+
+
+async def gated(config: Config, tasks: list[Task]) -> list[Task]:
+    """When the reward runs code, first check every code task in the sandbox: its reference
+    solution must pass and an empty solution must fail. Tasks that violate it are dropped (and
+    listed): scoring them would hand out wrong rewards."""
+    code = [t for t in tasks if t.artifact == "code"]
+    spec = next((m for m in config.reward.metrics if m.name == "pass_rate"), None)
+    if not code or spec is None:
+        return tasks
+    options = {k: v for k, v in spec.options.items() if k in ("timeout_s", "memory_mb", "isolation", "python")}
+    report = await check_task_set(code, Sandbox(**options))
+    if not report.ok:
+        console.print(f"[yellow]{report.message()}[/yellow]\nthose tasks are left out", highlight=False)
+    kept = report.keep(tasks)
+    if not kept:
+        raise ConfigError("no task passed the sandbox gate; nothing to generate")
+    return kept
 
 
 def _status(roles: Roles, engine: DataEngine) -> str:
@@ -31,7 +50,7 @@ def _status(roles: Roles, engine: DataEngine) -> str:
 
 
 async def generate(config: Config) -> int:
-    tasks = generation_tasks(config)
+    tasks = await gated(config, generation_tasks(config))
     async with Roles(config) as roles:
         policy = build_assistant(config, roles)
         proactive = Policy(policy.backend, policy.params, system_prompt=load_prompt("proactive"))

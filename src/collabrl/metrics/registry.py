@@ -21,6 +21,8 @@ from collabrl.metrics.efficiency import TokenEfficiency
 from collabrl.metrics.extraction import ArtifactExtractor
 from collabrl.metrics.helpfulness import HelpfulnessJudge
 from collabrl.metrics.interactivity import InteractivityJudge
+from collabrl.metrics.pass_rate import PassRate
+from collabrl.sandbox import Sandbox
 
 BackendFor = Callable[[str], Backend]
 ExtractorFor = Callable[[str], ArtifactExtractor]
@@ -51,6 +53,15 @@ _METRICS: dict[str, _Entry] = {
     "bleu": _Entry({"extractor_role": "judge"}, lambda o, b, e: Bleu(e(o["extractor_role"]))),
     "bleu_char": _Entry(
         {"extractor_role": "judge"}, lambda o, b, e: BleuChar(e(o["extractor_role"]))
+    ),
+    # its own Sandbox (at most CPU-count runs at once); isolation "auto" picks bwrap > unshare >
+    # process (collabrl.sandbox.isolation); python: the interpreter with the tests' libraries
+    "pass_rate": _Entry(
+        {"extractor_role": "judge", "timeout_s": 10.0, "memory_mb": 1024, "isolation": "auto",
+         "python": None},
+        lambda o, b, e: PassRate(e(o["extractor_role"]), Sandbox(
+            timeout_s=o["timeout_s"], memory_mb=o["memory_mb"], isolation=o["isolation"],
+            python=o["python"])),
     ),
     "token_efficiency": _Entry(
         {"form": "penalty", "lam": 5e-4},
