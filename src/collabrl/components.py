@@ -7,8 +7,11 @@ named in the config is the role used, everywhere. Each role's sampling defaults 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from collabrl.backends.stack import Roles
-from collabrl.config import Config, ConfigError
+from collabrl.config import Config, ConfigError, MetricSpec
+from collabrl.metrics.base import Metric
 from collabrl.metrics.extraction import ArtifactExtractor
 from collabrl.metrics.registry import build_metric
 from collabrl.reward import MultiturnReward, WeightedMetric
@@ -31,7 +34,9 @@ def build_assistant(config: Config, roles: Roles, role: str | None = None) -> Po
     return Policy(roles[role], config.role(role).generation, system_prompt=system)
 
 
-def build_metrics(config: Config, roles: Roles) -> dict[str, WeightedMetric]:
+def metric_builder(roles: Roles) -> Callable[[MetricSpec, str], Metric]:
+    """``build(spec, where) -> Metric`` for the metrics of one run: one artifact extractor per
+    role is shared by all of them, so a conversation is extracted once; errors name ``where``."""
     extractors: dict[str, ArtifactExtractor] = {}
 
     def extractor_for(role: str) -> ArtifactExtractor:
@@ -39,16 +44,23 @@ def build_metrics(config: Config, roles: Roles) -> dict[str, WeightedMetric]:
             extractors[role] = ArtifactExtractor(roles[role])
         return extractors[role]
 
+    def build(spec: MetricSpec, where: str) -> Metric:
+        try:
+            return build_metric(spec.name, spec.options, backends=roles.__getitem__,
+                                extractor_for=extractor_for)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
+
+    return build
+
+
+def build_metrics(config: Config, roles: Roles) -> dict[str, WeightedMetric]:
+    build = metric_builder(roles)
     metrics: dict[str, WeightedMetric] = {}
     for spec in config.reward.metrics:
         if spec.name in metrics:
             raise ConfigError(f"reward.metrics lists {spec.name!r} twice")
-        try:
-            metric = build_metric(spec.name, spec.options, backends=roles.__getitem__,
-                                  extractor_for=extractor_for)
-        except ValueError as error:
-            raise ConfigError(f"reward.metrics: {error}") from None
-        metrics[spec.name] = WeightedMetric(metric, spec.weight)
+        metrics[spec.name] = WeightedMetric(build(spec, "reward.metrics"), spec.weight)
     return metrics
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from collabrl.config import Config, load_config
 
@@ -21,3 +22,9 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 def load(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.overrides)
+
+
+def progress_bar() -> Progress:
+    """Conversations done / total, elapsed time, and a free ``status`` field (cost, failures)."""
+    return Progress(TextColumn("conversations"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)

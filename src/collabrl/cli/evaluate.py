@@ -6,30 +6,19 @@ import argparse
 import asyncio
 
 from rich.markdown import Markdown
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from collabrl.backends.stack import Roles
-from collabrl.cli.common import add_config_args, console, load
-from collabrl.components import build_simulator
-from collabrl.config import Config, ConfigError
+from collabrl.cli.common import add_config_args, console, load, progress_bar
+from collabrl.components import build_simulator, metric_builder
+from collabrl.config import Config
 from collabrl.evaluate import Evaluation, system_policy, table_markdown, write_summary
-from collabrl.metrics.extraction import ArtifactExtractor
 from collabrl.metrics.interactivity import InteractivityJudge
-from collabrl.metrics.registry import build_metric
 from collabrl.tasks.base import load_tasks
 
 
 def build_evaluation(config: Config, roles: Roles) -> Evaluation:
-    extractors: dict[str, ArtifactExtractor] = {}
-
-    def extractor_for(role: str) -> ArtifactExtractor:
-        return extractors.setdefault(role, ArtifactExtractor(roles[role]))
-
-    try:
-        metrics = [build_metric(spec.name, spec.options, backends=roles.__getitem__,
-                                extractor_for=extractor_for) for spec in config.eval.task_metrics]
-    except ValueError as error:
-        raise ConfigError(f"eval.task_metrics: {error}") from None
+    build = metric_builder(roles)
+    metrics = [build(spec, "eval.task_metrics") for spec in config.eval.task_metrics]
     policies = {s.name: system_policy(s, roles.__getitem__, lambda r: config.role(r).generation)
                 for s in config.eval.systems}
     return Evaluation(config.eval, policies=policies, user=build_simulator(config, roles),
@@ -42,9 +31,8 @@ async def evaluate(config: Config) -> int:
     total = len(tasks) * len(systems) * config.eval.seeds
     async with Roles(config) as roles:
         evaluation = build_evaluation(config, roles)
-        columns = (TextColumn("conversations"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
-            bar = progress.add_task("eval", total=total)
+        with progress_bar() as progress:
+            bar = progress.add_task("eval", total=total, status="")
             await evaluation.run(tasks, on_done=lambda record: progress.advance(bar))
         summary = write_summary(config.eval, systems)
         console.print(Markdown(table_markdown(summary, systems)))

@@ -6,10 +6,8 @@ import argparse
 import asyncio
 import json
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from collabrl.backends.stack import Roles
-from collabrl.cli.common import add_config_args, console, load
+from collabrl.cli.common import add_config_args, console, load, progress_bar
 from collabrl.components import build_assistant, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
 from collabrl.engine import DataEngine, EngineStopped
@@ -56,10 +54,8 @@ async def generate(config: Config) -> int:
         proactive = Policy(policy.backend, policy.params, system_prompt=load_prompt("proactive"))
         engine = DataEngine(config.generate, user=build_simulator(config, roles), policy=policy,
                             proactive=proactive, reward=build_reward(config, roles))
-        columns = (TextColumn("conversations"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeElapsedColumn())
         stopped = None
-        with Progress(*columns, console=console) as progress:
+        with progress_bar() as progress:
             bar = progress.add_task("generate", total=len(tasks), status="")
             try:
                 await engine.run(tasks, config.generate.output_dir, on_done=lambda record:

@@ -10,12 +10,11 @@ from collections import Counter
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from collabrl.aio import map_bounded
 from collabrl.backends.stack import Roles
-from collabrl.cli.common import add_config_args, console, load
+from collabrl.cli.common import add_config_args, console, load, progress_bar
 from collabrl.components import build_assistant, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
 from collabrl.records import JsonlAppender, file_manifest, read_jsonl, write_manifest
@@ -27,11 +26,6 @@ from collabrl.types import Conversation, Message, Task
 CONVERSATIONS_IN_FLIGHT = 64
 
 
-def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
-
-
 async def simulate(config: Config) -> int:
     tasks = load_tasks(config.simulate.tasks, "simulate.tasks")
     output = config.simulate.output
@@ -41,7 +35,7 @@ async def simulate(config: Config) -> int:
     async with Roles(config) as roles:
         user, assistant = build_simulator(config, roles), build_assistant(config, roles)
         with JsonlAppender(output) as out, progress_bar() as progress:
-            bar = progress.add_task("conversations", total=len(tasks), completed=len(finished))
+            bar = progress.add_task("simulate", total=len(tasks), completed=len(finished), status="")
 
             async def one(task: Task) -> None:
                 run = await run_conversation(task, assistant, user, config.simulate.max_turns)
