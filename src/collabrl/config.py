@@ -281,6 +281,8 @@ class OnlineDPOSettings(_Strict):
     samples_per_prefix: int = Field(default=2, ge=2, description="k fresh replies per prefix")
     beta: float = Field(default=0.1, gt=0)
     min_gap: float = Field(default=0.02, ge=0)
+    temperature: float = Field(default=1.0, gt=0, le=2, description="sampling the fresh replies")
+    max_completion_length: int = Field(default=512, ge=1, description="tokens per fresh reply")
 
 
 class GRPOSettings(_Strict):
@@ -290,6 +292,8 @@ class GRPOSettings(_Strict):
     num_generations: int = Field(default=4, ge=2)
     beta: float = Field(default=0.04, ge=0, description="KL coefficient")
     loss_type: str = Field(default="grpo", description="grpo, dr_grpo, ... or rloo")
+    temperature: float = Field(default=1.0, gt=0, le=2, description="sampling the completions")
+    max_completion_length: int = Field(default=512, ge=1, description="tokens per completion")
 
 
 class PPOSettings(_Strict):
@@ -305,6 +309,7 @@ class PPOSettings(_Strict):
     kl_coef: float = Field(default=0.05, ge=0)
     gamma: float = Field(default=1.0, ge=0, le=1)
     lam: float = Field(default=0.95, ge=0, le=1)
+    max_grad_norm: float = Field(default=1.0, gt=0, description="gradients clipped to this norm")
 
 
 class TrainConfig(_Strict):

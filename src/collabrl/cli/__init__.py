@@ -12,18 +12,18 @@ import logging
 
 from collabrl import __version__
 from collabrl.backends.errors import BackendError
-from collabrl.cli import evaluate, generate, models, report, simulate, tasks
+from collabrl.cli import evaluate, generate, models, report, simulate, tasks, train
 from collabrl.cli.common import console
 from collabrl.config import ConfigError
 from collabrl.secrets import install_log_redaction
 from collabrl.tasks.base import TaskFileError
 
-COMMANDS = (models, tasks, simulate, generate, evaluate, report)
+COMMANDS = (models, tasks, simulate, generate, evaluate, train, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="collabrl", description="Train LLMs to collaborate: simulate, reward, evaluate."
+        prog="collabrl", description="Train LLMs to collaborate: simulate, reward, train, evaluate."
     )
     parser.add_argument("--version", action="version", version=f"collabrl {__version__}")
     parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING, ...")

@@ -70,10 +70,32 @@ def load_tokenizer(path: str):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    template = tokenizer.chat_template or ""
-    if "{% generation %}" not in template and "{%- generation %}" not in template:
-        tokenizer.chat_template = CHATML_WITH_GENERATION
+    tokenizer.chat_template = training_chat_template(tokenizer)
     return tokenizer
+
+
+def training_chat_template(tokenizer) -> str:
+    """The chat template to train with, marking assistant replies with ``{% generation %}``:
+    the model's own if it has the markers; TRL's patched copy of it for the families TRL knows
+    (Llama 3, Qwen, Gemma, Phi, ...); ChatML for ChatML models TRL does not know (SmolLM2) and for
+    tokenizers without a template. Any other template is kept as it is (DPO and GRPO need no
+    markers; SFT then stops with TRL's message) rather than swapped for a format the model
+    never saw."""
+    template = tokenizer.chat_template or ""
+    if isinstance(template, dict):  # named variants: "default" is the one used
+        template = template.get("default", "")
+    if "{% generation %}" in template or "{%- generation %}" in template:
+        return template
+    if template:
+        from trl.chat_template_utils import get_training_chat_template
+
+        try:
+            return get_training_chat_template(tokenizer) or template
+        except ValueError:  # a template TRL cannot patch
+            pass
+    if not template or "<|im_start|>" in template:
+        return CHATML_WITH_GENERATION
+    return template
 
 
 def load_policy(config: TrainConfig, init_adapter: Path | None = None):
@@ -98,6 +120,8 @@ def load_policy(config: TrainConfig, init_adapter: Path | None = None):
 
 def trainer_arguments(config: TrainConfig, learning_rate: float, epochs: float) -> dict[str, Any]:
     """Keyword arguments shared by every TRL config class (SFTConfig, DPOConfig, GRPOConfig)."""
+    from transformers.utils import is_torch_bf16_gpu_available
+
     bf16 = str(torch_dtype(config.dtype)) == "torch.bfloat16"
     return {
         "output_dir": str(config.output_dir),
@@ -109,6 +133,9 @@ def trainer_arguments(config: TrainConfig, learning_rate: float, epochs: float) 
         "seed": config.seed,
         "data_seed": config.seed,
         "bf16": bf16,
+        # bf16 chosen for a CPU (AVX512-BF16/AMX): transformers refuses bf16 without a bf16 GPU
+        # unless told to train on the CPU
+        "use_cpu": bf16 and not is_torch_bf16_gpu_available(),
         "logging_steps": config.logging_steps,
         "save_steps": config.save_steps,
         "save_strategy": "steps",

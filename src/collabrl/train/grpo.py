@@ -1,0 +1,122 @@
+"""GRPO (or RLOO) with the multiturn-aware reward: group-relative policy optimisation on prefixes.
+
+Each prompt is a conversation prefix from a ``collabrl generate`` run (the assistant's system
+prompt, then the conversation up to a user message; the oldest messages are dropped when it does
+not fit ``max_length - max_completion_length`` tokens). TRL samples ``num_generations`` replies
+per prompt from the trained model; the reward of a reply is its MR in the full, untrimmed
+conversation, with the live policy (the trainer's own model, wrapped by ``HFLocalBackend``)
+playing the future assistant. The advantage of a reply is its MR relative to its group's.
+
+Unscored MR (every future failed or a judge stayed unreadable) is returned as ``None``. TRL 1.16
+turns ``None`` into NaN, leaves NaN rows out of the group mean and standard deviation and sets
+their advantage to 0, so an unscored reply carries no signal instead of looking like a bad one.
+
+``grpo.loss_type`` is passed to ``GRPOConfig`` (grpo, dr_grpo, dapo, bnpo, ...); ``rloo`` uses
+TRL's ``RLOOTrainer`` instead (same reward interface, leave-one-out baseline). With a LoRA
+adapter and ``beta > 0``, TRL adds a frozen copy of the starting adapter named ``ref`` as the
+reference; only the trained ``default`` adapter is written to ``output_dir/final``.
+Generation inside the reward runs in eval mode without gradients (``HFLocalBackend`` switches the
+model and restores its training mode), between TRL's own generation and its loss computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from collabrl.config import Config, ConfigError
+from collabrl.train.common import (
+    checkpoint_to_resume,
+    load_policy,
+    stop_on_non_finite_loss,
+    trainer_arguments,
+    write_run_info,
+)
+from collabrl.train.prefixes import (
+    MRScorer,
+    Prefix,
+    live_policy_backend,
+    load_prefixes,
+    policy_prompt,
+)
+
+RewardFunction = Callable[..., list[float | None]]
+
+
+def train(config: Config) -> Path:
+    """Train with GRPO (or RLOO) against MR; returns the folder of the final weights."""
+    from datasets import Dataset
+    from peft import PeftModel
+    from transformers import set_seed
+
+    tc, settings = config.train, config.train.grpo
+    if settings.max_completion_length >= tc.max_length:
+        raise ConfigError("train.grpo.max_completion_length must be below train.max_length")
+    prefixes = load_prefixes(config, settings.prefixes)
+    checkpoint = checkpoint_to_resume(tc)
+    set_seed(tc.seed)  # before the adapter's random init, so equal configs give equal runs
+    model, tokenizer = load_policy(tc)
+    tokenizer.padding_side = "left"  # TRL pads prompts on the left for generation
+    budget = tc.max_length - settings.max_completion_length
+    rows = [{"prompt": prompt, "prefix_index": i} for i, p in enumerate(prefixes)
+            if (prompt := policy_prompt(p, config.assistant.system_prompt, tokenizer, budget))]
+    if not rows:
+        raise ConfigError(f"no prefix fits in {budget} prompt tokens; raise train.max_length")
+    with MRScorer(config, live_policy_backend(config, model, tokenizer)) as scorer:
+        trainer = build_trainer(config, model, tokenizer, Dataset.from_list(rows),
+                                multiturn_reward_function(scorer, prefixes))
+        stop_on_non_finite_loss(trainer)
+        trainer.train(resume_from_checkpoint=checkpoint)
+        counts = {"scored_replies": scorer.scored, "unscored_replies": scorer.unscored}
+        usage = scorer.roles.meter.to_dict()
+    final = tc.output_dir / "final"
+    if isinstance(model, PeftModel):
+        model.save_pretrained(str(final), selected_adapters=["default"])
+    else:
+        trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    write_run_info(tc, "grpo", trainer=type(trainer).__name__, prefixes=len(prefixes),
+                   prompts=len(rows), prompts_too_long=len(prefixes) - len(rows),
+                   resumed_from=checkpoint, steps=trainer.state.global_step, usage=usage,
+                   **counts)
+    return final
+
+
+def multiturn_reward_function(scorer: MRScorer, prefixes: list[Prefix]) -> RewardFunction:
+    """A TRL reward function: the MR of each completion as the reply to its row's prefix.
+
+    TRL passes the dataset's extra columns as keyword lists, one item per completion; the
+    ``prefix_index`` column maps a completion back to its full prefix and task.
+    """
+
+    def multiturn_reward(prompts: list, completions: list, prefix_index: list[int],
+                         log_metric: Callable[[str, float], None] | None = None,
+                         **_: Any) -> list[float | None]:
+        replies = [str(c[-1]["content"]).strip() for c in completions]  # conversational
+        rewards = scorer.rewards([prefixes[i] for i in prefix_index], replies)
+        if log_metric is not None:
+            log_metric("mr/unscored_share", sum(r is None for r in rewards) / len(rewards))
+        return rewards
+
+    return multiturn_reward
+
+
+def build_trainer(config: Config, model, tokenizer, dataset, reward: RewardFunction):
+    """``GRPOTrainer`` with ``grpo.loss_type``, or ``RLOOTrainer`` when it is ``rloo``."""
+    tc, settings = config.train, config.train.grpo
+    args = trainer_arguments(tc, settings.learning_rate, settings.epochs)
+    del args["max_length"]  # GRPO/RLOO configs have none: prompts are trimmed above instead
+    args.update(num_generations=settings.num_generations, beta=settings.beta,
+                max_completion_length=settings.max_completion_length,
+                temperature=settings.temperature)
+    if settings.loss_type == "rloo":
+        from trl import RLOOConfig, RLOOTrainer
+
+        return RLOOTrainer(model=model, reward_funcs=reward, args=RLOOConfig(**args),
+                           train_dataset=dataset, processing_class=tokenizer)
+    from trl import GRPOConfig, GRPOTrainer
+
+    return GRPOTrainer(model=model, reward_funcs=reward,
+                       args=GRPOConfig(**args, loss_type=settings.loss_type),
+                       train_dataset=dataset, processing_class=tokenizer)

@@ -1,0 +1,389 @@
+"""PPO with the multiturn-aware reward (MR): our own compact recipe (TRL 1.x has no PPO trainer).
+
+The paper trains PPO from the SFT model with MR as the reward (lr 2e-6, batch 64, 5 epochs).
+One update here:
+1. sample one reply per prefix from the live policy and score it with MR (``ppo_rollouts``);
+   a reply MR could not score is left out of the update and counted, never scored 0;
+2. with the weights that sampled them, compute every reply token's log-probability, the value
+   head's estimate and the reference policy's log-probability (no gradients, dropout off);
+3. reward = MR at the reply's last token minus ``kl_coef * (logp - ref_logp)`` at every token;
+   advantages by GAE over the reply tokens, whitened over the batch (``ppo_math``);
+4. ``ppo.epochs`` passes over the rollouts in shuffled micro-batches of
+   ``train.per_device_batch_size``, ``train.gradient_accumulation_steps`` micro-batches per AdamW
+   step, gradients clipped to ``ppo.max_grad_norm``; loss = clipped surrogate +
+   ``value_coef`` * clipped value loss. LoRA dropout stays as configured during these passes.
+
+The model: the base with a LoRA adapter (fresh, or ``ppo.init_adapter`` loaded as trainable) and
+a linear value head on the last hidden state, trained jointly. The reference policy needs no
+second model: it is a frozen copy of ``ppo.init_adapter`` loaded as a second adapter (so the KL
+anchors the policy to the SFT model it started from), or, from a fresh adapter, the base with the
+adapter disabled. The ``policy`` role supplies the sampling settings (temperature, max_tokens,
+concurrency, batch size; added as ``hf_local`` on ``train.model`` when missing), never the
+model: that is always the live one. Token log-probabilities use its temperature, on the reply
+re-tokenised from its text (the backend returns text; for a trained model these are the
+sampled tokens almost always).
+
+Safety: a checkpoint every ``train.save_steps`` updates and at the end (adapter, value head,
+optimizer, RNG states, ``ppo_state.json`` with every update's metrics), written to a temporary
+folder and renamed, so a crash never leaves a half-written one. ``train.resume`` continues from
+the last checkpoint exactly (updates are seeded from ``(train.seed, update)``) and refuses one
+with missing files. A NaN or infinite loss or gradient norm stops training before the optimizer
+step, leaving the last checkpoint as the last good state.
+
+Devices: this recipe runs on one device (the first GPU, else the CPU); sampling, MR scoring and
+optimisation alternate in one process. For larger models, point the user and judge roles at a
+served model (vLLM/SGLang) and keep this process for the policy. It is not a DDP/FSDP recipe:
+launched with several processes (``WORLD_SIZE`` > 1) it refuses to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from collabrl.config import Config, ConfigError, TrainConfig
+from collabrl.train.common import (
+    CheckpointError,
+    NonFiniteLossError,
+    load_policy,
+    write_run_info,
+)
+from collabrl.train.ppo_math import gae, kl_penalised_rewards, ppo_losses, whiten
+from collabrl.train.ppo_rollouts import (
+    POLICY_ROLE,
+    Batch,
+    Rollout,
+    collate,
+    collect_rollouts,
+    derived_seed,
+    encode,
+    rollout_config,
+    update_prefixes,
+)
+from collabrl.train.prefixes import Prefix, load_prefixes
+
+REFERENCE_ADAPTER = "reference"
+VALUE_HEAD_FILE = "value_head.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+RNG_FILE = "rng_state.pth"
+STATE_FILE = "ppo_state.json"
+CHECKPOINT_FILES = ("adapter_model.safetensors", "adapter_config.json", VALUE_HEAD_FILE,
+                    OPTIMIZER_FILE, RNG_FILE, STATE_FILE)
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+class ActorCritic:
+    """The policy (a PEFT model), its value head and tokenizer, on one device."""
+
+    def __init__(self, model, tokenizer, value_head: torch.nn.Linear) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.value_head = value_head
+        self.eos_id = tokenizer.eos_token_id
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.parameters += list(value_head.parameters())
+
+    @classmethod
+    def load(cls, config: TrainConfig, checkpoint: Path | None) -> ActorCritic:
+        init_adapter = config.ppo.init_adapter
+        if config.lora is None and init_adapter is None:
+            raise ConfigError("PPO trains a LoRA adapter (the reference is the model without "
+                              "it): set train.lora or train.ppo.init_adapter")
+        model, tokenizer = load_policy(config, checkpoint or init_adapter)
+        if init_adapter is not None:
+            model.load_adapter(str(init_adapter), adapter_name=REFERENCE_ADAPTER)
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        hidden = model.config.get_text_config().hidden_size
+        head = torch.nn.Linear(hidden, 1)
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        if checkpoint is not None:
+            head.load_state_dict(load_file(checkpoint / VALUE_HEAD_FILE))
+        return cls(model.to(device).eval(), tokenizer, head.to(device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.value_head.weight.device
+
+    def forward(self, batch: Batch, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probabilities, values) of the reply positions, ``[batch, reply width]``."""
+        width = batch.reply_width
+        out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         position_ids=batch.position_ids, logits_to_keep=width + 1,
+                         output_hidden_states=True, use_cache=False)
+        logits = out.logits[:, :-1].float() / temperature
+        targets = batch.input_ids[:, -width:, None]
+        logp = logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(dim=-1)
+        values = self.value_head(out.hidden_states[-1][:, -width - 1 : -1].float()).squeeze(-1)
+        return logp * batch.mask, values * batch.mask
+
+    @contextlib.contextmanager
+    def reference(self):
+        """The reference policy for the duration of the block."""
+        if REFERENCE_ADAPTER not in self.model.peft_config:
+            with self.model.disable_adapter():
+                yield
+            return
+        self.model.set_adapter(REFERENCE_ADAPTER)
+        try:
+            yield
+        finally:
+            self.model.set_adapter("default")
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(str(folder), selected_adapters=["default"])
+        save_file({k: v.contiguous() for k, v in self.value_head.state_dict().items()},
+                  str(folder / VALUE_HEAD_FILE))
+
+
+@dataclass(frozen=True)
+class Experience:
+    """Token pairs of the scored rollouts and their per-token tensors ``[rows, reply width]``."""
+
+    pairs: list[tuple[list[int], list[int]]]
+    old_logp: torch.Tensor
+    old_values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    temperature: float  # the sampling temperature, applied to every log-probability
+
+    def micro_batch(self, rows: list[int], pad_id: int, device) -> tuple[Batch, dict]:
+        batch = collate([self.pairs[i] for i in rows], pad_id, device)
+        width = batch.reply_width
+        fields = ("old_logp", "old_values", "advantages", "returns")
+        return batch, {name: getattr(self, name)[rows, :width] for name in fields}
+
+
+@torch.no_grad()
+def make_experience(actor: ActorCritic, rollouts: list[Rollout], config: TrainConfig,
+                    temperature: float) -> tuple[Experience, dict[str, float]]:
+    """Log-probabilities, values, KL-penalised rewards and whitened GAE advantages."""
+    pairs = [encode(actor.tokenizer, r, actor.eos_id, config.max_length) for r in rollouts]
+    width = max(len(reply) for _, reply in pairs)
+    logp, values, ref_logp, mask = (torch.zeros(len(pairs), width, device=actor.device)
+                                    for _ in range(4))
+    step = config.per_device_batch_size
+    for start in range(0, len(pairs), step):
+        batch = collate(pairs[start:start + step], actor.tokenizer.pad_token_id, actor.device)
+        rows, cols = slice(start, start + step), slice(0, batch.reply_width)
+        logp[rows, cols], values[rows, cols] = actor.forward(batch, temperature)
+        with actor.reference():
+            ref_logp[rows, cols] = actor.forward(batch, temperature)[0]
+        mask[rows, cols] = batch.mask
+    settings = config.ppo
+    scores = torch.tensor([r.mr for r in rollouts], device=actor.device)
+    rewards, kl = kl_penalised_rewards(scores, logp, ref_logp, mask, settings.kl_coef)
+    advantages, returns = gae(rewards, values, settings.gamma, settings.lam, mask)
+    experience = Experience(pairs, logp, values, whiten(advantages, mask), returns, temperature)
+    stats = {"kl": kl.sum(dim=1).mean().item(), "reply_tokens": mask.sum(dim=1).mean().item()}
+    return experience, stats
+
+
+def optimise(actor: ActorCritic, optimizer: torch.optim.Optimizer, experience: Experience,
+             config: TrainConfig, update: int) -> dict[str, float]:
+    """``ppo.epochs`` passes of clipped PPO over the experience; mean losses and diagnostics."""
+    micro = config.per_device_batch_size
+    group = micro * config.gradient_accumulation_steps
+    shuffle = torch.Generator().manual_seed(derived_seed(config.seed, update, 2))
+    logged: dict[str, list[float]] = defaultdict(list)
+    actor.model.train()
+    try:
+        for _ in range(config.ppo.epochs):
+            order = torch.randperm(len(experience.pairs), generator=shuffle).tolist()
+            for start in range(0, len(order), group):
+                rows_of_step = order[start:start + group]
+                chunks = [rows_of_step[i:i + micro] for i in range(0, len(rows_of_step), micro)]
+                for rows in chunks:
+                    losses = _backward(actor, experience, rows, config, len(chunks), update)
+                    for name, value in losses.items():
+                        logged[name].append(value)
+                _optimizer_step(actor, optimizer, config.ppo.max_grad_norm, update)
+    finally:
+        actor.model.eval()
+    return {name: statistics.fmean(values) for name, values in logged.items()}
+
+
+def _backward(actor: ActorCritic, experience: Experience, rows: list[int], config: TrainConfig,
+              accumulation: int, update: int) -> dict[str, float]:
+    settings = config.ppo
+    batch, old = experience.micro_batch(rows, actor.tokenizer.pad_token_id, actor.device)
+    logp, values = actor.forward(batch, experience.temperature)
+    losses = ppo_losses(logp, old["old_logp"], old["advantages"], values, old["old_values"],
+                        old["returns"], batch.mask, settings.clip_range, settings.value_clip_range)
+    loss = (losses.policy + settings.value_coef * losses.value) / accumulation
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss became {loss.item()} in update {update + 1}; training stopped before applying "
+            f"it. The last checkpoint in {config.output_dir} is intact.")
+    loss.backward()
+    return {"policy_loss": losses.policy.item(), "value_loss": losses.value.item(),
+            "clip_fraction": losses.clip_fraction.item(), "approx_kl": losses.approx_kl.item()}
+
+
+def _optimizer_step(actor: ActorCritic, optimizer, max_norm: float, update: int) -> None:
+    norm = torch.nn.utils.clip_grad_norm_(actor.parameters, max_norm)
+    if not torch.isfinite(norm):
+        raise NonFiniteLossError(
+            f"gradient norm became {norm.item()} in update {update + 1}; training stopped before "
+            f"applying it. The last checkpoint is intact.")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def run_update(config: Config, actor: ActorCritic, optimizer, prefixes: list[Prefix],
+               update: int) -> dict:
+    """Sample, score, and optimise on one batch of prefixes; the update's metrics."""
+    train = config.train
+    chosen = update_prefixes(prefixes, update, train.ppo.rollouts, train.seed)
+    rollouts = asyncio.run(collect_rollouts(config, actor.model, actor.tokenizer, chosen, update))
+    scored = [r for r in rollouts if r.mr is not None]
+    metrics: dict = {
+        "reward_mean": statistics.fmean(r.mr for r in scored) if scored else None,
+        "scored": len(scored),
+        "unscored": len(rollouts) - len(scored),
+        "unscored_reasons": dict(Counter(r.reason for r in rollouts if r.mr is None)),
+    }
+    if scored:
+        temperature = rollout_config(config, update).roles[POLICY_ROLE].generation.temperature
+        experience, stats = make_experience(actor, scored, train, temperature or 1.0)
+        metrics |= stats | optimise(actor, optimizer, experience, train, update)
+    return metrics
+
+
+def checkpoint_to_resume(config: TrainConfig) -> Path | None:
+    """The last ``checkpoint-N`` in ``output_dir`` when resuming is on; refuses incomplete ones."""
+    if not config.resume or not config.output_dir.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in config.output_dir.iterdir()
+             if p.is_dir() and (m := _CHECKPOINT.fullmatch(p.name))]
+    if not found:
+        return None
+    last = max(found)[1]
+    verify_ppo_checkpoint(last)
+    return last
+
+
+def verify_ppo_checkpoint(folder: Path) -> None:
+    """Raise CheckpointError unless ``folder`` holds everything exact resumption needs."""
+    missing = [name for name in CHECKPOINT_FILES if not (folder / name).exists()]
+    if missing:
+        raise CheckpointError(
+            f"cannot resume from {folder}: missing {', '.join(missing)}. Exact resumption needs "
+            f"the adapter, value head, optimizer, RNG and PPO state; delete the folder to start "
+            f"over or set train.resume=false."
+        )
+
+
+def save_checkpoint(actor: ActorCritic, optimizer, state: dict, output_dir: Path) -> Path:
+    """``checkpoint-<updates done>``, written to a temporary folder and renamed into place."""
+    target = output_dir / f"checkpoint-{state['update']}"
+    tmp = output_dir / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    actor.save(tmp)
+    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(),
+           "torch": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    torch.save(rng, tmp / RNG_FILE)
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, allow_nan=False))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def restore_checkpoint(folder: Path, optimizer, device) -> dict:
+    """Load the optimizer and RNG states (last, after every model is built); the PPO state."""
+    optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location=device,
+                                         weights_only=True))
+    rng = torch.load(folder / RNG_FILE, weights_only=False)  # our own file: python/numpy states
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return json.loads((folder / STATE_FILE).read_text())
+
+
+class Reporter:
+    """Per-update metrics to the console, and to TensorBoard / W&B when ``report_to`` asks."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.total = config.ppo.updates
+        self.writer = self.run = None
+        if "tensorboard" in config.report_to:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(config.output_dir / "runs"))
+        if "wandb" in config.report_to:
+            import wandb
+
+            self.run = wandb.init(config=config.model_dump(mode="json"), dir=str(config.output_dir))
+
+    def log(self, step: int, metrics: dict) -> None:
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in numbers.items())
+        reasons = metrics.get("unscored_reasons")
+        print(f"ppo update {step}/{self.total}: {shown}" + (f"  ({reasons})" if reasons else ""),
+              flush=True)
+        for name, value in numbers.items():
+            if self.writer is not None:
+                self.writer.add_scalar(f"ppo/{name}", value, step)
+        if self.run is not None:
+            self.run.log({f"ppo/{k}": v for k, v in numbers.items()}, step=step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.run is not None:
+            self.run.finish()
+
+
+def train(config: Config) -> Path:
+    """Run PPO as configured in ``config.train`` (see the module docstring); returns the final
+    adapter folder ``<train.output_dir>/final`` (adapter, value head, tokenizer)."""
+    from transformers import set_seed
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("the PPO recipe runs on one device: launch it as one process "
+                          "(without torchrun or accelerate launch)")
+    train_config, settings = config.train, config.train.ppo
+    prefixes = load_prefixes(config, settings.prefixes)
+    checkpoint = checkpoint_to_resume(train_config)
+    set_seed(train_config.seed)
+    actor = ActorCritic.load(train_config, checkpoint)
+    optimizer = torch.optim.AdamW(actor.parameters, lr=settings.learning_rate)
+    state: dict = {"update": 0, "history": []}
+    if checkpoint is not None:
+        state = restore_checkpoint(checkpoint, optimizer, actor.device)
+    write_run_info(train_config, "ppo", prefixes=len(prefixes),
+                   resumed_from=None if checkpoint is None else str(checkpoint))
+    reporter = Reporter(train_config)
+    try:
+        for update in range(state["update"], settings.updates):
+            metrics = run_update(config, actor, optimizer, prefixes, update)
+            state = {"update": update + 1, "history": [*state["history"], metrics]}
+            reporter.log(update + 1, metrics)
+            if (update + 1) % train_config.save_steps == 0 or update + 1 == settings.updates:
+                save_checkpoint(actor, optimizer, state, train_config.output_dir)
+    finally:
+        reporter.close()
+    final = train_config.output_dir / "final"
+    actor.save(final)
+    actor.tokenizer.save_pretrained(str(final))
+    return final

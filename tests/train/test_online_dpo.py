@@ -1,0 +1,170 @@
+"""Online DPO on the tiny model: rounds run and train, round 2 samples from the updated weights,
+resuming after round 1 equals a straight run, incomplete checkpoints are refused, NaN stops it,
+and the reference is the policy at the start (the init adapter when there is one)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from collabrl.backends.hf_local import HFLocalBackend
+from collabrl.testing.online import online_config, write_generate_run
+from collabrl.train import online_dpo
+from collabrl.train.common import CheckpointError, NonFiniteLossError
+
+
+@pytest.fixture
+def run(tmp_path):
+    write_generate_run(tmp_path, conversations=3, turns=2)
+    return tmp_path
+
+
+def adapter(folder) -> dict[str, torch.Tensor]:
+    return load_file(folder / "adapter_model.safetensors")
+
+
+def lora_weights(model) -> dict[str, torch.Tensor]:
+    """The trained adapter's weights, named as in its saved file (the live policy's fingerprint)."""
+    return {name.replace(".default", ""): p.detach().clone()
+            for name, p in model.named_parameters() if "lora_" in name and ".default." in name}
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def run_info(config) -> dict:
+    return json.loads((config.train.output_dir / "run_info.json").read_text())
+
+
+def test_rounds_train_the_adapter_and_report_each_round(run, tiny_model):
+    config = online_config(run, tiny_model)
+    final = online_dpo.train(config)
+    assert any("lora_B" in n and t.abs().sum() > 0 for n, t in adapter(final).items())
+    rounds = run_info(config)["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    for r in rounds:
+        assert r["prefixes"] == 3 and r["replies"] == 6
+        assert r["pairs"] == r["pair_filter"].get("kept", 0) > 0
+        assert r["unscored_replies"] == 0 and r["unscored_futures"] == 0
+        assert r["mean_mr_chosen"] >= r["mean_mr"] >= r["mean_mr_rejected"]
+        assert all(math.isfinite(x) for x in r["losses"])
+    # the reference is the starting policy (base, adapter disabled): the first loss is ln 2
+    assert rounds[0]["losses"][0] == pytest.approx(math.log(2), abs=1e-6)
+    assert run_info(config)["reference"] == "base model (adapter disabled)"
+    assert sorted(p.name for p in config.train.output_dir.glob("round-*")) == ["round-1", "round-2"]
+
+    # from that adapter as init_adapter, the reference is the adapter itself: ln 2 again
+    again = online_config(run, tiny_model, output_dir=str(run / "from-init"),
+                          online_dpo={"rounds": 1, "init_adapter": str(final)})
+    online_dpo.train(again)
+    assert run_info(again)["rounds"][0]["losses"][0] == pytest.approx(math.log(2), abs=1e-6)
+    assert "init_adapter" in run_info(again)["reference"]
+
+
+def test_round_two_samples_from_the_weights_round_one_produced(run, tiny_model, monkeypatch):
+    events: list[tuple[str, object]] = []
+    generate, do_round, save_round = (HFLocalBackend._generate, online_dpo._round,
+                                      online_dpo._save_round)
+
+    def spy_generate(self, rows):
+        events.append(("sample", lora_weights(self.model)))
+        return generate(self, rows)
+
+    def spy_round(index, *args):
+        events.append(("round", index))
+        return do_round(index, *args)
+
+    def spy_save(output_dir, model, *args):
+        events.append(("saved", lora_weights(model)))
+        return save_round(output_dir, model, *args)
+
+    monkeypatch.setattr(HFLocalBackend, "_generate", spy_generate)
+    monkeypatch.setattr(online_dpo, "_round", spy_round)
+    monkeypatch.setattr(online_dpo, "_save_round", spy_save)
+    config = online_config(run, tiny_model)
+    online_dpo.train(config)
+    kinds = [kind for kind, _ in events]
+    second = kinds.index("round", 1)
+    first_samples = [w for kind, w in events[:second] if kind == "sample"]
+    second_samples = [w for kind, w in events[second:] if kind == "sample"]
+    after_round_one = events[second - 1][1]
+    assert kinds[second - 1] == "saved" and first_samples and second_samples
+    assert not same(first_samples[0], after_round_one)  # the update changed the weights
+    assert all(same(w, first_samples[0]) for w in first_samples)
+    assert all(same(w, after_round_one) for w in second_samples)  # candidates and futures
+    assert same(adapter(config.train.output_dir / "round-1"), after_round_one)
+
+
+def test_resuming_after_round_one_equals_a_straight_run(run, tiny_model):
+    # LoRA dropout draws from the global RNG, so this also needs the RNG state restored
+    lora = {"r": 4, "alpha": 8, "dropout": 0.1}
+    straight = online_config(run, tiny_model, output_dir=str(run / "straight"), lora=lora)
+    online_dpo.train(straight)
+    split = online_config(run, tiny_model, output_dir=str(run / "split"), lora=lora,
+                          online_dpo={"rounds": 1})
+    online_dpo.train(split)
+    resumed = online_config(run, tiny_model, output_dir=str(run / "split"), lora=lora)
+    online_dpo.train(resumed)
+    assert run_info(resumed)["resumed_from"].endswith("round-1")
+    a, b = adapter(run / "straight" / "final"), adapter(run / "split" / "final")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    rounds_a, rounds_b = run_info(straight)["rounds"], run_info(resumed)["rounds"]
+    for x, y in zip(rounds_a, rounds_b, strict=True):
+        assert x["pairs"] == y["pairs"] and x["mean_mr"] == pytest.approx(y["mean_mr"])
+        assert x["losses"] == pytest.approx(y["losses"], rel=1e-5)
+
+
+def test_an_incomplete_checkpoint_is_refused(run, tiny_model):
+    config = online_config(run, tiny_model, online_dpo={"rounds": 1})
+    online_dpo.train(config)
+    (config.train.output_dir / "round-1" / "optimizer.pt").unlink()
+    more = online_config(run, tiny_model, online_dpo={"rounds": 2})
+    with pytest.raises(CheckpointError, match="optimizer.pt"):
+        online_dpo.train(more)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_round(run, tiny_model, monkeypatch):
+    loss = online_dpo.dpo_loss
+    calls = []
+
+    def nan_in_round_two(*args):
+        calls.append(1)
+        value = loss(*args)
+        return value * float("nan") if len(calls) > 1 else value
+
+    monkeypatch.setattr(online_dpo, "dpo_loss", nan_in_round_two)
+    config = online_config(run, tiny_model, per_device_batch_size=4)
+    saved = {}
+    save_round = online_dpo._save_round
+
+    def spy_save(output_dir, model, *args):
+        saved["weights"] = lora_weights(model)
+        return save_round(output_dir, model, *args)
+
+    monkeypatch.setattr(online_dpo, "_save_round", spy_save)
+    with pytest.raises(NonFiniteLossError, match="round 2"):
+        online_dpo.train(config)
+    assert [p.name for p in config.train.output_dir.glob("round-*")] == ["round-1"]
+    assert online_dpo.last_round(config.train).name == "round-1"
+    assert same(adapter(config.train.output_dir / "round-1"), saved["weights"])
+
+
+def test_full_fine_tuning_keeps_a_frozen_reference_and_resumes(run, tiny_model):
+    config = online_config(run, tiny_model, lora=None, online_dpo={"rounds": 1})
+    online_dpo.train(config)
+    assert run_info(config)["rounds"][0]["losses"][0] == pytest.approx(math.log(2), abs=1e-6)
+    assert (config.train.output_dir / "round-1" / "model.safetensors").exists()
+    more = online_config(run, tiny_model, lora=None)
+    final = online_dpo.train(more)
+    info = run_info(more)
+    assert info["resumed_from"].endswith("round-1") and len(info["rounds"]) == 2
+    assert info["reference"] == "frozen copy of the starting model"
+    base, trained = load_file(tiny_model / "model.safetensors"), load_file(final / "model.safetensors")
+    assert any(not torch.equal(base[k], trained[k]) for k in base)

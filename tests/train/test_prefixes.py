@@ -1,0 +1,102 @@
+"""Prefixes for the online recipes: loading, deterministic shuffling, trimming, and MR scoring."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collabrl.backends.scripted import ScriptedBackend
+from collabrl.config import Config, ConfigError
+from collabrl.metrics.efficiency import approx_token_count
+from collabrl.testing.online import online_config, write_generate_run
+from collabrl.testing.tiny_model import tiny_tokenizer
+from collabrl.train.prefixes import (
+    MRScorer,
+    load_prefixes,
+    policy_prompt,
+    prompt_tokens,
+    with_live_policy_role,
+)
+
+
+@pytest.fixture
+def run(tmp_path):
+    write_generate_run(tmp_path, conversations=4, turns=3)
+    return tmp_path
+
+
+def config_for(run, **train):
+    return online_config(run, run / "no-model", **train)
+
+
+def test_load_prefixes_attaches_tasks_and_shuffles_with_the_seed(run):
+    config = config_for(run)
+    prefixes = load_prefixes(config, run / "generate")
+    assert len(prefixes) == 12
+    assert all(p.conversation.last.role == "user" for p in prefixes)
+    assert all(p.task.id == p.conversation_id for p in prefixes)
+    assert prefixes[0].conversation == next(
+        q.conversation for q in load_prefixes(config, run / "generate") if q.key == prefixes[0].key)
+    assert [p.key for p in load_prefixes(config, run / "generate")] == [p.key for p in prefixes]
+    other = load_prefixes(config_for(run, seed=1), run / "generate")
+    assert [p.key for p in other] != [p.key for p in prefixes]
+    assert sorted(p.key for p in other) == sorted(p.key for p in prefixes)
+
+
+def test_a_prefix_of_an_unknown_task_is_an_error(run):
+    turns = run / "generate" / "turns.jsonl"
+    record = json.loads(turns.read_text().splitlines()[0])
+    turns.write_text(turns.read_text() + json.dumps({**record, "task_id": "elsewhere"}) + "\n")
+    with pytest.raises(ConfigError, match="elsewhere"):
+        load_prefixes(config_for(run), run / "generate")
+
+
+def test_missing_run_folder_is_a_clear_error(tmp_path, run):
+    with pytest.raises(FileNotFoundError, match="collabrl generate"):
+        load_prefixes(config_for(run), tmp_path / "nothing")
+
+
+def test_policy_prompt_drops_the_oldest_turns_and_starts_with_a_user(run):
+    tokenizer = tiny_tokenizer()
+    prefix = max(load_prefixes(config_for(run), run / "generate"), key=lambda p: p.turn)
+    full = policy_prompt(prefix, "Be brief.", tokenizer, budget=10_000)
+    assert full[0] == {"role": "system", "content": "Be brief."}
+    assert full[1:] == prefix.conversation.to_openai()
+    budget = prompt_tokens(tokenizer, full) - 1
+    trimmed = policy_prompt(prefix, "Be brief.", tokenizer, budget)
+    assert trimmed[0]["role"] == "system" and trimmed[1]["role"] == "user"
+    assert trimmed[-1] == full[-1] and len(trimmed) < len(full)
+    assert prompt_tokens(tokenizer, trimmed) <= budget
+    assert policy_prompt(prefix, None, tokenizer, budget=3) is None
+
+
+def test_the_future_assistant_role_is_added_when_the_config_lacks_it(run):
+    config = config_for(run)
+    bare = config.model_copy(update={"roles": {k: v for k, v in config.roles.items()
+                                               if k != "policy"}})
+    added = with_live_policy_role(bare).roles["policy"]
+    assert added.kind == "hf_local" and added.model == config.train.model
+    assert with_live_policy_role(config) is config
+
+
+def test_scorer_gives_mr_per_reply_and_none_when_unscored(run):
+    data = config_for(run).model_dump(mode="json")
+    # the judge cannot read a grade when the transcript holds "UNREADABLE"; max_reasks is 0
+    data["roles"]["judge"]["rules"] = [{"contains": "UNREADABLE", "reply": "I will not grade."}]
+    config = Config.model_validate(data)
+    policy = ScriptedBackend(reply_fn=lambda messages, params, i: "ok")
+    prefixes = load_prefixes(config, run / "generate")
+    replies = ["short", "UNREADABLE", "a much longer reply with many more words in it", "x"]
+    with MRScorer(config, policy) as scorer:
+        rewards = scorer.rewards([prefixes[0], prefixes[0], prefixes[1], prefixes[1]], replies)
+        assert scorer.scored == 3 and scorer.unscored == 1
+        assert scorer.roles.meter.roles["policy"].calls == 8  # 4 replies x 2 futures, uncached
+    assert rewards[1] is None
+    assert all(isinstance(r, float) for r in rewards[:1] + rewards[2:])
+    # interactivity 1, minus 0.02 per assistant token: the prefix's, the reply's, the future's "ok"
+    for prefix, reply, reward in [(prefixes[0], replies[0], rewards[0]),
+                                  (prefixes[1], replies[2], rewards[2])]:
+        tokens = sum(approx_token_count(m.content) for m in prefix.conversation.turns("assistant"))
+        assert reward == pytest.approx(1 - 0.02 * (tokens + approx_token_count(reply) + 1))
+    assert len(policy.calls) == 8
