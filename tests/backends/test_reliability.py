@@ -38,7 +38,8 @@ def config(server, tmp_path, *extra):
     ])
 
 
-async def ask(cfg, params=GenerationParams()):
+async def ask(cfg, params=None):
+    params = params or GenerationParams()
     async with Roles(cfg) as roles:
         try:
             return await roles["user"].generate(HELLO, params), roles.meter.roles["user"]
