@@ -98,3 +98,17 @@ def test_same_seed_and_data_give_identical_first_losses(make_config):
     overrides = ("train.max_steps=2", "train.save_steps=10")
     assert first_losses(make_config(*overrides, output="a")) == first_losses(
         make_config(*overrides, output="b"))
+
+
+def _lora_a(trainer):
+    return torch.cat([p.detach().flatten() for n, p in trainer.model.named_parameters()
+                      if "lora_A" in n])
+
+
+def test_train_seed_controls_the_adapter_initialisation(make_config):
+    torch.manual_seed(123)  # whatever ran before must not matter
+    first = _lora_a(sft.build_trainer(make_config("train.seed=5").train)[0])
+    torch.manual_seed(456)
+    again = _lora_a(sft.build_trainer(make_config("train.seed=5", output="b").train)[0])
+    other = _lora_a(sft.build_trainer(make_config("train.seed=6", output="c").train)[0])
+    assert torch.equal(first, again) and not torch.equal(first, other)
