@@ -208,3 +208,29 @@ def write_run_info(config: TrainConfig, method: str, **facts: Any) -> None:
     config.output_dir.mkdir(parents=True, exist_ok=True)
     info = {"method": method, "config": config.model_dump(mode="json"), **facts}
     (config.output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+
+
+def fit_trainer(trainer, config: TrainConfig, reports: list, resume: str | None, method: str) -> Path:
+    """Train a TRL trainer (resuming from ``resume`` if given), save ``output_dir/final``, and
+    record the run; data reports are printed and written by the main process only."""
+    main = trainer.is_world_process_zero()
+    facts: dict[str, Any] = {"data": {r.name: r.as_dict() for r in reports}, "resumed_from": resume}
+    if main:
+        for report in reports:
+            print(report.summary())
+        write_run_info(config, method, **facts)
+    result = trainer.train(resume_from_checkpoint=resume)
+    final = config.output_dir / "final"
+    trainer.save_model(str(final))  # every process: ZeRO-3 gathers the shards here
+    if main:
+        write_run_info(config, method, **facts, final=str(final),
+                       global_step=trainer.state.global_step, metrics=result.metrics)
+    return final
+
+
+def eval_arguments(config: TrainConfig, has_eval_rows: bool) -> dict[str, Any]:
+    """TRL arguments for evaluating every ``save_steps`` when there is an eval split."""
+    if not has_eval_rows:
+        return {}
+    return {"eval_strategy": "steps", "eval_steps": config.save_steps,
+            "per_device_eval_batch_size": config.per_device_batch_size}

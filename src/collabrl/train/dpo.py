@@ -39,13 +39,14 @@ from collabrl.config import Config, TrainConfig
 from collabrl.models import resolve_model
 from collabrl.train.common import (
     checkpoint_to_resume,
+    eval_arguments,
+    fit_trainer,
     load_policy,
     load_tokenizer,
     lora_config,
     read_rows,
     stop_on_non_finite_loss,
     trainer_arguments,
-    write_run_info,
 )
 from collabrl.train.data import DataReport, TrainingDataError, prepare_pairs
 
@@ -72,7 +73,7 @@ def build_trainer(config: TrainConfig) -> tuple[DPOTrainer, list[DataReport]]:
         loss_type=["sigmoid"],
         disable_dropout=False,
         precompute_ref_log_probs=False,
-        **_eval_arguments(config, eval_rows),
+        **eval_arguments(config, bool(eval_rows)),
     )
     model, tokenizer = load_policy(config.model_copy(update={"lora": None}))
     trainer = DPOTrainer(
@@ -92,19 +93,7 @@ def build_trainer(config: TrainConfig) -> tuple[DPOTrainer, list[DataReport]]:
 def fit(trainer: DPOTrainer, config: TrainConfig, reports: list[DataReport],
         resume: str | None) -> Path:
     """Train (resuming from ``resume`` if given), save ``output_dir/final``, record the run."""
-    main = trainer.is_world_process_zero()
-    facts: dict[str, Any] = {"data": {r.name: r.as_dict() for r in reports}, "resumed_from": resume}
-    if main:
-        for report in reports:
-            print(report.summary())
-        write_run_info(config, "dpo", **facts)
-    result = trainer.train(resume_from_checkpoint=resume)
-    final = config.output_dir / "final"
-    trainer.save_model(str(final))  # every process: ZeRO-3 gathers the shards here
-    if main:
-        write_run_info(config, "dpo", **facts, final=str(final),
-                       global_step=trainer.state.global_step, metrics=result.metrics)
-    return final
+    return fit_trainer(trainer, config, reports, resume, "dpo")
 
 
 def _pairs(config: TrainConfig, tokenizer, name: str, required: bool
@@ -118,13 +107,6 @@ def _pairs(config: TrainConfig, tokenizer, name: str, required: bool
         raise TrainingDataError(f"no usable preference pairs in {folder}/{name}.jsonl "
                                 f"({report.summary()})")
     return kept, report
-
-
-def _eval_arguments(config: TrainConfig, eval_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    if not eval_rows:
-        return {}
-    return {"eval_strategy": "steps", "eval_steps": config.save_steps,
-            "per_device_eval_batch_size": config.per_device_batch_size}
 
 
 def _check_nothing_dropped(trainer: DPOTrainer, rows: int) -> None:
