@@ -20,6 +20,7 @@ LoRA r=32, alpha=16, dropout 0.1, batch 64 = per-device batch x accumulation x p
   configured LoRA dropout off. The reference forward runs with the adapter disabled, so it stays
   deterministic whatever the dropout;
 - reference log-probabilities are computed per batch, in the same step (no precompute pass);
+- TRL's fused LM head scores only completion positions on CPU too (``collabrl.train.lm_head``);
 - an incomplete checkpoint refuses to resume, a NaN/inf loss stops training before it is applied,
   the final adapter (or model) and tokenizer go to ``output_dir/final``.
 
@@ -49,6 +50,7 @@ from collabrl.train.common import (
     trainer_arguments,
 )
 from collabrl.train.data import DataReport, TrainingDataError, prepare_pairs
+from collabrl.train.lm_head import score_labelled_positions_only
 
 
 def train(config: Config) -> Path:
@@ -76,6 +78,7 @@ def build_trainer(config: TrainConfig) -> tuple[DPOTrainer, list[DataReport]]:
         **eval_arguments(config, bool(eval_rows)),
     )
     model, tokenizer = load_policy(config.model_copy(update={"lora": None}))
+    score_labelled_positions_only()
     trainer = DPOTrainer(
         model=model,
         ref_model=None,

@@ -33,6 +33,7 @@ from collabrl.train.common import (
     trainer_arguments,
     write_run_info,
 )
+from collabrl.train.lm_head import score_labelled_positions_only
 from collabrl.train.prefixes import (
     MRScorer,
     Prefix,
@@ -110,6 +111,7 @@ def build_trainer(config: Config, model, tokenizer, dataset, reward: RewardFunct
     args.update(num_generations=settings.num_generations, beta=settings.beta,
                 max_completion_length=settings.max_completion_length,
                 temperature=settings.temperature)
+    score_labelled_positions_only()
     if settings.loss_type == "rloo":
         from trl import RLOOConfig, RLOOTrainer
 

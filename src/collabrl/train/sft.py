@@ -42,6 +42,7 @@ from collabrl.train.common import (
     trainer_arguments,
 )
 from collabrl.train.data import DataReport, TrainingDataError, prepare_conversations
+from collabrl.train.lm_head import score_labelled_positions_only
 
 
 def train(config: Config) -> Path:
@@ -71,6 +72,7 @@ def build_trainer(config: TrainConfig) -> tuple[SFTTrainer, list[DataReport]]:
         **eval_arguments(config, bool(eval_rows)),
     )
     model, tokenizer = load_policy(config.model_copy(update={"lora": None}))
+    score_labelled_positions_only()
     trainer = SFTTrainer(
         model=model,
         args=args,
