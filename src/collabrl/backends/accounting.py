@@ -3,20 +3,24 @@
 The ``MeteredBackend`` wrapper sits outermost around each role's backend and records what
 reached the caller; the retry and cache wrappers report retries and hits through the meter's
 callbacks. At the end of a command, ``UsageMeter.table()`` renders one row per role; cost uses the
-optional per-role price table from the config (currency units per million tokens).
+optional per-role price table from the config (currency units per million tokens). A streamed
+reply counts as one call and one sample, with its time and failure, but no tokens (a text stream
+does not report them).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from rich.table import Table
 
 from collabrl.backends.base import Backend, BackendWrapper
 from collabrl.backends.errors import BackendError
+from collabrl.backends.streaming import stream_text
 from collabrl.config import PriceConfig
 from collabrl.types import Completion, GenerationParams, Message
 
@@ -116,3 +120,19 @@ class MeteredBackend(BackendWrapper):
                 self.usage.prompt_tokens += c.usage.prompt_tokens
                 self.usage.completion_tokens += c.usage.completion_tokens
         return completions
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        self.usage.calls += 1
+        started = time.monotonic()
+        try:
+            async with aclosing(stream_text(self.inner, messages, params)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except BackendError as error:
+            self.usage.failures[error.reason] += 1
+            raise
+        finally:
+            self.usage.seconds += time.monotonic() - started
+        self.usage.samples += 1

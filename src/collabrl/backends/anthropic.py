@@ -16,6 +16,8 @@ What differs from the OpenAI format, and how it is handled:
 - ``stop`` becomes ``stop_sequences``; stop reasons map end_turn/stop_sequence -> stop,
   max_tokens -> length, refusal -> refusal, anything else (pause_turn, tool_use, null) ->
   incomplete.
+Streaming (``stream``): the same request with ``stream=True``; text deltas are yielded as they
+arrive, and a stream that ends without a stop reason raises IncompleteOutputError.
 Usage: each completion carries its own request's input tokens (cache reads and writes included)
 and output tokens.
 """
@@ -24,11 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
 from typing import Any
 
-from collabrl.backends.errors import BackendError, QuotaExceededError, TransientError
+import httpx2
+
+from collabrl.backends.errors import (
+    AttemptTimeoutError,
+    BackendError,
+    IncompleteOutputError,
+    QuotaExceededError,
+    TransientError,
+)
 from collabrl.backends.http_api import (
     backend_error,
     gather_or_cancel,
@@ -113,6 +123,34 @@ class AnthropicBackend:
         except (self._sdk.APIError, asyncio.TimeoutError, json.JSONDecodeError) as error:
             raise self._error(error) from None
         return self._completion(response)
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        """One sample's text deltas as the API sends them."""
+        self._client.api_key = resolve_api_key(
+            self.config.api_key_env, self.config.base_url, self._where
+        )
+        stop_reason = None
+        try:
+            events = await self._client.messages.create(
+                **self._request_body(messages, params), stream=True
+            )
+            async with events:
+                async for event in events:
+                    delta = getattr(event, "delta", None)
+                    if getattr(delta, "type", "") == "text_delta" and delta.text:
+                        yield delta.text
+                    if event.type == "message_delta":
+                        stop_reason = getattr(delta, "stop_reason", None)
+        except (self._sdk.APIError, asyncio.TimeoutError, json.JSONDecodeError) as error:
+            raise self._error(error) from None
+        except httpx2.TimeoutException:
+            raise AttemptTimeoutError(f"no data within the attempt timeout from {self._where}") from None
+        except httpx2.TransportError as error:
+            raise TransientError(f"the stream from {self._where} broke: {error!r}") from None
+        if stop_reason is None:
+            raise IncompleteOutputError(f"the stream from {self._where} ended before the reply did")
 
     def _error(self, error: BaseException) -> BackendError:
         translated = backend_error(error, self._sdk, self._where)

@@ -6,6 +6,9 @@ and the sample's index. Rerunning a job therefore sends no request it already ma
 independent futures from one prefix (different sample indices) stay independent. Only finished
 outputs are stored: errors, refusals and cut outputs never are. Concurrent identical requests
 are coalesced so that one upstream call serves them all (single flight).
+
+Streamed replies (``stream``) are served from the cache as one chunk when there is a hit; a miss
+is streamed from the model and not stored, since a text stream carries no finish reason.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import asyncio
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from pathlib import Path
 
 from collabrl.backends.base import Backend, BackendWrapper
 from collabrl.backends.errors import BackendError
+from collabrl.backends.streaming import stream_text
 from collabrl.types import Completion, GenerationParams, Message
 
 _SCHEMA = """
@@ -115,6 +120,21 @@ class CachedBackend(BackendWrapper):
             fresh = await self._fetch(messages, params, request, missing)
             results.update(zip(missing, fresh, strict=True))
         return [await self._resolve(results[i], messages, params, i) for i in indices]
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        """A cached sample ``params.first_sample`` as one chunk, else the model's stream."""
+        key = sample_key(request_key(self.identity(), messages, params), params.first_sample)
+        hit = self.cache.get(key)
+        if hit is not None:
+            if self._on_hit is not None:
+                self._on_hit(1)
+            yield hit.text
+            return
+        async with aclosing(stream_text(self.inner, messages, params)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _resolve(
         self,

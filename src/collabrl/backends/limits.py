@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
 
 from collabrl.backends.base import Backend, BackendWrapper
+from collabrl.backends.streaming import stream_text
 from collabrl.types import Completion, GenerationParams, Message
 
 
@@ -51,12 +53,25 @@ class LimitedBackend(BackendWrapper):
     async def generate(
         self, messages: Sequence[Message], params: GenerationParams
     ) -> list[Completion]:
+        async with self._slot():
+            return await self.inner.generate(messages, params)
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        """A streamed reply holds its slot until the stream ends."""
+        async with self._slot(), aclosing(stream_text(self.inner, messages, params)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    @asynccontextmanager
+    async def _slot(self):
         async with self._slots:
             if self._rate is not None:
                 await self._rate.acquire()
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
-                return await self.inner.generate(messages, params)
+                yield
             finally:
                 self.in_flight -= 1

@@ -24,6 +24,10 @@ Usage: per HTTP response, its prompt tokens go on the first completion it produc
 completion tokens are split evenly across its choices (remainder to the first ones), so the
 sums over the completions equal what the server billed.
 
+Streaming (``stream``, for people watching a reply appear): the same request with
+``stream: true`` over the same clients, read as server-sent events; a stream that ends without a
+finish reason raises IncompleteOutputError, and each read is bounded by ``attempt_timeout_s``.
+
 Error translation, key handling and parallel fan-out are shared with the Anthropic backend in
 ``collabrl.backends.http_api``.
 """
@@ -34,12 +38,13 @@ import asyncio
 import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, TypeVar
 
+import httpx2
 import openai
 
-from collabrl.backends.errors import TransientError
+from collabrl.backends.errors import AttemptTimeoutError, IncompleteOutputError, TransientError
 from collabrl.backends.http_api import (
     backend_error,
     gather_or_cancel,
@@ -119,6 +124,22 @@ class OpenAICompatBackend:
     async def _request(
         self, messages: Sequence[Message], params: GenerationParams, n: int, seed: int | None
     ) -> Any:
+        body = self._body(messages, params, n, seed)
+        try:
+            # The documented low-level call: the body goes out as JSON as it is. ``create()`` would
+            # first walk every message through the SDK's type transforms and build pydantic models
+            # for the answer, which costs more CPU than the rest of a simulation step put together.
+            text = await asyncio.wait_for(
+                next(self._next_client).post("/chat/completions", body=body, cast_to=str),
+                self._timeout,
+            )
+            return json.loads(text)
+        except (openai.APIError, asyncio.TimeoutError, json.JSONDecodeError) as error:
+            raise backend_error(error, openai, self._where) from None
+
+    def _body(
+        self, messages: Sequence[Message], params: GenerationParams, n: int, seed: int | None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [m.to_openai() for m in messages],
@@ -132,17 +153,35 @@ class OpenAICompatBackend:
         if seed is not None:
             body["seed"] = seed
         body.update(self.config.extra_body)
+        return body
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        """Sample ``params.first_sample``'s text as the server sends it."""
+        body = self._body(messages, params, 1, params.sample_seed(0)) | {"stream": True}
+        finished = False
         try:
-            # The documented low-level call: the body goes out as JSON as it is. ``create()`` would
-            # first walk every message through the SDK's type transforms and build pydantic models
-            # for the answer, which costs more CPU than the rest of a simulation step put together.
-            text = await asyncio.wait_for(
-                next(self._next_client).post("/chat/completions", body=body, cast_to=str),
-                self._timeout,
+            events = await next(self._next_client).post(
+                "/chat/completions", body=body, cast_to=dict, stream=True,
+                stream_cls=openai.AsyncStream[dict],
             )
-            return json.loads(text)
+            async with events:
+                async for event in events:
+                    for choice in (event.get("choices") or [])[:1]:
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") or delta.get("refusal")
+                        if text:
+                            yield text
+                        finished = finished or bool(choice.get("finish_reason"))
         except (openai.APIError, asyncio.TimeoutError, json.JSONDecodeError) as error:
             raise backend_error(error, openai, self._where) from None
+        except httpx2.TimeoutException:
+            raise AttemptTimeoutError(f"no data within the attempt timeout from {self._where}") from None
+        except httpx2.TransportError as error:
+            raise TransientError(f"the stream from {self._where} broke: {error!r}") from None
+        if not finished:
+            raise IncompleteOutputError(f"the stream from {self._where} ended before the reply did")
 
     def _completions(self, response: Any) -> list[Completion]:
         """The response's choices as Completions, in index order, with usage shares."""

@@ -5,6 +5,10 @@ Retry-After; timeouts, 408/409/5xx, connection resets and cut outputs back off e
 jitter, capped; rejected requests (400/401/403/404) and exhausted quotas are raised at once.
 Each attempt has its own timeout and the whole call has a deadline that holds even when the
 server hangs. The last error is raised when attempts run out, so callers can record its reason.
+
+Streamed replies are retried only until their first chunk arrives: after that the person
+watching has seen text, and a failure is raised to the caller as it is. The streaming backends'
+own per-read timeouts (``attempt_timeout_s``) bound a stream that hangs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 
 from collabrl.backends.base import Backend, BackendWrapper
 from collabrl.backends.errors import (
@@ -22,6 +27,7 @@ from collabrl.backends.errors import (
     DeadlineExceededError,
     IncompleteOutputError,
 )
+from collabrl.backends.streaming import stream_text
 from collabrl.config import RetryConfig
 from collabrl.types import Completion, GenerationParams, Message
 
@@ -72,6 +78,31 @@ class RetryingBackend(BackendWrapper):
                 if self._on_retry is not None:
                     self._on_retry(error, delay)
                 await asyncio.sleep(delay)
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        """Chunks of one reply; failures before the first chunk are retried like ``generate``."""
+        deadline = self._clock() + self.config.deadline_s
+        attempt = 0
+        while True:
+            attempt += 1
+            async with aclosing(stream_text(self.inner, messages, params)) as chunks:
+                try:
+                    first = await anext(chunks, None)
+                except BackendError as error:
+                    failure, delay = error, self._next_delay(error, attempt, deadline)
+                else:
+                    if first is not None:
+                        yield first
+                    async for chunk in chunks:
+                        yield chunk
+                    return
+            log.info("retrying a stream after %s (attempt %d, waiting %.2fs)", failure.reason,
+                     attempt, delay)
+            if self._on_retry is not None:
+                self._on_retry(failure, delay)
+            await asyncio.sleep(delay)
 
     async def _attempt(
         self, messages: Sequence[Message], params: GenerationParams, deadline: float

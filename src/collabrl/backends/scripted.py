@@ -4,16 +4,19 @@ Shipped with the package (not only the tests) so that docs, examples and your ow
 every collabrl component without a model: the same idea as inspect_ai's ``mockllm``. A reply
 function may be async, may look at the whole request, and may raise any
 ``collabrl.backends.errors.BackendError`` to rehearse failures. Every call is recorded in
-``calls`` for assertions. Token counts are whitespace-separated words.
+``calls`` for assertions. Token counts are whitespace-separated words. ``stream`` yields the
+reply of one sample in a few chunks, as a streaming model would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from collabrl.backends.errors import RequestRejectedError
+from collabrl.backends.errors import IncompleteOutputError, RequestRejectedError
+from collabrl.backends.streaming import split_chunks
 from collabrl.types import Completion, GenerationParams, Message, Usage
 
 ReplyFn = Callable[[Sequence[Message], GenerationParams, int], "str | Completion | Awaitable[str | Completion]"]
@@ -77,6 +80,19 @@ class ScriptedBackend:
                 )
             out.append(reply)
         return out
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        """Sample ``params.first_sample``'s reply in a few chunks (a cut Completion raises)."""
+        self.calls.append(ScriptedCall(tuple(messages), params))
+        reply = await self._reply(messages, params, params.first_sample)
+        text = reply if isinstance(reply, str) else reply.text
+        for chunk in split_chunks(text):
+            await asyncio.sleep(0)  # let other requests run between chunks, like a real stream
+            yield chunk
+        if not isinstance(reply, str) and reply.finish_reason == "incomplete":
+            raise IncompleteOutputError("the scripted reply was cut before it finished")
 
     async def _reply(
         self, messages: Sequence[Message], params: GenerationParams, index: int

@@ -6,7 +6,8 @@ hide all of it. This server speaks HTTP/1.1 over a real socket, so the official 
 ``anthropic`` clients run their full code path against it. Standard library only.
 
 Endpoints: ``POST /v1/chat/completions`` (OpenAI, honours ``n`` unless ``ignore_n``),
-``POST /v1/messages`` (Anthropic Messages), ``GET /v1/models``, and ``GET /_fake/log`` (the
+``POST /v1/messages`` (Anthropic Messages), both streamed as server-sent events when the body
+has ``"stream": true`` (see ``collabrl.testing.fake_sse``), ``GET /v1/models``, and ``GET /_fake/log`` (the
 request log as JSON, for a server running in another process).
 
 Replies are deterministic: by default a function of (last user message, sample index,
@@ -44,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from collabrl.testing import fake_sse
 from collabrl.testing.roleplay import fake_server_reply
 
 AUTO = "auto"  # Behaviour.finish_reason default: computed from the reply (stop / length)
@@ -500,7 +502,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             status, payload = fake._respond(request, behaviour)
-            self._send_json(status, payload, behaviour.headers, cut=behaviour.cut)
+            if status == 200 and isinstance(body, dict) and body.get("stream"):
+                self._send_events(payload, cut=behaviour.cut)
+            else:
+                self._send_json(status, payload, behaviour.headers, cut=behaviour.cut)
+
+    def _send_events(self, payload: dict[str, Any], *, cut: bool) -> None:
+        """The reply as server-sent events; the connection closes after them (or half of them)."""
+        streamed = fake_sse.anthropic_events if payload.get("type") == "message" else fake_sse.openai_events
+        events = streamed(payload)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for event in events[: len(events) // 2] if cut else events:
+            self.wfile.write(fake_sse.encode(event))
+            self.wfile.flush()
+        self.close_connection = True
 
     def _send_json(
         self,
