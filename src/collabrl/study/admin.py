@@ -1,0 +1,90 @@
+"""The admin pages: progress per system, and the data as JSONL or CSV.
+
+Access needs the admin token, the value of the environment variable the config names
+(``admin_token_env``): as ``Authorization: Bearer TOKEN`` (scripts, curl) or through the login
+form, which sets an HttpOnly, SameSite=Strict cookie scoped to ``/admin``. Without the variable
+the admin pages are disabled. Links of participants are never shown here: the database only
+holds their hashes (``collabrl study invite`` prints them once, when they are created).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from collabrl.study.context import StudyContext, study_context
+from collabrl.study.export import FINAL_KINDS, to_csv, to_jsonl
+from collabrl.study.security import admin_ok, csrf_ok, csrf_token
+
+router = APIRouter(prefix="/admin")
+COOKIE = "collabrl_admin"
+LOGIN_SUBJECT = "admin-login"
+
+
+def _sent_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.cookies.get(COOKIE)
+
+
+def _authorised(request: Request) -> StudyContext:
+    ctx = study_context(request)
+    if ctx.admin_token is None:
+        raise HTTPException(503, f"Admin pages are disabled: set {ctx.config.admin_token_env}.")
+    if not admin_ok(ctx.admin_token, _sent_token(request)):
+        raise HTTPException(401, "Admin token required.", headers={"WWW-Authenticate": "Bearer"})
+    return ctx
+
+
+def _login_page(ctx: StudyContext, request: Request, status: int = 200, error: str | None = None):
+    return ctx.page(request, "admin_login.html", status, error=error,
+                    csrf=csrf_token(ctx.csrf_key, LOGIN_SUBJECT))
+
+
+@router.get("", response_class=HTMLResponse)
+async def dashboard(request: Request) -> Response:
+    ctx = study_context(request)
+    try:
+        _authorised(request)
+    except HTTPException as refused:
+        if refused.status_code == 401:
+            return _login_page(ctx, request)
+        return ctx.page(request, "notice.html", refused.status_code, heading="Admin",
+                        text=str(refused.detail))
+    rows = await ctx.store.progress()
+    invited = await ctx.store.count_participants()
+    return ctx.page(request, "admin.html", rows=rows, invited=invited, kinds=FINAL_KINDS)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    ctx = study_context(request)
+    form = await request.form()
+    if not csrf_ok(ctx.csrf_key, LOGIN_SUBJECT, str(form.get("csrf_token", ""))):
+        raise HTTPException(403, "Missing or invalid CSRF token; reload the page.")
+    if ctx.login_limiter.take("login"):
+        return _login_page(ctx, request, 429, "Too many attempts; wait a minute.")
+    token = str(form.get("token", ""))
+    if not admin_ok(ctx.admin_token, token):
+        return _login_page(ctx, request, 401, "Wrong token.")
+    response = RedirectResponse("/admin", status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/admin")
+    return response
+
+
+@router.get("/export.jsonl")
+async def export_jsonl(request: Request) -> Response:
+    records = await _authorised(request).store.records()
+    return _download(to_jsonl(records), "study.jsonl", "application/x-ndjson")
+
+
+@router.get("/export.csv")
+async def export_csv(request: Request) -> Response:
+    records = await _authorised(request).store.records()
+    return _download(to_csv(records), "study.csv", "text/csv")
+
+
+def _download(text: str, name: str, media_type: str) -> Response:
+    return Response(text, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,39 @@
+"""What every request handler of the study app shares, built once when the app starts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import HTMLResponse
+
+from collabrl.study.chat import Replies
+from collabrl.study.config import StudyConfig
+from collabrl.study.security import RateLimiter
+from collabrl.study.store import Store
+from collabrl.types import Task
+
+
+@dataclass
+class StudyContext:
+    """Everything a request handler needs, built once when the app starts."""
+
+    config: StudyConfig
+    store: Store
+    tasks: Mapping[str, Task]
+    replies: Replies
+    limiter: RateLimiter
+    login_limiter: RateLimiter
+    csrf_key: str
+    admin_token: str | None
+    templates: Jinja2Templates
+
+    def page(self, request: Request, name: str, status: int = 200, **values) -> HTMLResponse:
+        values.setdefault("title", self.config.title)
+        return self.templates.TemplateResponse(request, name, values, status_code=status)
+
+
+def study_context(request: Request) -> StudyContext:
+    return request.app.state.study
