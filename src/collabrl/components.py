@@ -24,6 +24,7 @@ def build_simulator(config: Config, roles: Roles) -> UserSimulator:
     return UserSimulator(
         roles[role], config.role(role).generation,
         max_reasks=config.user.max_reasks, leak_words=config.user.leak_words,
+        reply_format=config.user.reply_format,
     )
 
 

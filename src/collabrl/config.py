@@ -39,17 +39,21 @@ class RetryConfig(_Strict):
 class PriceConfig(_Strict):
     """Prices in currency units per million tokens, for the cost column of usage tables."""
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
+    input_per_mtok: float = Field(ge=0, description="price of a million input (prompt) tokens")
+    output_per_mtok: float = Field(
+        ge=0, description="price of a million output (completion) tokens"
+    )
 
 
 class _BackendConfig(_Strict):
     max_concurrency: int = Field(default=16, ge=1, description="calls in flight at once")
-    requests_per_minute: float | None = Field(default=None, gt=0, description="optional cap")
+    requests_per_minute: float | None = Field(
+        default=None, gt=0, description="optional start-rate cap"
+    )
     retry: RetryConfig = RetryConfig()
     price: PriceConfig | None = None
     generation: GenerationParams = Field(
-        default_factory=GenerationParams, description="default sampling settings for this role"
+        default_factory=GenerationParams, description="the defaults for this role's calls"
     )
 
 
@@ -57,7 +61,7 @@ class OpenAIBackendConfig(_BackendConfig):
     """Any OpenAI-compatible endpoint: OpenAI, vLLM, SGLang, Ollama, llama.cpp server, TGI."""
 
     kind: Literal["openai"]
-    model: str
+    model: str = Field(description="model name as the server knows it")
     base_url: str | None = Field(default=None, description="None means api.openai.com")
     api_key_env: str = Field(
         default="OPENAI_API_KEY", description="NAME of the environment variable with the key"
@@ -69,9 +73,11 @@ class AnthropicBackendConfig(_BackendConfig):
     """Anthropic's Messages API through the official SDK (extra ``anthropic``)."""
 
     kind: Literal["anthropic"]
-    model: str
-    base_url: str | None = None
-    api_key_env: str = "ANTHROPIC_API_KEY"
+    model: str = Field(description="model name, e.g. claude-haiku-4-5")
+    base_url: str | None = Field(default=None, description="None means the Anthropic API")
+    api_key_env: str = Field(
+        default="ANTHROPIC_API_KEY", description="NAME of the environment variable with the key"
+    )
 
 
 class HFLocalBackendConfig(_BackendConfig):
@@ -79,24 +85,38 @@ class HFLocalBackendConfig(_BackendConfig):
 
     kind: Literal["hf_local"]
     model: str = Field(description="a local folder, a hub id, or 'smollm2-135m-instruct'")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # A call waits in the batch queue behind others, and a timed-out attempt would be computed
+    # again from scratch: long limits, and no retry for what fails the same way twice.
+    retry: RetryConfig = RetryConfig(max_attempts=2, attempt_timeout_s=3600.0, deadline_s=7200.0)
+    adapter: Path | None = Field(
+        default=None, description="a LoRA adapter folder (e.g. runs/train/final) merged into model"
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        default="auto", description="dtype of the weights"
+    )
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    max_batch_size: int = Field(default=16, ge=1)
+    max_batch_size: int = Field(default=16, ge=1, description="most requests in one generate")
     max_wait_ms: float = Field(default=20.0, ge=0, description="wait to fill a batch")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(
+        default=False, description="run code shipped with the model (transformers)"
+    )
 
 
 class ScriptedRule(_Strict):
     contains: str = Field(description="reply when the last message contains this text")
-    reply: str
+    reply: str = Field(description="the reply")
 
 
 class ScriptedBackendConfig(_BackendConfig):
     """Deterministic replies: the first matching rule, else the ``replies`` in turn."""
 
     kind: Literal["scripted"]
-    rules: list[ScriptedRule] = Field(default_factory=list)
-    replies: list[str] = Field(default_factory=lambda: ["OK."])
+    rules: list[ScriptedRule] = Field(
+        default_factory=list, description="tried in order; the first match replies"
+    )
+    replies: list[str] = Field(
+        default_factory=lambda: ["OK."], description="used in turn when no rule matches"
+    )
 
 
 BackendConfig = Annotated[
@@ -109,14 +129,19 @@ _BACKEND_KINDS = ("openai", "anthropic", "hf_local", "scripted")
 
 
 class CacheConfig(_Strict):
-    enabled: bool = True
-    path: Path = Path(".collabrl/cache.sqlite")
+    enabled: bool = Field(default=True, description="answer repeated requests from the cache")
+    path: Path = Field(default=Path(".collabrl/cache.sqlite"), description="the SQLite file")
 
 
 class SimulatorConfig(_Strict):
     """The simulated user."""
 
     role: str = Field(default="user", description="role whose backend plays the user")
+    reply_format: Literal["json", "plain"] = Field(
+        default="json",
+        description="json: {thought, message, terminate} (capable models); plain: the message "
+        "text, [END] to stop (small local models that cannot keep to JSON)",
+    )
     max_reasks: int = Field(default=2, ge=0, description="re-asks after an unparsable reply")
     leak_words: int = Field(default=12, ge=1, description="shared words that flag intent leakage")
 
@@ -131,9 +156,11 @@ class AssistantConfig(_Strict):
 class MetricSpec(_Strict):
     """One metric of the reward: its name, weight in R*, and metric-specific options."""
 
-    name: str
-    weight: float = 1.0
-    options: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(description="a metric name (see Metric options)")
+    weight: float = Field(default=1.0, description="its weight in R*")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="metric-specific options (see Metric options)"
+    )
 
 
 def _paper_metrics() -> list[MetricSpec]:
@@ -151,7 +178,9 @@ class RewardConfig(_Strict):
     future_assistant_role: str = Field(
         default="policy", description="role that writes assistant turns inside futures"
     )
-    metrics: list[MetricSpec] = Field(default_factory=_paper_metrics)
+    metrics: list[MetricSpec] = Field(
+        default_factory=_paper_metrics, description="R* is their weighted sum (the paper's)"
+    )
 
 
 class TaskSource(_Strict):
@@ -173,18 +202,24 @@ class TaskSource(_Strict):
         return self
 
 
+TaskSources = TaskSource | list[TaskSource]
+"""One source, or several whose tasks are used one set after the other (ids must not clash)."""
+
+
 class SimulateConfig(_Strict):
     """``collabrl simulate``: whole conversations between the assistant and the user."""
 
-    tasks: TaskSource | None = None
+    tasks: TaskSources | None = Field(default=None, description="the tasks to simulate")
     max_turns: int = Field(default=7, ge=1, description="assistant turns per conversation")
-    output: Path = Path("runs/simulate/conversations.jsonl")
+    output: Path = Field(
+        default=Path("runs/simulate/conversations.jsonl"), description="one record per conversation"
+    )
 
 
 class GenerateConfig(_Strict):
     """``collabrl generate``: the data engine that builds scored multi-turn conversations."""
 
-    tasks: TaskSource | None = None
+    tasks: TaskSources | None = Field(default=None, description="the training tasks")
     candidates: int = Field(default=3, ge=1, description="k: replies sampled per assistant turn")
     proactive_share: float = Field(
         default=1 / 3, ge=0, le=1, description="share of candidates sampled with the proactive prompt"
@@ -195,15 +230,19 @@ class GenerateConfig(_Strict):
     max_failure_rate: float = Field(
         default=0.2, ge=0, le=1, description="stop when this share of conversations failed"
     )
-    min_conversations_for_failure_rate: int = Field(default=20, ge=1)
-    output_dir: Path = Path("runs/generate")
+    min_conversations_for_failure_rate: int = Field(
+        default=20, ge=1, description="conversations finished before max_failure_rate applies"
+    )
+    output_dir: Path = Field(
+        default=Path("runs/generate"), description="turns.jsonl, conversations.jsonl, manifest.json"
+    )
 
 
 class ExportConfig(_Strict):
     """``collabrl export``: DPO pairs and SFT rows from the data engine's output."""
 
     input_dir: Path = Field(default=Path("runs/generate"), description="a generate output_dir")
-    output_dir: Path = Path("runs/export")
+    output_dir: Path = Field(default=Path("runs/export"), description="DPO pairs and SFT rows")
     min_gap: float = Field(default=0.02, ge=0, description="keep pairs with MR gap >= this")
     eval_fraction: float = Field(default=0.1, ge=0, lt=1, description="share of conversations held out")
     save_dataset: bool = Field(default=True, description="also write datasets.save_to_disk folders")
@@ -213,9 +252,9 @@ class ExportConfig(_Strict):
 class EvalSystem(_Strict):
     """One system under test: a role's backend, with or without a system prompt."""
 
-    name: str
+    name: str = Field(description="its name in tables; unique")
     role: str = Field(default="policy", description="the role whose backend answers")
-    system_prompt: str | None = None
+    system_prompt: str | None = Field(default=None, description="sent before every conversation")
     proactive: bool = Field(default=False, description="use the proactive prompt (baseline)")
 
 
@@ -226,18 +265,25 @@ def _default_systems() -> list[EvalSystem]:
 class EvalConfig(_Strict):
     """``collabrl eval``: systems chat with the user simulator on held-out tasks."""
 
-    tasks: TaskSource | None = None
-    systems: list[EvalSystem] = Field(default_factory=_default_systems)
+    tasks: TaskSources | None = Field(default=None, description="held-out tasks (split: test)")
+    systems: list[EvalSystem] = Field(
+        default_factory=_default_systems,
+        description="the systems compared; the first is the reference for paired differences",
+    )
     seeds: int = Field(default=3, ge=1, description="conversations per task and system")
-    max_turns: int = Field(default=7, ge=1)
+    max_turns: int = Field(default=7, ge=1, description="assistant turns per conversation")
     task_metrics: list[MetricSpec] = Field(
         default_factory=lambda: [MetricSpec(name=n) for n in ("accuracy", "pass_rate", "bleu")],
         description="the first that applies to a task's artifact scores it",
     )
     judge_role: str = Field(default="judge", description="role of the interactivity judge")
-    conversations_in_flight: int = Field(default=64, ge=1)
-    bootstrap_resamples: int = Field(default=2000, ge=100)
-    output_dir: Path = Path("runs/eval")
+    conversations_in_flight: int = Field(default=64, ge=1, description="conversations at once")
+    bootstrap_resamples: int = Field(
+        default=2000, ge=100, description="resamples behind each bootstrap interval"
+    )
+    output_dir: Path = Field(
+        default=Path("runs/eval"), description="records, summary.json and table.md"
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> EvalConfig:
@@ -250,23 +296,25 @@ class EvalConfig(_Strict):
 class LoraSettings(_Strict):
     """LoRA adapters (PEFT). The paper: r=32, alpha=16, dropout 0.1 (really applied here)."""
 
-    r: int = Field(default=32, ge=1)
-    alpha: int = Field(default=16, ge=1)
-    dropout: float = Field(default=0.1, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    r: int = Field(default=32, ge=1, description="rank of the adapters")
+    alpha: int = Field(default=16, ge=1, description="scaling: updates times alpha / r")
+    dropout: float = Field(default=0.1, ge=0, lt=1, description="dropout on the adapter inputs")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default="all-linear", description="module names that get adapters"
+    )
 
 
 class SFTSettings(_Strict):
     data: Path = Field(default=Path("runs/export"), description="export output_dir (sft_*.jsonl)")
-    learning_rate: float = 1e-5
-    epochs: float = 3.0
+    learning_rate: float = Field(default=1e-5, description="peak learning rate")
+    epochs: float = Field(default=3.0, description="passes over the data")
 
 
 class DPOSettings(_Strict):
     data: Path = Field(default=Path("runs/export"), description="export output_dir (dpo_*.jsonl)")
-    learning_rate: float = 5e-6
-    epochs: float = 8.0
-    beta: float = Field(default=0.1, gt=0)
+    learning_rate: float = Field(default=5e-6, description="peak learning rate")
+    epochs: float = Field(default=8.0, description="passes over the data")
+    beta: float = Field(default=0.1, gt=0, description="DPO beta: how far from the reference")
     max_prompt_length: int = Field(default=1536, ge=16, description="prompts keep their end")
 
 
@@ -275,21 +323,21 @@ class OnlineDPOSettings(_Strict):
         default=Path("runs/generate"), description="generate output_dir: prefixes to sample from"
     )
     init_adapter: Path | None = Field(default=None, description="start from this adapter (offline DPO)")
-    learning_rate: float = 5e-6
-    rounds: int = Field(default=4, ge=1)
-    prefixes_per_round: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=5e-6, description="peak learning rate")
+    rounds: int = Field(default=4, ge=1, description="sample, score, update: how many times")
+    prefixes_per_round: int = Field(default=32, ge=1, description="prefixes sampled per round")
     samples_per_prefix: int = Field(default=2, ge=2, description="k fresh replies per prefix")
-    beta: float = Field(default=0.1, gt=0)
-    min_gap: float = Field(default=0.02, ge=0)
+    beta: float = Field(default=0.1, gt=0, description="DPO beta: how far from the reference")
+    min_gap: float = Field(default=0.02, ge=0, description="keep pairs with MR gap >= this")
     temperature: float = Field(default=1.0, gt=0, le=2, description="sampling the fresh replies")
     max_completion_length: int = Field(default=512, ge=1, description="tokens per fresh reply")
 
 
 class GRPOSettings(_Strict):
     prefixes: Path = Field(default=Path("runs/generate"), description="generate output_dir")
-    learning_rate: float = 1e-6
-    epochs: float = 1.0
-    num_generations: int = Field(default=4, ge=2)
+    learning_rate: float = Field(default=1e-6, description="peak learning rate")
+    epochs: float = Field(default=1.0, description="passes over the prefixes")
+    num_generations: int = Field(default=4, ge=2, description="completions per prefix (the group)")
     beta: float = Field(default=0.04, ge=0, description="KL coefficient")
     loss_type: str = Field(default="grpo", description="grpo, dr_grpo, ... or rloo")
     temperature: float = Field(default=1.0, gt=0, le=2, description="sampling the completions")
@@ -299,16 +347,16 @@ class GRPOSettings(_Strict):
 class PPOSettings(_Strict):
     prefixes: Path = Field(default=Path("runs/generate"), description="generate output_dir")
     init_adapter: Path | None = Field(default=None, description="start from this adapter (SFT)")
-    learning_rate: float = 2e-6
+    learning_rate: float = Field(default=2e-6, description="peak learning rate")
     epochs: int = Field(default=5, ge=1, description="PPO epochs over each batch of rollouts")
     rollouts: int = Field(default=64, ge=1, description="replies sampled per update")
-    updates: int = Field(default=4, ge=1)
-    clip_range: float = Field(default=0.2, gt=0)
-    value_clip_range: float = Field(default=0.2, gt=0)
-    value_coef: float = Field(default=0.1, ge=0)
-    kl_coef: float = Field(default=0.05, ge=0)
-    gamma: float = Field(default=1.0, ge=0, le=1)
-    lam: float = Field(default=0.95, ge=0, le=1)
+    updates: int = Field(default=4, ge=1, description="rounds of fresh rollouts and PPO epochs")
+    clip_range: float = Field(default=0.2, gt=0, description="clip of the policy ratio")
+    value_clip_range: float = Field(default=0.2, gt=0, description="clip of value updates")
+    value_coef: float = Field(default=0.1, ge=0, description="weight of the value loss")
+    kl_coef: float = Field(default=0.05, ge=0, description="KL penalty to the reference")
+    gamma: float = Field(default=1.0, ge=0, le=1, description="discount")
+    lam: float = Field(default=0.95, ge=0, le=1, description="GAE lambda")
     max_grad_norm: float = Field(default=1.0, gt=0, description="gradients clipped to this norm")
 
 
@@ -316,33 +364,60 @@ class TrainConfig(_Strict):
     """``collabrl train <method>``: settings shared by every recipe, then one section each."""
 
     model: str = Field(default="smollm2-135m-instruct", description="folder, hub id or alias")
-    output_dir: Path = Path("runs/train")
-    lora: LoraSettings | None = Field(default_factory=LoraSettings, description="null: full fine-tuning")
-    per_device_batch_size: int = Field(default=8, ge=1)
+    output_dir: Path = Field(default=Path("runs/train"), description="checkpoints and final/")
+    lora: LoraSettings | None = Field(
+        default_factory=LoraSettings, description="`null` for full fine-tuning"
+    )
+    per_device_batch_size: int = Field(default=8, ge=1, description="examples per device and step")
     gradient_accumulation_steps: int = Field(default=8, ge=1, description="paper: 64 per step")
     max_steps: int = Field(default=-1, description="> 0 overrides epochs")
     max_length: int = Field(default=2048, ge=32, description="tokens per example")
-    seed: int = 0
-    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
-    gradient_checkpointing: bool = False
-    save_steps: int = Field(default=100, ge=1)
-    logging_steps: int = Field(default=10, ge=1)
-    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    seed: int = Field(default=0, description="random seed")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto", description="dtype of the weights"
+    )
+    gradient_checkpointing: bool = Field(default=False, description="less memory, more compute")
+    save_steps: int = Field(default=100, ge=1, description="steps between checkpoints")
+    logging_steps: int = Field(default=10, ge=1, description="steps between log lines")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list, description="where metrics go besides the log"
+    )
     resume: bool = Field(default=True, description="continue from the last checkpoint in output_dir")
-    sft: SFTSettings = SFTSettings()
-    dpo: DPOSettings = DPOSettings()
-    online_dpo: OnlineDPOSettings = OnlineDPOSettings()
-    grpo: GRPOSettings = GRPOSettings()
-    ppo: PPOSettings = PPOSettings()
+    sft: SFTSettings = Field(
+        default=SFTSettings(), description="`collabrl train sft`: fine-tuning on the best paths"
+    )
+    dpo: DPOSettings = Field(
+        default=DPOSettings(), description="`collabrl train dpo`: offline DPO on the exported pairs"
+    )
+    online_dpo: OnlineDPOSettings = Field(
+        default=OnlineDPOSettings(),
+        description="`collabrl train online-dpo`: rounds of sampling from the live policy, MR, DPO",
+    )
+    grpo: GRPOSettings = Field(
+        default=GRPOSettings(), description="`collabrl train grpo`: TRL GRPO or RLOO, MR as reward"
+    )
+    ppo: PPOSettings = Field(
+        default=PPOSettings(), description="`collabrl train ppo`: value head, GAE, clipped loss, KL"
+    )
+
+
+class DemoConfig(_Strict):
+    """``collabrl demo``: generate, export, train DPO, eval and report in one command."""
+
+    report: Path = Field(default=Path("runs/demo/report.html"), description="the HTML report")
+    sizes: dict[str, list[str]] = Field(
+        default_factory=dict, description="named sets of key=value overrides, picked with --size"
+    )
 
 
 class Config(_Strict):
     """The root of every collabrl config file."""
 
     roles: dict[str, BackendConfig] = Field(
-        default_factory=dict, description="role name (policy, user, judge, ...) -> backend"
+        default_factory=dict,
+        description="every role (policy, user, judge, ...) and the backend it is bound to",
     )
-    cache: CacheConfig = CacheConfig()
+    cache: CacheConfig = Field(default=CacheConfig(), description="the response cache")
     user: SimulatorConfig = SimulatorConfig()
     assistant: AssistantConfig = AssistantConfig()
     reward: RewardConfig = RewardConfig()
@@ -351,6 +426,7 @@ class Config(_Strict):
     export: ExportConfig = ExportConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    demo: DemoConfig = DemoConfig()
 
     @model_validator(mode="after")
     def _role_names(self) -> Config:

@@ -4,8 +4,9 @@ The simulator is shown the task, the full request the user holds back (``Task.in
 conversation so far in the role-flipped view (``Conversation.for_user_simulator``): its own past
 messages as ``assistant``, the policy's as ``user``. It answers with a JSON object holding a
 private thought, the visible message and a ``terminate`` flag, parsed tolerantly (fenced blocks,
-prose around the object) with a bounded re-ask. Termination comes back as a flag, never as text
-in the transcript. Health flags catch the classic simulator failures: talking like an assistant,
+prose around the object) with a bounded re-ask. Small local models rarely keep to JSON, so the
+``plain`` reply format asks for the message text alone, ``[END]`` to stop. Either way termination
+comes back as a flag, never as text in the transcript. Health flags catch the classic simulator failures: talking like an assistant,
 pasting the hidden request, saying nothing.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +30,9 @@ _ASSISTANT_PHRASES = re.compile(
     re.IGNORECASE,
 )
 _FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+_SPEAKER_LABEL = re.compile(r"^\s*\**\s*(?:user|me|person|human)\s*\**\s*:\s*\**\s*", re.IGNORECASE)
+END_MARKER = "[END]"
+ReplyFormat = Literal["json", "plain"]
 
 
 class UserTurn(BaseModel):
@@ -58,6 +63,18 @@ def parse_user_reply(text: str) -> tuple[str, str, bool] | None:
                 terminate = terminate.strip().lower() == "true"
             return str(data.get("thought", "")), data["message"].strip(), bool(terminate)
     return None
+
+
+def parse_plain_reply(text: str) -> tuple[str, str, bool] | None:
+    """("", message, terminate) from a plain-text reply: a leading speaker label and wrapping
+    quotes are dropped, ``[END]`` ends the conversation. None when nothing is left."""
+    before, marker, _ = text.partition(END_MARKER)
+    message = _SPEAKER_LABEL.sub("", before.strip()).strip()
+    if len(message) >= 2 and message[0] == message[-1] == '"':
+        message = message[1:-1].strip()
+    if not message and not marker:
+        return None
+    return "", message, bool(marker)
 
 
 def _brace_spans(text: str) -> list[str]:
@@ -118,15 +135,21 @@ class UserSimulator:
         *,
         max_reasks: int = 2,
         leak_words: int = 12,
+        reply_format: ReplyFormat = "json",
     ) -> None:
         self.backend = backend
         self.params = params or GenerationParams(temperature=1.0, max_tokens=512)
         self.max_reasks = max_reasks
         self.leak_words = leak_words
+        self.reply_format = reply_format
+        self._parse = parse_user_reply if reply_format == "json" else parse_plain_reply
+        self._reask = "user_simulator_reask" + ("" if reply_format == "json" else "_plain")
 
     def prompt(self, task: Task, conversation: Conversation) -> list[Message]:
         """The simulator's messages: its instructions, then the conversation role-flipped."""
-        system = render_prompt("user_simulator", description=task.description, intent=task.intent)
+        answer_format = load_prompt(f"user_simulator_format_{self.reply_format}").strip()
+        system = render_prompt("user_simulator", description=task.description, intent=task.intent,
+                               answer_format=answer_format)
         view = list(conversation.for_user_simulator().messages)
         if view and view[-1].role != "user":
             raise ValueError("the user simulator speaks after the assistant, not twice in a row")
@@ -148,10 +171,10 @@ class UserSimulator:
                 return UserTurn(raw=tuple(raw), usage=usage, failure=f"user_error:{error.reason}")
             raw.append(completion.text)
             usage = usage + completion.usage
-            parsed = parse_user_reply(completion.text)
+            parsed = self._parse(completion.text)
             if parsed is not None and (parsed[1] or parsed[2]):  # a message, or a goodbye
                 return self._turn(task, parsed, tuple(raw), usage)
-            reask = load_prompt("user_simulator_reask").strip()
+            reask = load_prompt(self._reask).strip()
             messages = [*messages, Message(role="assistant", content=completion.text),
                         Message(role="user", content=reask)]
         return UserTurn(raw=tuple(raw), usage=usage, failure="user_unparsable")

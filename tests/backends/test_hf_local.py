@@ -242,3 +242,44 @@ async def test_from_config_loads_a_saved_folder(tmp_path):
 def test_auto_dtype():
     assert _pick_dtype("float16", "cpu") is torch.float16
     assert _pick_dtype("auto", "cpu") is (torch.bfloat16 if _cpu_has_fast_bf16() else torch.float32)
+
+
+def _save_adapter(folder, seed: int):
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = tiny_chat_model(seed=0)
+    torch.manual_seed(seed)  # init_lora_weights=False: random B, so the adapter changes outputs
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False))
+    lora.save_pretrained(folder)
+    return lora
+
+
+async def test_from_config_applies_an_adapter_and_names_its_content(tmp_path):
+    base = save_tiny_chat_model(tmp_path / "tiny")
+    trained = _save_adapter(tmp_path / "adapter", seed=1)
+    cfg = HFLocalBackendConfig(kind="hf_local", model=str(base), adapter=tmp_path / "adapter",
+                               dtype="float32", device="cpu")
+    backend = HFLocalBackend.from_config(cfg)
+    _, tokenizer = tiny_chat_model(seed=0)
+    reference = HFLocalBackend(trained.eval(), tokenizer)
+    plain = HFLocalBackend(*tiny_chat_model(seed=0))
+    [served], [expected], [untrained] = [
+        await b.generate(user("Tell me a story."), GREEDY) for b in (backend, reference, plain)]
+    assert served.text == expected.text != untrained.text
+    first = backend.identity()["model"]
+    assert first.startswith(f"{base}+{tmp_path / 'adapter'}@")
+    _save_adapter(tmp_path / "adapter", seed=2)  # retrained in place: a new model for the cache
+    again = HFLocalBackend.from_config(cfg)
+    assert again.identity()["model"] != first
+    for b in (backend, reference, plain, again):
+        await b.aclose()
+
+
+def test_from_config_refuses_a_folder_without_an_adapter(tmp_path):
+    from collabrl.config import ConfigError
+
+    base = save_tiny_chat_model(tmp_path / "tiny")
+    cfg = HFLocalBackendConfig(kind="hf_local", model=str(base), adapter=tmp_path / "missing")
+    with pytest.raises(ConfigError, match="missing is not an adapter folder"):
+        HFLocalBackend.from_config(cfg)

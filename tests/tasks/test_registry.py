@@ -78,3 +78,27 @@ def test_a_missing_package_says_what_to_install(monkeypatch):
         load_task_set("math-chat")
     [info] = [i for i in available_task_sets() if i.name == "math-chat"]
     assert info.size is None and info.requires == "champ-dataset"
+
+
+def test_config_lists_several_sources_in_order():
+    from collabrl.config import load_config
+    from collabrl.tasks.base import load_tasks
+
+    config = load_config(None, [])
+    config = config.model_copy(update={"generate": config.generate.model_validate(
+        {"tasks": [{"set": "doc-chat", "split": "train", "limit": 2},
+                   {"set": "math-chat", "split": "test", "limit": 3}]})})
+    tasks = load_tasks(config.generate.tasks, "generate.tasks")
+    assert [t.artifact for t in tasks] == ["document"] * 2 + ["answer"] * 3
+    assert all(split_of(t.id) == "train" for t in tasks[:2])
+    assert all(split_of(t.id) == "test" for t in tasks[2:])
+
+
+def test_the_same_task_twice_is_an_error_naming_it(tmp_path):
+    from collabrl.config import TaskSource
+    from collabrl.tasks.base import TaskFileError, load_tasks
+
+    sources = [TaskSource(set="doc-chat", limit=1), TaskSource(set="doc-chat", limit=2)]
+    first = load_task_set("doc-chat", limit=1)[0].id
+    with pytest.raises(TaskFileError, match=f"eval.tasks: .*{first}"):
+        load_tasks(sources, "eval.tasks")

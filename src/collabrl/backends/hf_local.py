@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,7 +41,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from collabrl.backends.batching import AsyncBatcher
 from collabrl.backends.errors import BackendError, RequestRejectedError, TransientError
-from collabrl.config import HFLocalBackendConfig
+from collabrl.config import ConfigError, HFLocalBackendConfig
 from collabrl.types import Completion, FinishReason, GenerationParams, Message, Usage
 
 
@@ -108,13 +110,17 @@ class HFLocalBackend:
         remote = cfg.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=remote)
+        name = cfg.model
+        if cfg.adapter is not None:
+            model = _with_adapter(model, cfg.adapter)
+            name = f"{cfg.model}+{cfg.adapter}@{_fingerprint(cfg.adapter)}"
         model = model.to(device).eval()
         return cls(
             model,
             tokenizer,
             max_batch_size=cfg.max_batch_size,
             max_wait_ms=cfg.max_wait_ms,
-            name=cfg.model,
+            name=name,
         )
 
     def identity(self) -> dict[str, str]:
@@ -353,3 +359,24 @@ def _cpu_has_fast_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 matmuls run natively (~2x fp32 for small models)."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def _with_adapter(model: Any, adapter: Path) -> Any:
+    """``model`` with the LoRA ``adapter`` applied. Not merged: merging into bf16 weights rounds
+    away small updates, so the served model would differ from the trained one."""
+    from peft import PeftModel
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"adapter {adapter} is not an adapter folder (no adapter_config.json); "
+                          f"train one first, e.g. collabrl train dpo")
+    return PeftModel.from_pretrained(model, str(adapter))
+
+
+def _fingerprint(adapter: Path) -> str:
+    """A short hash of the adapter's files: a retrained adapter at the same path is a new model
+    for the response cache."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in adapter.iterdir() if p.is_file()):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]

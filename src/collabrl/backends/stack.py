@@ -77,11 +77,13 @@ class Roles:
         *,
         use_cache: bool | None = None,
         models: Mapping[str, Backend] | None = None,
+        meter: UsageMeter | None = None,
     ) -> None:
         """``models`` supplies ready model backends by role (e.g. a live policy in training).
-        Those roles are never cached: their weights may change between calls."""
+        Those roles are never cached: their weights may change between calls. ``meter`` adds
+        this run's usage to an existing meter (several stages of one job)."""
         self.config = config
-        self.meter = UsageMeter()
+        self.meter = meter if meter is not None else UsageMeter()
         enabled = config.cache.enabled if use_cache is None else use_cache
         self.cache = ResponseCache(config.cache.path) if enabled else None
         self._given = dict(models or {})

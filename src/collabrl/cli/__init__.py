@@ -12,13 +12,24 @@ import logging
 
 from collabrl import __version__
 from collabrl.backends.errors import BackendError
-from collabrl.cli import evaluate, generate, models, report, simulate, tasks, train
+from collabrl.cli import (
+    config,
+    demo,
+    evaluate,
+    generate,
+    models,
+    report,
+    simulate,
+    study,
+    tasks,
+    train,
+)
 from collabrl.cli.common import console
 from collabrl.config import ConfigError
 from collabrl.secrets import install_log_redaction
 from collabrl.tasks.base import TaskFileError
 
-COMMANDS = (models, tasks, simulate, generate, evaluate, train, report)
+COMMANDS = (models, tasks, simulate, generate, evaluate, train, report, study, demo, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

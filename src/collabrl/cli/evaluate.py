@@ -7,6 +7,7 @@ import asyncio
 
 from rich.markdown import Markdown
 
+from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
 from collabrl.cli.common import add_config_args, console, load, progress_bar
 from collabrl.components import build_simulator, metric_builder
@@ -25,11 +26,11 @@ def build_evaluation(config: Config, roles: Roles) -> Evaluation:
                       task_metrics=metrics, judge=InteractivityJudge(roles[config.eval.judge_role]))
 
 
-async def evaluate(config: Config) -> int:
+async def evaluate(config: Config, meter: UsageMeter | None = None) -> int:
     tasks = load_tasks(config.eval.tasks, "eval.tasks")
     systems = [s.name for s in config.eval.systems]
     total = len(tasks) * len(systems) * config.eval.seeds
-    async with Roles(config) as roles:
+    async with Roles(config, meter=meter) as roles:
         evaluation = build_evaluation(config, roles)
         with progress_bar() as progress:
             bar = progress.add_task("eval", total=total, status="")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 
+from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
 from collabrl.cli.common import add_config_args, console, load, progress_bar
 from collabrl.components import build_assistant, build_reward, build_simulator
@@ -47,9 +48,9 @@ def _status(roles: Roles, engine: DataEngine) -> str:
     return f"failed {engine.outcomes['failed']}  cost {spent}"
 
 
-async def generate(config: Config) -> int:
+async def generate(config: Config, meter: UsageMeter | None = None) -> int:
     tasks = await gated(config, generation_tasks(config))
-    async with Roles(config) as roles:
+    async with Roles(config, meter=meter) as roles:
         policy = build_assistant(config, roles)
         proactive = Policy(policy.backend, policy.params, system_prompt=load_prompt("proactive"))
         engine = DataEngine(config.generate, user=build_simulator(config, roles), policy=policy,

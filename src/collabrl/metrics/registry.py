@@ -72,6 +72,11 @@ _METRICS: dict[str, _Entry] = {
 METRIC_NAMES = tuple(_METRICS)
 
 
+def metric_options() -> dict[str, dict[str, Any]]:
+    """Every metric's options with their defaults, by metric name (for the config reference)."""
+    return {name: dict(entry.defaults) for name, entry in _METRICS.items()}
+
+
 def build_metric(
     name: str,
     options: Mapping[str, Any],

@@ -1,0 +1,125 @@
+"""``collabrl demo``: the whole method in one command, on the models of one config.
+
+The stages are the same code as their own commands: the data engine (``generate``), preference
+pairs (``export``), offline DPO on a LoRA (``train dpo``), base vs trained vs proactive on
+held-out tasks (``eval``), and the HTML report (``report``). ``--size NAME`` applies the
+config's ``demo.sizes[NAME]`` overrides before the command line's own (``make demo`` passes
+``DEMO_SIZE``; CI runs a small size). A rerun continues the data engine from its records and the
+response cache, and trains and evaluates afresh: the adapter is new, so old eval records are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.markdown import Markdown
+from rich.table import Table
+
+from collabrl.backends.accounting import UsageMeter
+from collabrl.cli.common import add_config_args, console
+from collabrl.cli.evaluate import evaluate
+from collabrl.cli.generate import generate, run_export
+from collabrl.config import Config, ConfigError, load_config
+
+HONESTY = (
+    "A 135M model plays every role in this demo: it proves that the loop runs end to end, but it "
+    "is a weak user simulator and a weaker judge, so these numbers say little about the method. "
+    "For real runs bind the roles to real models (README: Real models, many GPUs)."
+)
+
+
+def demo_config(args: argparse.Namespace) -> Config:
+    """The config with ``demo.sizes[--size]`` applied, then the command line's overrides."""
+    config = load_config(args.config, args.overrides)
+    if args.size:
+        sizes = config.demo.sizes
+        if args.size not in sizes:
+            known = ", ".join(sorted(sizes)) or "none"
+            raise ConfigError(f"--size {args.size}: demo.sizes has no such entry (defined: {known})")
+        config = load_config(args.config, [*sizes[args.size], *args.overrides])
+    _check_trained_system(config)
+    return config
+
+
+def _check_trained_system(config: Config) -> None:
+    """Some eval system must answer with the adapter this demo trains, or eval shows no effect."""
+    final = (config.train.output_dir / "final").resolve()
+    for system in config.eval.systems:
+        adapter = getattr(config.role(system.role), "adapter", None)
+        if adapter is not None and Path(adapter).resolve() == final:
+            return
+    raise ConfigError(f"demo: no eval system uses the adapter the demo trains ({final}); give an "
+                      f"hf_local role `adapter: {config.train.output_dir / 'final'}` and an eval "
+                      f"system with that role")
+
+
+@contextmanager
+def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
+    console.rule(f"[bold]{name}")
+    start = time.monotonic()
+    yield
+    timings[name] = time.monotonic() - start
+    console.print(f"{name}: {timings[name]:.0f} s", highlight=False)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from collabrl.models import resolve_model
+    from collabrl.report import build_report
+    from collabrl.train import dpo
+    from collabrl.train.common import CheckpointError, NonFiniteLossError
+    from collabrl.train.data import TrainingDataError
+
+    config = demo_config(args)
+    console.print(HONESTY, style="yellow")
+    meter, timings = UsageMeter(), {}
+    with stage("model", timings):  # converts the shipped GGUF once, then reuses the folder
+        console.print(f"{config.train.model} -> {resolve_model(config.train.model)}")
+    with stage("generate", timings):
+        if asyncio.run(generate(config, meter)) != 0:
+            return 1
+    with stage("export", timings):
+        run_export(config)
+    with stage("train dpo", timings):
+        try:
+            final = dpo.train(config)
+        except (TrainingDataError, CheckpointError, NonFiniteLossError) as error:
+            console.print(f"[red]error:[/red] {error}", highlight=False)
+            return 2
+        console.print(f"adapter saved to {final}", highlight=False)
+    with stage("eval", timings):
+        shutil.rmtree(config.eval.output_dir, ignore_errors=True)
+        asyncio.run(evaluate(config, meter))
+    with stage("report", timings):
+        report = build_report([config.generate.output_dir, config.eval.output_dir],
+                              config.demo.report, title="collabrl demo")
+    _print_outcome(config, meter, timings, report)
+    return 0
+
+
+def _print_outcome(config: Config, meter: UsageMeter, timings: dict[str, float],
+                   report: Path) -> None:
+    console.rule("[bold]demo done")
+    console.print(Markdown((config.eval.output_dir / "table.md").read_text()))
+    console.print(meter.table("Model usage, all stages"))
+    times = Table(title="Time per stage")
+    times.add_column("stage")
+    times.add_column("seconds", justify="right")
+    for name, seconds in [*timings.items(), ("total", sum(timings.values()))]:
+        times.add_row(name, f"{seconds:.0f}")
+    console.print(times)
+    console.print(f"report: {report.resolve()} (open it in a browser)", highlight=False)
+    console.print(HONESTY, style="yellow")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "demo", help="the whole method in one go: generate, export, train dpo, eval, report")
+    add_config_args(cmd)
+    cmd.add_argument("--size", help="apply the config's demo.sizes[SIZE] overrides (e.g. ci)")
+    cmd.set_defaults(func=run_demo)
