@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from collabrl.backends.base import Backend
+from collabrl.backends.settings import ConfiguredSettings
 from collabrl.backends.stack import Roles
 from collabrl.config import Config, ConfigError, MetricSpec
 from collabrl.metrics.base import Metric
 from collabrl.metrics.extraction import ArtifactExtractor
+from collabrl.metrics.last_reply import LastReplyExtractor
 from collabrl.metrics.registry import build_metric
 from collabrl.reward import MultiturnReward, WeightedMetric
 from collabrl.rollout import ForwardSampler, Policy
@@ -35,19 +38,30 @@ def build_assistant(config: Config, roles: Roles, role: str | None = None) -> Po
     return Policy(roles[role], config.role(role).generation, system_prompt=system)
 
 
+def metric_backend(roles: Roles, role: str) -> Backend:
+    """The backend judges and extractors use: their own sampling defaults, except the fields the
+    role's ``generation`` sets explicitly."""
+    return ConfiguredSettings(roles[role], roles.config.role(role).generation)
+
+
 def metric_builder(roles: Roles) -> Callable[[MetricSpec, str], Metric]:
     """``build(spec, where) -> Metric`` for the metrics of one run: one artifact extractor per
     role is shared by all of them, so a conversation is extracted once; errors name ``where``."""
-    extractors: dict[str, ArtifactExtractor] = {}
+    extractors: dict[str | None, ArtifactExtractor | LastReplyExtractor] = {}
 
-    def extractor_for(role: str) -> ArtifactExtractor:
+    def backend_for(role: str) -> Backend:
+        return metric_backend(roles, role)
+
+    def extractor_for(role: str | None) -> ArtifactExtractor | LastReplyExtractor:
+        """``role``'s LLM extractor; None: the deterministic last-reply extractor."""
         if role not in extractors:
-            extractors[role] = ArtifactExtractor(roles[role])
+            extractors[role] = (LastReplyExtractor() if role is None
+                                else ArtifactExtractor(backend_for(role)))
         return extractors[role]
 
     def build(spec: MetricSpec, where: str) -> Metric:
         try:
-            return build_metric(spec.name, spec.options, backends=roles.__getitem__,
+            return build_metric(spec.name, spec.options, backends=backend_for,
                                 extractor_for=extractor_for)
         except ValueError as error:
             raise ConfigError(f"{where}: {error}") from None

@@ -10,7 +10,7 @@ from rich.markdown import Markdown
 from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
 from collabrl.cli.common import add_config_args, console, load, progress_bar
-from collabrl.components import build_simulator, metric_builder
+from collabrl.components import build_simulator, metric_backend, metric_builder
 from collabrl.config import Config
 from collabrl.evaluate import Evaluation, system_policy, table_markdown, write_summary
 from collabrl.metrics.interactivity import InteractivityJudge
@@ -23,7 +23,7 @@ def build_evaluation(config: Config, roles: Roles) -> Evaluation:
     policies = {s.name: system_policy(s, roles.__getitem__, lambda r: config.role(r).generation)
                 for s in config.eval.systems}
     return Evaluation(config.eval, policies=policies, user=build_simulator(config, roles),
-                      task_metrics=metrics, judge=InteractivityJudge(roles[config.eval.judge_role]))
+                      task_metrics=metrics, judge=InteractivityJudge(metric_backend(roles, config.eval.judge_role)))
 
 
 async def evaluate(config: Config, meter: UsageMeter | None = None) -> int:

@@ -4,7 +4,9 @@ Each entry lists the options a metric accepts, with their defaults, and how to b
 them. Backends are looked up by *role* (``judge`` unless an option says otherwise), and
 extractors come from ``extractor_for(role)`` so that the caller can hand every metric of a run
 the same ``ArtifactExtractor`` per role, which is what lets accuracy, BLEU and pass rate share
-one extraction call per conversation. Adding a metric is one entry in ``_METRICS``.
+one extraction call per conversation; ``extractor_role: null`` asks for the deterministic
+last-reply extractor (``collabrl.metrics.last_reply``) instead. Adding a metric is one entry in
+``_METRICS``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from collabrl.metrics.efficiency import TokenEfficiency
 from collabrl.metrics.extraction import ArtifactExtractor
 from collabrl.metrics.helpfulness import HelpfulnessJudge
 from collabrl.metrics.interactivity import InteractivityJudge
+from collabrl.metrics.last_reply import LastReplyExtractor
 from collabrl.metrics.pass_rate import PassRate
 from collabrl.sandbox import Sandbox
 
 BackendFor = Callable[[str], Backend]
-ExtractorFor = Callable[[str], ArtifactExtractor]
+ExtractorFor = Callable[[str | None], ArtifactExtractor | LastReplyExtractor]
 
 
 @dataclass(frozen=True)
