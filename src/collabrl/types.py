@@ -94,13 +94,13 @@ class GenerationParams(_Frozen):
     which is how S independent futures from one prefix stay independent.
     """
 
-    n: int = Field(default=1, ge=1, le=128)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(default=512, ge=1)
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    first_sample: int = Field(default=0, ge=0)
+    n: int = Field(default=1, ge=1, le=128, description="samples per call")
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="0 = greedy")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
+    max_tokens: int = Field(default=512, ge=1, description="reply length limit, in tokens")
+    stop: tuple[str, ...] = Field(default=(), description="strings that end a reply")
+    seed: int | None = Field(default=None, description="base seed; sample i uses seed + i")
+    first_sample: int = Field(default=0, ge=0, description="index of this call's first sample")
 
     def sample_seed(self, index: int) -> int | None:
         """Seed for sample ``index`` of this call when samples are drawn by separate requests."""
