@@ -21,11 +21,13 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and field."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors, so a typo never passes silently."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class RetryConfig(_Strict):
+class RetryConfig(StrictModel):
     """How failed calls are retried. Non-retryable errors (400/401/403/404, quota) never are."""
 
     max_attempts: int = Field(default=6, ge=1, description="attempts per call, first included")
@@ -36,7 +38,7 @@ class RetryConfig(_Strict):
     deadline_s: float = Field(default=900.0, gt=0, description="limit for all attempts and waits")
 
 
-class PriceConfig(_Strict):
+class PriceConfig(StrictModel):
     """Prices in currency units per million tokens, for the cost column of usage tables."""
 
     input_per_mtok: float = Field(ge=0, description="price of a million input (prompt) tokens")
@@ -45,7 +47,7 @@ class PriceConfig(_Strict):
     )
 
 
-class _BackendConfig(_Strict):
+class _BackendConfig(StrictModel):
     max_concurrency: int = Field(default=16, ge=1, description="calls in flight at once")
     requests_per_minute: float | None = Field(
         default=None, gt=0, description="optional start-rate cap"
@@ -102,7 +104,7 @@ class HFLocalBackendConfig(_BackendConfig):
     )
 
 
-class ScriptedRule(_Strict):
+class ScriptedRule(StrictModel):
     contains: str = Field(description="reply when the last message contains this text")
     reply: str = Field(description="the reply")
 
@@ -128,12 +130,12 @@ BackendConfig = Annotated[
 _BACKEND_KINDS = ("openai", "anthropic", "hf_local", "scripted")
 
 
-class CacheConfig(_Strict):
+class CacheConfig(StrictModel):
     enabled: bool = Field(default=True, description="answer repeated requests from the cache")
     path: Path = Field(default=Path(".collabrl/cache.sqlite"), description="the SQLite file")
 
 
-class SimulatorConfig(_Strict):
+class SimulatorConfig(StrictModel):
     """The simulated user."""
 
     role: str = Field(default="user", description="role whose backend plays the user")
@@ -146,14 +148,14 @@ class SimulatorConfig(_Strict):
     leak_words: int = Field(default=12, ge=1, description="shared words that flag intent leakage")
 
 
-class AssistantConfig(_Strict):
+class AssistantConfig(StrictModel):
     """The assistant being simulated or trained."""
 
     role: str = Field(default="policy", description="role whose backend writes assistant turns")
     system_prompt: str | None = Field(default=None, description="sent before every conversation")
 
 
-class MetricSpec(_Strict):
+class MetricSpec(StrictModel):
     """One metric of the reward: its name, weight in R*, and metric-specific options."""
 
     name: str = Field(description="a metric name (see Metric options)")
@@ -170,7 +172,7 @@ def _paper_metrics() -> list[MetricSpec]:
     ]
 
 
-class RewardConfig(_Strict):
+class RewardConfig(StrictModel):
     """The multiturn-aware reward: S futures of w turn pairs, scored by weighted metrics."""
 
     samples: int = Field(default=3, ge=1, description="S: futures sampled per candidate")
@@ -183,7 +185,7 @@ class RewardConfig(_Strict):
     )
 
 
-class TaskSource(_Strict):
+class TaskSource(StrictModel):
     """Where tasks come from: a named set (``collabrl tasks list``) or a JSONL task file."""
 
     set: str | None = Field(default=None, description="a named task set, e.g. math-chat")
@@ -206,7 +208,7 @@ TaskSources = TaskSource | list[TaskSource]
 """One source, or several whose tasks are used one set after the other (ids must not clash)."""
 
 
-class SimulateConfig(_Strict):
+class SimulateConfig(StrictModel):
     """``collabrl simulate``: whole conversations between the assistant and the user."""
 
     tasks: TaskSources | None = Field(default=None, description="the tasks to simulate")
@@ -216,7 +218,7 @@ class SimulateConfig(_Strict):
     )
 
 
-class GenerateConfig(_Strict):
+class GenerateConfig(StrictModel):
     """``collabrl generate``: the data engine that builds scored multi-turn conversations."""
 
     tasks: TaskSources | None = Field(default=None, description="the training tasks")
@@ -238,7 +240,7 @@ class GenerateConfig(_Strict):
     )
 
 
-class ExportConfig(_Strict):
+class ExportConfig(StrictModel):
     """``collabrl export``: DPO pairs and SFT rows from the data engine's output."""
 
     input_dir: Path = Field(default=Path("runs/generate"), description="a generate output_dir")
@@ -249,7 +251,7 @@ class ExportConfig(_Strict):
     push_to_hub: str | None = Field(default=None, description="optional hub repo id to push to")
 
 
-class EvalSystem(_Strict):
+class EvalSystem(StrictModel):
     """One system under test: a role's backend, with or without a system prompt."""
 
     name: str = Field(description="its name in tables; unique")
@@ -262,7 +264,7 @@ def _default_systems() -> list[EvalSystem]:
     return [EvalSystem(name="base"), EvalSystem(name="proactive", proactive=True)]
 
 
-class EvalConfig(_Strict):
+class EvalConfig(StrictModel):
     """``collabrl eval``: systems chat with the user simulator on held-out tasks."""
 
     tasks: TaskSources | None = Field(default=None, description="held-out tasks (split: test)")
@@ -293,7 +295,7 @@ class EvalConfig(_Strict):
         return self
 
 
-class LoraSettings(_Strict):
+class LoraSettings(StrictModel):
     """LoRA adapters (PEFT). The paper: r=32, alpha=16, dropout 0.1 (really applied here)."""
 
     r: int = Field(default=32, ge=1, description="rank of the adapters")
@@ -304,13 +306,13 @@ class LoraSettings(_Strict):
     )
 
 
-class SFTSettings(_Strict):
+class SFTSettings(StrictModel):
     data: Path = Field(default=Path("runs/export"), description="export output_dir (sft_*.jsonl)")
     learning_rate: float = Field(default=1e-5, description="peak learning rate")
     epochs: float = Field(default=3.0, description="passes over the data")
 
 
-class DPOSettings(_Strict):
+class DPOSettings(StrictModel):
     data: Path = Field(default=Path("runs/export"), description="export output_dir (dpo_*.jsonl)")
     learning_rate: float = Field(default=5e-6, description="peak learning rate")
     epochs: float = Field(default=8.0, description="passes over the data")
@@ -318,7 +320,7 @@ class DPOSettings(_Strict):
     max_prompt_length: int = Field(default=1536, ge=16, description="prompts keep their end")
 
 
-class OnlineDPOSettings(_Strict):
+class OnlineDPOSettings(StrictModel):
     prefixes: Path = Field(
         default=Path("runs/generate"), description="generate output_dir: prefixes to sample from"
     )
@@ -333,7 +335,7 @@ class OnlineDPOSettings(_Strict):
     max_completion_length: int = Field(default=512, ge=1, description="tokens per fresh reply")
 
 
-class GRPOSettings(_Strict):
+class GRPOSettings(StrictModel):
     prefixes: Path = Field(default=Path("runs/generate"), description="generate output_dir")
     learning_rate: float = Field(default=1e-6, description="peak learning rate")
     epochs: float = Field(default=1.0, description="passes over the prefixes")
@@ -344,7 +346,7 @@ class GRPOSettings(_Strict):
     max_completion_length: int = Field(default=512, ge=1, description="tokens per completion")
 
 
-class PPOSettings(_Strict):
+class PPOSettings(StrictModel):
     prefixes: Path = Field(default=Path("runs/generate"), description="generate output_dir")
     init_adapter: Path | None = Field(default=None, description="start from this adapter (SFT)")
     learning_rate: float = Field(default=2e-6, description="peak learning rate")
@@ -360,7 +362,7 @@ class PPOSettings(_Strict):
     max_grad_norm: float = Field(default=1.0, gt=0, description="gradients clipped to this norm")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """``collabrl train <method>``: settings shared by every recipe, then one section each."""
 
     model: str = Field(default="smollm2-135m-instruct", description="folder, hub id or alias")
@@ -401,7 +403,7 @@ class TrainConfig(_Strict):
     )
 
 
-class DemoConfig(_Strict):
+class DemoConfig(StrictModel):
     """``collabrl demo``: generate, export, train DPO, eval and report in one command."""
 
     report: Path = Field(default=Path("runs/demo/report.html"), description="the HTML report")
@@ -410,7 +412,7 @@ class DemoConfig(_Strict):
     )
 
 
-class Config(_Strict):
+class Config(StrictModel):
     """The root of every collabrl config file."""
 
     roles: dict[str, BackendConfig] = Field(

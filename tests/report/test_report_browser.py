@@ -18,25 +18,11 @@ from collabrl.report import build_report
 
 from .conftest import append_jsonl, read_lines
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is missing: pip install playwright (dev extra)")
-pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install -y chromium"),
-    pytest.mark.slow,
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield launched
-        launched.close()
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -24,26 +24,10 @@ from collabrl.testing.fake_openai import FakeOpenAIServer
 
 from .conftest import links_for, serving, study_data
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 TYPED = "Hi <script>window.pwned = 'participant'</script> there"
 MODEL_SAYS = "Sure <script>window.pwned = 'model'</script><b>bold?</b> <img src=x onerror=\"window.pwned='img'\">"
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is missing: pip install playwright (dev extra)")
-pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install -y chromium"),
-    pytest.mark.slow,
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield launched
-        launched.close()
+pytestmark = pytest.mark.slow
 
 
 def config_data(tmp_path: Path, fake: FakeOpenAIServer) -> dict:

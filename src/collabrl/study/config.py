@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from collabrl.config import (
     BackendConfig,
     ConfigError,
     EvalSystem,
+    StrictModel,
     TaskSource,
     apply_override,
     format_validation_error,
@@ -28,11 +29,7 @@ from collabrl.config import (
 FINAL_RATINGS = ("document", "interaction", "engagement")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class StudyLimits(_Strict):
+class StudyLimits(StrictModel):
     """What one participant may send; larger requests are refused with 413/429."""
 
     max_message_chars: int = Field(default=4000, ge=1, description="one chat message")
@@ -42,7 +39,7 @@ class StudyLimits(_Strict):
     message_burst: int = Field(default=4, ge=1, description="messages allowed back to back")
 
 
-class StudyConfig(_Strict):
+class StudyConfig(StrictModel):
     """The root of a ``collabrl study`` config file."""
 
     title: str = "Co-writing study"
