@@ -24,11 +24,9 @@ topics than the ``train`` ones (only generic openers such as "Hi! " and closers 
   (base model) and after (base + the trained adapter, merged). The difference's 95% interval is a
   paired bootstrap over eval requests (``collabrl.stats.paired_difference``, seed 0).
 
-Prompt format: every generation here (candidates, futures, evaluation) renders chats with the
-template the DPO recipe trains with (``collabrl.train.common.load_tokenizer``), so that data,
-training and evaluation see one format. SmolLM2's own template adds a default system line
-("You are a helpful AI assistant named SmolLM ...") that the training template drops; pass
-``--template model`` to generate and evaluate with the model's own template instead.
+Prompt format: the model's own chat template everywhere (candidates, futures, DPO through
+``collabrl.train.common.load_tokenizer``, evaluation); for SmolLM2 it adds a default system line
+("You are a helpful AI assistant named SmolLM ...") to every chat.
 
 Goal: the lower end of ci95_diff (after - before) is above 0. Progress goes to stderr; the last
 line on stdout is one JSON object: before, after, n_eval, ci95_diff, then details.
@@ -321,14 +319,14 @@ class TurnCost:
 
 def load_base(args):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from collabrl.models import resolve_model
     from collabrl.train.common import load_tokenizer
 
     path = resolve_model(args.model)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
-    tokenizer = load_tokenizer(path) if args.template == "training" else AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     return path, model, tokenizer
 
 
@@ -450,8 +448,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--write-requests", action="store_true", help="rewrite the request file and exit")
     parser.add_argument("--requests", type=Path, default=REQUESTS)
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--template", choices=["training", "model"], default="training",
-                        help="chat template for generation and evaluation (see the docstring)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)")
     parser.add_argument("--workdir", type=Path, help="keep the run's files here (default: a temp folder)")
     parser.add_argument("--reuse-pairs", action="store_true",

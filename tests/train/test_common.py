@@ -188,6 +188,25 @@ def test_training_chat_template_keeps_the_model_family_format():
     assert training_chat_template(tokenizer) == unknown
 
 
+def test_load_tokenizer_keeps_the_served_template_unless_sft_needs_markers(tmp_path):
+    """DPO/GRPO/PPO train on prompts formatted as the served model formats them (SmolLM2's
+    template adds a default system line that ChatML-with-markers would drop)."""
+    from collabrl.train.common import load_tokenizer
+
+    served = ("{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are SmolLM."
+              "<|im_end|>\\n' }}{% endif %}{% for m in messages %}{{ '<|im_start|>' + m['role'] "
+              "+ '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+              "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = served
+    tokenizer.save_pretrained(tmp_path)
+    assert load_tokenizer(str(tmp_path)).chat_template == served
+    assert "You are SmolLM." in load_tokenizer(str(tmp_path)).apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False)
+    assert load_tokenizer(str(tmp_path), assistant_markers=True).chat_template == \
+        CHATML_WITH_GENERATION
+
+
 def test_trainer_arguments_train_bf16_on_the_cpu(make_config, monkeypatch):
     from trl import DPOConfig
 

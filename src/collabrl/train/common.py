@@ -64,13 +64,19 @@ def lora_config(settings: LoraSettings, task_type: str = "CAUSAL_LM"):
                       target_modules=settings.target_modules, task_type=task_type)
 
 
-def load_tokenizer(path: str):
+def load_tokenizer(path: str, assistant_markers: bool = False):
+    """The model's tokenizer, with its own chat template: the policy trains on prompts formatted
+    as they are when it is served (hf_local and vLLM apply that template; SmolLM2's, for one,
+    adds a default system line). Only SFT's assistant-only loss needs ``{% generation %}``
+    markers (``assistant_markers``); then, or when there is no template, the template is
+    ``training_chat_template``'s."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.chat_template = training_chat_template(tokenizer)
+    if assistant_markers or not tokenizer.chat_template:
+        tokenizer.chat_template = training_chat_template(tokenizer)
     return tokenizer
 
 
@@ -98,16 +104,18 @@ def training_chat_template(tokenizer) -> str:
     return template
 
 
-def load_policy(config: TrainConfig, init_adapter: Path | None = None):
+def load_policy(config: TrainConfig, init_adapter: Path | None = None,
+                assistant_markers: bool = False):
     """(model, tokenizer): the base model with a fresh LoRA adapter, or ``init_adapter`` loaded
-    as trainable, or the full model when ``config.lora`` is None."""
+    as trainable, or the full model when ``config.lora`` is None; the tokenizer as
+    ``load_tokenizer`` gives it."""
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from collabrl.models import resolve_model
 
     path = resolve_model(config.model)
-    tokenizer = load_tokenizer(path)
+    tokenizer = load_tokenizer(path, assistant_markers)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(config.dtype))
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()

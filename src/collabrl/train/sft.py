@@ -56,7 +56,8 @@ def train(config: Config) -> Path:
 def build_trainer(config: TrainConfig) -> tuple[SFTTrainer, list[DataReport]]:
     """The SFTTrainer on the checked rows, and the reports of what the checks did."""
     settings = config.sft
-    tokenizer = load_tokenizer(resolve_model(config.model))  # check the data before loading weights
+    # check the data before loading weights
+    tokenizer = load_tokenizer(resolve_model(config.model), assistant_markers=True)
     train_rows, train_report = prepare_conversations(
         read_rows(settings.data, "sft_train"), tokenizer, config.max_length, "sft_train")
     if not train_rows:
@@ -71,7 +72,7 @@ def build_trainer(config: TrainConfig) -> tuple[SFTTrainer, list[DataReport]]:
         assistant_only_loss=True,
         **eval_arguments(config, bool(eval_rows)),
     )
-    model, tokenizer = load_policy(config.model_copy(update={"lora": None}))
+    model, tokenizer = load_policy(config.model_copy(update={"lora": None}), assistant_markers=True)
     score_labelled_positions_only()
     trainer = SFTTrainer(
         model=model,
