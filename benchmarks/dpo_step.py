@@ -25,13 +25,13 @@ random model; ``--random-init qwen2-1.5b`` builds a Qwen2-1.5B-shaped random mod
 Goal: ratio = recipe_step_s / hand_step_s <= 1.2. The last line printed is one JSON object:
 model, device, recipe_step_s, hand_step_s, ratio, tokens_per_s_recipe, tokens_per_s_hand.
 
-Findings (2-core CPU, SmolLM2, 4 pairs x 128+128 tokens, bf16): ratio about 1.4-1.5. The whole
-gap is TRL 1.16's fused LM head, which DPOTrainer always uses: on a device without Triton (the
-CPU) it projects EVERY position through the LM head, prompt included, with fp32 tiles and a
-recompute in the backward (``compact = _use_triton(device)`` in ``trl.trainer.utils``). The
-recipe's training step equals a hand step that calls the same fused head (10.2 s vs 10.1 s for
-2 pairs), and with the head scoring only completion positions the ratio drops to about 1.1. No
-DPOConfig setting changes this; on CUDA with Triton the head already scores completions only.
+Findings (2-core CPU, SmolLM2, 4 pairs x 128+128 tokens, bf16). With TRL 1.16 as shipped the
+ratio was about 1.48: DPOTrainer's fused LM head, on a device without Triton, projects EVERY
+position (prompt included) through the LM head, in fp32 tiles with a recompute in the backward.
+``collabrl.train.lm_head`` lets it score only the completion positions on eager CPU/MPS too
+(same numbers): 8 timed steps, 1 torch thread, while another benchmark held the other core:
+{"recipe_step_s": 25.07, "hand_step_s": 23.47, "ratio": 1.068}. On CUDA with Triton TRL already
+scores completions only.
 """
 
 from __future__ import annotations
