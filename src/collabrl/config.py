@@ -9,12 +9,14 @@ so every setting is validated in one place and an error names the field it is ab
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from collabrl.types import GenerationParams
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -475,6 +477,13 @@ def format_validation_error(error: ValidationError, source: str) -> str:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML config (or start empty), apply overrides, validate."""
+    return load_model_config(Config, path, overrides)
+
+
+def load_model_config(model: type[M], path: str | Path | None,
+                      overrides: list[str] | tuple[str, ...] = ()) -> M:
+    """Read a YAML file (or start empty), apply ``key=value`` overrides, validate as ``model``;
+    every failure is a ConfigError that names the file and the field."""
     data: dict[str, Any] = {}
     source = "(no file)"
     if path is not None:
@@ -492,6 +501,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for override in overrides:
         apply_override(data, override)
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, source)) from None

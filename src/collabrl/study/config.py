@@ -11,19 +11,15 @@ optional system prompt. Participants only ever see a system's neutral label, nev
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from collabrl.config import (
     BackendConfig,
-    ConfigError,
     EvalSystem,
     StrictModel,
     TaskSource,
-    apply_override,
-    format_validation_error,
+    load_model_config,
 )
 
 FINAL_RATINGS = ("document", "interaction", "engagement")
@@ -83,17 +79,4 @@ class StudyConfig(StrictModel):
 
 def load_study_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
     """Read a study YAML file, apply ``key=value`` overrides, validate."""
-    try:
-        data: Any = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must be a mapping at the top level")
-    for override in overrides:
-        apply_override(data, override)
-    try:
-        return StudyConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(path))) from None
+    return load_model_config(StudyConfig, path, overrides)
