@@ -84,3 +84,9 @@ def test_task_file_loading_and_errors(tmp_path):
         load_task_file(dup)
     with pytest.raises(TaskFileError, match="does not exist"):
         load_task_file(tmp_path / "none.jsonl")
+
+
+def test_atomic_write_gives_an_ordinary_readable_file(tmp_path):
+    path = tmp_path / "report.html"
+    write_atomic(path, ["<p>hi</p>"])
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -91,6 +91,7 @@ def write_atomic(path: str | Path, lines: Iterable[str]) -> dict[str, Any]:
                 rows += 1
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are ordinary shareable files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
