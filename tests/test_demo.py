@@ -50,7 +50,7 @@ def test_demo_runs_every_stage_and_evaluates_the_trained_adapter(workdir, capsys
     trained = [r for r in records if r["system"] == "trained"]
     assert trained and all(r["error"] is None and r["assistant_tokens"] > 0 for r in trained)
     assert (demo / "report.html").stat().st_size > 1000
-    for shown in ("Time per stage", "Model usage, all stages", "report.html", "weak user simulator"):
+    for shown in ("Time per stage", "Model usage, all stages", "report.html"):
         assert shown in out, shown
 
 
@@ -70,3 +70,11 @@ def test_sizes_are_valid_overrides_of_the_shipped_config():
     for name, overrides in config.demo.sizes.items():
         sized = load_config("configs/demo.yaml", overrides)
         assert sized.eval.systems == config.eval.systems, name
+
+
+def test_the_small_model_warning_names_its_roles_and_only_then():
+    from collabrl.cli.demo import honesty_note
+
+    note = honesty_note(load_config("configs/demo.yaml"))
+    assert note is not None and "judge, policy, trained, user" in note
+    assert honesty_note(load_config("configs/demo-real.yaml")) is None

@@ -27,11 +27,19 @@ from collabrl.cli.evaluate import evaluate
 from collabrl.cli.generate import generate, run_export
 from collabrl.config import Config, ConfigError, load_config
 
+SMALL_MODEL = "smollm2-135m-instruct"
 HONESTY = (
-    "A 135M model plays every role in this demo: it proves that the loop runs end to end, but it "
-    "is a weak user simulator and a weaker judge, so these numbers say little about the method. "
-    "For real runs bind the roles to real models (README: Real models, many GPUs)."
+    "A 135M model plays {roles} in this run: it proves that the loop runs end to end, but it is a "
+    "weak user simulator and cannot judge, so these numbers say little about the method. For real "
+    "runs bind the roles to real models (README: The demo; configs/demo-real.yaml)."
 )
+
+
+def honesty_note(config: Config) -> str | None:
+    """The warning to print when the demo's small offline model plays any role, else None."""
+    roles = sorted(name for name, backend in config.roles.items()
+                   if getattr(backend, "model", None) == SMALL_MODEL)
+    return HONESTY.format(roles=", ".join(roles)) if roles else None
 
 
 def demo_config(args: argparse.Namespace) -> Config:
@@ -76,7 +84,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from collabrl.train.data import TrainingDataError
 
     config = demo_config(args)
-    console.print(HONESTY, style="yellow")
+    note = honesty_note(config)
+    if note:
+        console.print(note, style="yellow")
     meter, timings = UsageMeter(), {}
     with stage("model", timings):  # converts the shipped GGUF once, then reuses the folder
         console.print(f"{config.train.model} -> {resolve_model(config.train.model)}")
@@ -99,6 +109,8 @@ def run_demo(args: argparse.Namespace) -> int:
         report = build_report([config.generate.output_dir, config.eval.output_dir],
                               config.demo.report, title="collabrl demo")
     _print_outcome(config, meter, timings, report)
+    if note:
+        console.print(note, style="yellow")
     return 0
 
 
@@ -114,7 +126,6 @@ def _print_outcome(config: Config, meter: UsageMeter, timings: dict[str, float],
         times.add_row(name, f"{seconds:.0f}")
     console.print(times)
     console.print(f"report: {report.resolve()} (open it in a browser)", highlight=False)
-    console.print(HONESTY, style="yellow")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
