@@ -15,20 +15,6 @@ import pytest
 from collabrl.testing.fake_openai import Behaviour, FakeOpenAIServer, as_behaviour, default_reply
 
 
-@pytest.fixture
-def fake():
-    servers: list[FakeOpenAIServer] = []
-
-    def start(**options) -> FakeOpenAIServer:
-        server = FakeOpenAIServer(**options).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def post(
     server: FakeOpenAIServer,
     path: str,

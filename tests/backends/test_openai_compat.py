@@ -32,19 +32,6 @@ def api_key(monkeypatch):
 
 
 @pytest.fixture
-def fake():
-    servers: list[FakeOpenAIServer] = []
-
-    def start(**options) -> FakeOpenAIServer:
-        servers.append(FakeOpenAIServer(**options).start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-@pytest.fixture
 async def backend_for():
     backends: list[OpenAICompatBackend] = []
 

@@ -42,19 +42,6 @@ class GenerateOnly:
         return None
 
 
-@pytest.fixture
-def fake():
-    servers: list[FakeOpenAIServer] = []
-
-    def start(**options) -> FakeOpenAIServer:
-        servers.append(FakeOpenAIServer(**options).start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def openai_backend(server: FakeOpenAIServer) -> OpenAICompatBackend:
     return OpenAICompatBackend(OpenAIBackendConfig(
         kind="openai", model="fake-model", base_url=server.base_url, api_key_env="UNSET_KEY_ENV",
