@@ -31,6 +31,7 @@ _ASSISTANT_PHRASES = re.compile(
 )
 _FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 _SPEAKER_LABEL = re.compile(r"^\s*\**\s*(?:user|me|person|human)\s*\**\s*:\s*\**\s*", re.IGNORECASE)
+_OTHER_SPEAKER = re.compile(r"^\s*\**\s*(?:assistant|ai|bot)\s*\**\s*:", re.IGNORECASE | re.MULTILINE)
 END_MARKER = "[END]"
 ReplyFormat = Literal["json", "plain"]
 
@@ -66,9 +67,11 @@ def parse_user_reply(text: str) -> tuple[str, str, bool] | None:
 
 
 def parse_plain_reply(text: str) -> tuple[str, str, bool] | None:
-    """("", message, terminate) from a plain-text reply: a leading speaker label and wrapping
-    quotes are dropped, ``[END]`` ends the conversation. None when nothing is left."""
-    before, marker, _ = text.partition(END_MARKER)
+    """("", message, terminate) from a plain-text reply: a leading speaker label, wrapping quotes
+    and anything from a line the model starts as the assistant on are dropped; ``[END]`` ends the
+    conversation. None when nothing is left."""
+    own = _OTHER_SPEAKER.split(text, maxsplit=1)[0]
+    before, marker, _ = own.partition(END_MARKER)
     message = _SPEAKER_LABEL.sub("", before.strip()).strip()
     if len(message) >= 2 and message[0] == message[-1] == '"':
         message = message[1:-1].strip()
