@@ -93,6 +93,24 @@ def test_expanding_a_candidate_shows_its_futures(open_report, report, injected_r
     assert run.locator(".candidate").count() > run.locator(".candidate.chosen").count()
 
 
+def test_an_opened_section_has_its_content_at_once(open_report, report, injected_runs):
+    """Opening a lazily built section fills it before the click returns, in the same task: the
+    browser's "toggle" event comes later, as a task of its own, and in between the section would
+    be open and empty (the race that failed the two tests above and below with Chromium 156)."""
+    page = open_report(report)
+    show_tab(page, 0).locator(".conv-row").first.click()
+    seen = page.evaluate("""() => {
+      const futures = document.querySelector(".run:not([hidden]) .candidate.chosen details.futures");
+      futures.querySelector("summary").click();
+      const future = futures.querySelector(".future details");
+      future?.querySelector("summary").click();
+      return {open: futures.open, futures: futures.querySelectorAll(".future").length,
+              messages: future ? future.querySelectorAll(".msg").length : 0};
+    }""")
+    turn = read_lines(injected_runs["generate"] / "turns.jsonl")[0]
+    assert seen["open"] and seen["futures"] == len(turn["candidates"][turn["chosen"]]["futures"])
+    assert seen["messages"] >= 1
+
 def test_search_and_filters_narrow_the_list(open_report, report, injected_runs):
     page = open_report(report)
     run = show_tab(page, 1)

@@ -122,3 +122,27 @@ def test_text_is_escaped_and_headers_are_strict(make_config, client_for):
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["x-frame-options"] == "DENY"
     assert csrf_of(page.text)
+
+
+def test_rate_limiter_waits_without_taking():
+    now = [0.0]
+    limiter = RateLimiter(per_minute=60, burst=1, clock=lambda: now[0])
+    assert limiter.wait("a") == 0 and limiter.wait("a") == 0
+    limiter.take("a")
+    assert limiter.wait("a") == pytest.approx(1.0)
+    now[0] = 0.5
+    assert limiter.wait("a") == pytest.approx(0.5)
+
+
+def test_rate_limiter_memory_is_bounded():
+    now = [0.0]
+    limiter = RateLimiter(per_minute=60, burst=2, clock=lambda: now[0], max_keys=3)
+    for key in "abcde":
+        limiter.take(key)
+        limiter.take(key)
+    assert len(limiter) == 3  # the least recently used went first
+    assert limiter.take("a") == 0  # forgotten means a fresh, full bucket: never a lockout
+    assert limiter.take("e") > 0
+    now[0] = 2.0  # every bucket is full again: all forgotten at the next touch
+    limiter.take("f")
+    assert len(limiter) == 1

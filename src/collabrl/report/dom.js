@@ -48,12 +48,19 @@ function badge(text, kind) {
 }
 
 /* A <details> whose body is built on first open: thousands of candidates and futures cost
- * nothing until someone looks at them. */
+ * nothing until someone looks at them. The body is built by the summary's click (mouse,
+ * keyboard or script), which runs before the browser opens the details, so an open details is
+ * never empty. The "toggle" event alone is too late: it comes as a task of its own after the
+ * details opened, and in between the page (and a test reading it) saw an open, empty section.
+ * It stays for opens without a click (setting ``open`` from a script). */
 function lazyDetails(summary, build, attrs) {
   const body = h("div", {class: "details-body"});
-  const el = h("details", attrs, h("summary", null, summary), body);
+  const fill = () => {
+    if (!body.hasChildNodes()) append(body, [build()]);
+  };
+  const el = h("details", attrs, h("summary", {onclick: fill}, summary), body);
   el.addEventListener("toggle", () => {
-    if (el.open && !body.hasChildNodes()) append(body, [build()]);
+    if (el.open) fill();
   });
   return el;
 }

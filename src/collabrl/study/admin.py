@@ -5,9 +5,15 @@ Access needs the admin token, the value of the environment variable the config n
 form, which sets an HttpOnly, SameSite=Strict cookie scoped to ``/admin``. Without the variable
 the admin pages are disabled. Links of participants are never shown here: the database only
 holds their hashes (``collabrl study invite`` prints them once, when they are created).
+
+Wrong tokens are throttled per client address, however they were sent (header, cookie, form):
+after ``WRONG_TOKEN_BURST`` of them an address waits (429 with Retry-After), refilled at
+``WRONG_TOKENS_PER_MINUTE``; other addresses, the real admin's among them, are not affected.
 """
 
 from __future__ import annotations
+
+import math
 
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -19,6 +25,8 @@ from collabrl.study.security import admin_ok, csrf_ok, csrf_token
 router = APIRouter(prefix="/admin")
 COOKIE = "collabrl_admin"
 LOGIN_SUBJECT = "admin-login"
+WRONG_TOKEN_BURST = 5
+WRONG_TOKENS_PER_MINUTE = 5
 
 
 def _sent_token(request: Request) -> str | None:
@@ -28,11 +36,34 @@ def _sent_token(request: Request) -> str | None:
     return request.cookies.get(COOKIE)
 
 
+def _client(request: Request) -> str:
+    """Who is guessing: the address of the connection (see ``collabrl.study.security``)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _token_ok(ctx: StudyContext, request: Request, sent: str | None) -> bool:
+    """Whether ``sent`` is the admin token; raises 429 while this client is throttled.
+
+    The throttle is asked before the token is compared, so a throttled client learns nothing,
+    not even from the right token. Only a wrong token counts against its client.
+    """
+    client = _client(request)
+    wait = ctx.admin_limiter.wait(client)
+    if wait:
+        raise HTTPException(429, "Too many wrong admin tokens from this address; try again in "
+                            f"{math.ceil(wait)} s.", headers={"Retry-After": str(math.ceil(wait))})
+    if admin_ok(ctx.admin_token, sent):
+        return True
+    if sent:
+        ctx.admin_limiter.take(client)
+    return False
+
+
 def _authorised(request: Request) -> StudyContext:
     ctx = study_context(request)
     if ctx.admin_token is None:
         raise HTTPException(503, f"Admin pages are disabled: set {ctx.config.admin_token_env}.")
-    if not admin_ok(ctx.admin_token, _sent_token(request)):
+    if not _token_ok(ctx, request, _sent_token(request)):
         raise HTTPException(401, "Admin token required.", headers={"WWW-Authenticate": "Bearer"})
     return ctx
 
@@ -50,8 +81,10 @@ async def dashboard(request: Request) -> Response:
     except HTTPException as refused:
         if refused.status_code == 401:
             return _login_page(ctx, request)
-        return ctx.page(request, "notice.html", refused.status_code, heading="Admin",
+        page = ctx.page(request, "notice.html", refused.status_code, heading="Admin",
                         text=str(refused.detail))
+        page.headers.update(refused.headers or {})
+        return page
     rows = await ctx.store.progress()
     invited = await ctx.store.count_participants()
     return ctx.page(request, "admin.html", rows=rows, invited=invited, kinds=FINAL_KINDS)
@@ -63,10 +96,14 @@ async def login(request: Request) -> Response:
     form = await request.form()
     if not csrf_ok(ctx.csrf_key, LOGIN_SUBJECT, str(form.get("csrf_token", ""))):
         raise HTTPException(403, "Missing or invalid CSRF token; reload the page.")
-    if ctx.login_limiter.take("login"):
-        return _login_page(ctx, request, 429, "Too many attempts; wait a minute.")
     token = str(form.get("token", ""))
-    if not admin_ok(ctx.admin_token, token):
+    try:
+        right = _token_ok(ctx, request, token)
+    except HTTPException as refused:
+        page = _login_page(ctx, request, refused.status_code, str(refused.detail))
+        page.headers.update(refused.headers or {})
+        return page
+    if not right:
         return _login_page(ctx, request, 401, "Wrong token.")
     response = RedirectResponse("/admin", status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/admin")

@@ -10,7 +10,8 @@ a participant or a model is escaped wherever it is shown.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -48,9 +49,10 @@ def create_app(
     *,
     admin_token: str | None = None,
     systems: Mapping[str, StudySystem] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """The app for ``config``. ``systems`` replaces the backends of the config (tests);
-    ``admin_token`` None disables the admin pages."""
+    ``admin_token`` None disables the admin pages; ``clock`` drives the rate limits (tests)."""
     register_secret(admin_token)
 
     @asynccontextmanager
@@ -69,8 +71,10 @@ def create_app(
                 limits = config.limits
                 app.state.study = StudyContext(
                     config=config, store=store, tasks=tasks, replies=replies,
-                    limiter=RateLimiter(limits.messages_per_minute, limits.message_burst),
-                    login_limiter=RateLimiter(10, 5), csrf_key=await store.secret(CSRF_KEY),
+                    limiter=RateLimiter(limits.messages_per_minute, limits.message_burst, clock),
+                    admin_limiter=RateLimiter(admin.WRONG_TOKENS_PER_MINUTE,
+                                              admin.WRONG_TOKEN_BURST, clock),
+                    csrf_key=await store.secret(CSRF_KEY),
                     admin_token=admin_token, templates=_templates(),
                 )
                 yield

@@ -25,7 +25,7 @@ class StudyContext:
     tasks: Mapping[str, Task]
     replies: Replies
     limiter: RateLimiter
-    login_limiter: RateLimiter
+    admin_limiter: RateLimiter  # wrong admin tokens, per client address
     csrf_key: str
     admin_token: str | None
     templates: Jinja2Templates

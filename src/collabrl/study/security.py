@@ -11,6 +11,13 @@
   code), no referrer (the link holds the token), no caching, no framing, no MIME sniffing.
 - Admin: a bearer token (or the cookie set by the admin login form) compared with
   ``hmac.compare_digest`` to the value of the environment variable the config names.
+- Admin guessing: every check of an admin token (bearer header, admin cookie, login form) is
+  throttled per client, the connecting address: a token bucket of wrong tokens per address,
+  shared by the three ways in; while it is empty that address gets 429 with Retry-After and its
+  tokens are not even compared. Right tokens and requests without one cost nothing, and another
+  address's wrong guesses never block the real admin. X-Forwarded-For is not read here (any
+  client can write it); ``collabrl study serve`` (uvicorn) puts its address in the connection's
+  place only for a proxy it trusts, loopback by default (``FORWARDED_ALLOW_IPS``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import hmac
 import math
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from starlette.responses import PlainTextResponse
@@ -59,24 +67,51 @@ def admin_ok(expected: str | None, sent: str | None) -> bool:
 
 
 class RateLimiter:
-    """A token bucket per key: ``burst`` at once, refilled at ``per_minute``."""
+    """A token bucket per key: ``burst`` at once, refilled at ``per_minute``.
 
-    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic):
+    Memory stays bounded, as keys may come from anyone (client addresses): a bucket untouched
+    long enough to be full again is forgotten (a fresh one is the same), and beyond ``max_keys``
+    the least recently used bucket goes first, which only ever favours its owner.
+    """
+
+    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 10_000):
         self.rate = per_minute / 60.0
         self.burst = burst
+        self.max_keys = max_keys
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many keys are tracked now."""
+        return len(self._buckets)
+
+    def wait(self, key: str) -> float:
+        """0 when ``key`` has a token now, else the seconds until it has; takes nothing."""
+        tokens = self._tokens(key, self._clock())
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
 
     def take(self, key: str) -> float:
         """0 when allowed (one token taken), else the seconds until the next token."""
         now = self._clock()
+        tokens = self._tokens(key, now)
+        allowed = tokens >= 1
+        self._store(key, tokens - 1 if allowed else tokens, now)
+        return 0.0 if allowed else (1 - tokens) / self.rate
+
+    def _tokens(self, key: str, now: float) -> float:
         tokens, last = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            self._buckets[key] = (tokens - 1, now)
-            return 0.0
+        return min(float(self.burst), tokens + (now - last) * self.rate)
+
+    def _store(self, key: str, tokens: float, now: float) -> None:
         self._buckets[key] = (tokens, now)
-        return (1 - tokens) / self.rate
+        self._buckets.move_to_end(key)
+        refilled = self.burst / self.rate  # seconds after which any bucket is full again
+        while self._buckets:
+            _, last = next(iter(self._buckets.values()))
+            if len(self._buckets) <= self.max_keys and now - last < refilled:
+                break
+            self._buckets.popitem(last=False)
 
 
 class HardeningMiddleware:
