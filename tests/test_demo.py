@@ -25,7 +25,7 @@ def tiny_overrides(model: Path) -> list[str]:
         f"roles.trained={{kind: hf_local, model: {model}, adapter: runs/demo/train/final, "
         "dtype: float32, generation: {max_tokens: 16}}",
         "roles.user={kind: scripted, replies: ['it is for my team, go on']}",
-        'roles.judge={kind: scripted, replies: ["It asked what mattered.\\nGRADE: 3"]}',
+        'roles.judge={kind: scripted, replies: ["It asked what mattered.\\nGRADE $call_id: 3"]}',
         # the scripted judge grades interactivity; it cannot extract answers or documents
         "reward.metrics=[{name: interactivity}, {name: token_efficiency}]",
         "reward.window=0",  # scripted futures would repeat both replies: no MR gap to learn from

@@ -221,7 +221,8 @@ def test_server_process_plays_every_role_and_counts_requests():
             {"role": "user", "content": "start"}])
         assert _json.loads(sim.choices[0].message.content)["terminate"] is False
         judge = client.chat.completions.create(model="m", messages=[
-            {"role": "user", "content": "rate it\nGRADE: <3|2|1>"}])
-        assert judge.choices[0].message.content.endswith("GRADE: 3")
+            {"role": "user", "content": "This request's id is 0a1b2c3d4e5f.\nrate it\n"
+                                        "GRADE 0a1b2c3d4e5f: <3|2|1>"}])
+        assert judge.choices[0].message.content.endswith("GRADE 0a1b2c3d4e5f: 3")
         assert server.request_count == 2
     assert server.process.poll() is not None

@@ -30,7 +30,7 @@ async def test_nothing_configured_changes_nothing():
 
 async def test_the_judge_role_max_tokens_reaches_the_interactivity_judge():
     config = load_config(None, ["roles.judge={kind: scripted, generation: {max_tokens: 64}}"])
-    scripted = ScriptedBackend("It asked what mattered.\nGRADE: 3")
+    scripted = ScriptedBackend("It asked what mattered.\nGRADE $call_id: 3")
     async with Roles(config, use_cache=False, models={"judge": scripted}) as roles:
         judge = metric_builder(roles)(MetricSpec(name="interactivity"), "reward.metrics")
         score = await judge(Conversation.of(("user", "hi"), ("assistant", "what for?")),

@@ -21,7 +21,7 @@ def task(reference="0.5"):
 
 def accuracy(extracted, judge_replies=None):
     extractor = ArtifactExtractor(
-        ScriptedBackend([f"<<<ARTIFACT>>>\n{extracted}\n<<<END ARTIFACT>>>"]))
+        ScriptedBackend([f"<<<ARTIFACT $call_id>>>\n{extracted}\n<<<END ARTIFACT $call_id>>>"]))
     judge = None if judge_replies is None else ScriptedBackend(judge_replies)
     return AnswerAccuracy(extractor, judge), judge
 
@@ -134,19 +134,19 @@ async def test_unparsable_answers_without_a_judge_are_unscored():
 
 
 async def test_unparsable_answers_go_to_the_answer_match_judge():
-    metric, judge = accuracy("the second weekday", ["Same day.\nGRADE: CORRECT"])
+    metric, judge = accuracy("the second weekday", ["Same day.\nGRADE $call_id: CORRECT"])
     score = await metric(CONVERSATION, task("Tuesday"))
     assert score.value == 1.0 and score.detail["method"] == "judge"
     assert score.detail["grade"] == "CORRECT" and len(score.raw) == 2
-    prompt = judge.calls[0].messages[0].content
-    assert "<<<ANSWER>>>\n> the second weekday\n<<<END ANSWER>>>" in prompt
-    assert "<<<REFERENCE>>>\n> Tuesday\n<<<END REFERENCE>>>" in prompt
-    metric, judge = accuracy("Wednesday", ["GRADE: INCORRECT"])
+    prompt, call = judge.calls[0].messages[0].content, score.detail["call_id"]
+    assert f"<<<ANSWER {call}>>>\n> the second weekday\n<<<END ANSWER {call}>>>" in prompt
+    assert f"<<<REFERENCE {call}>>>\n> Tuesday\n<<<END REFERENCE {call}>>>" in prompt
+    metric, judge = accuracy("Wednesday", ["GRADE $call_id: INCORRECT"])
     assert (await metric(CONVERSATION, task("Tuesday"))).value == 0.0
 
 
 async def test_deterministic_answers_never_call_the_judge():
-    metric, judge = accuracy("1/2", ["GRADE: INCORRECT"])
+    metric, judge = accuracy("1/2", ["GRADE $call_id: INCORRECT"])
     assert (await metric(CONVERSATION, task())).value == 1.0 and judge.calls == []
 
 

@@ -22,7 +22,7 @@ def doc_task(reference=DOC):
 
 def extractor_replying(text):
     return ArtifactExtractor(
-        ScriptedBackend([f"<<<ARTIFACT>>>\n{text}\n<<<END ARTIFACT>>>"]))
+        ScriptedBackend([f"<<<ARTIFACT $call_id>>>\n{text}\n<<<END ARTIFACT $call_id>>>"]))
 
 
 def test_identical_text_scores_one_in_both_forms():
@@ -54,7 +54,7 @@ async def test_metrics_score_the_extracted_document():
 
 
 async def test_both_forms_share_one_extraction():
-    backend = ScriptedBackend([f"<<<ARTIFACT>>>\n{DOC}\n<<<END ARTIFACT>>>"])
+    backend = ScriptedBackend([f"<<<ARTIFACT $call_id>>>\n{DOC}\n<<<END ARTIFACT $call_id>>>"])
     extractor = ArtifactExtractor(backend)
     scores = await asyncio.gather(Bleu(extractor)(CONVERSATION, doc_task()),
                                   BleuChar(extractor)(CONVERSATION, doc_task()))

@@ -9,7 +9,7 @@ from collabrl.metrics.interactivity import InteractivityJudge, itr_from_grades
 
 @pytest.mark.parametrize("grade, value", [("3", 1.0), ("2", 0.5), ("1", 0.0)])
 async def test_levels_map_to_values_and_keep_the_grade(conversation, poem_task, grade, value):
-    backend = ScriptedBackend([f"Reasoning.\nGRADE: {grade}"])
+    backend = ScriptedBackend([f"Reasoning.\nGRADE $call_id: {grade}"])
     metric = InteractivityJudge(backend)
     score = await metric(conversation, poem_task)
     assert isinstance(metric, Metric) and metric.name == "interactivity"
@@ -17,11 +17,13 @@ async def test_levels_map_to_values_and_keep_the_grade(conversation, poem_task, 
 
 
 async def test_the_judge_sees_the_task_and_the_quoted_transcript(conversation, poem_task):
-    backend = ScriptedBackend(["GRADE: 2"])
-    await InteractivityJudge(backend)(conversation, poem_task)
-    prompt = backend.calls[0].messages[0].content
+    backend = ScriptedBackend(["GRADE $call_id: 2"])
+    metric = InteractivityJudge(backend)
+    assert (await metric(conversation, poem_task)).value == 0.5
+    prompt, call = metric.judge.render(conversation, poem_task)
+    assert backend.calls[0].messages[0].content == prompt
     assert "write a short poem" in prompt and "> Autumn rain, four lines." in prompt
-    assert prompt.rstrip().endswith("GRADE: <3|2|1>")
+    assert prompt.rstrip().endswith(f"GRADE {call}: <3|2|1>")
     assert backend.calls[0].params.temperature == 0
 
 

@@ -66,7 +66,8 @@ def test_resuming_repeats_the_straight_run_and_incomplete_checkpoints_are_refuse
 def unreadable_every_third_call(run, tiny_model, **train) -> Config:
     data = online_config(run, tiny_model, **train).model_dump(mode="json")
     data["reward"]["samples"] = 1
-    data["roles"]["judge"]["replies"] = ["GRADE: 3", "GRADE: 3", "no grade at all"]
+    data["roles"]["judge"]["replies"] = ["GRADE $call_id: 3", "GRADE $call_id: 3",
+                                        "no grade at all"]
     return Config.model_validate(data)
 
 

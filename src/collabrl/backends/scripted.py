@@ -3,9 +3,12 @@
 Shipped with the package (not only the tests) so that docs, examples and your own tests can run
 every collabrl component without a model: the same idea as inspect_ai's ``mockllm``. A reply
 function may be async, may look at the whole request, and may raise any
-``collabrl.backends.errors.BackendError`` to rehearse failures. Every call is recorded in
-``calls`` for assertions. Token counts are whitespace-separated words. ``stream`` yields the
-reply of one sample in a few chunks, as a streaming model would.
+``collabrl.backends.errors.BackendError`` to rehearse failures. A text reply may say
+``$call_id``: it becomes the call id the request states (judge and extractor prompts do, and
+accept only replies that carry it), so a fixed reply like ``"Fine.\nGRADE $call_id: 3"`` can
+play a judge. Every call is recorded in ``calls`` for assertions. Token counts are
+whitespace-separated words. ``stream`` yields the reply of one sample in a few chunks, as a
+streaming model would.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 from collabrl.backends.errors import IncompleteOutputError, RequestRejectedError
 from collabrl.backends.streaming import split_chunks
+from collabrl.metrics.framing import find_call_id
 from collabrl.types import Completion, GenerationParams, Message, Usage
 
 ReplyFn = Callable[[Sequence[Message], GenerationParams, int], "str | Completion | Awaitable[str | Completion]"]
@@ -95,6 +99,15 @@ class ScriptedBackend:
             raise IncompleteOutputError("the scripted reply was cut before it finished")
 
     async def _reply(
+        self, messages: Sequence[Message], params: GenerationParams, index: int
+    ) -> str | Completion:
+        reply = await self._pick(messages, params, index)
+        if not isinstance(reply, str) or "$call_id" not in reply:
+            return reply
+        call = find_call_id("\n".join(m.content for m in messages))
+        return reply if call is None else reply.replace("$call_id", call)
+
+    async def _pick(
         self, messages: Sequence[Message], params: GenerationParams, index: int
     ) -> str | Completion:
         if self._reply_fn is not None:

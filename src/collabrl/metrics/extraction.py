@@ -5,14 +5,25 @@ first need that artifact. An LLM extracts it with the ``extract_artifact`` promp
 cached in memory by (conversation, artifact kind) with single-flight, so accuracy, BLEU and pass
 rate scoring the same sampled future share one extraction call even when they run concurrently.
 
+**What text in the conversation cannot do.** The extractor must copy code and documents exactly,
+so it reads the conversation unaltered (``verbatim_transcript``). What frames it, and the only
+reply it accepts, carry the call id (``framing.call_id``, a hash of the template and every
+untrusted value of the prompt): the transcript sits between ``<<<TRANSCRIPT <id>>>`` and
+``<<<END TRANSCRIPT <id>>>``, and the artifact is read only from a block between
+``<<<ARTIFACT <id>>>`` and ``<<<END ARTIFACT <id>>>``. The conversation cannot contain the id,
+so a fake closing marker does not close the transcript and a fake answer block in it (with any
+id or none) is not an answer, even when the extractor copies it into its reply.
+
 Two outcomes without text are kept apart, because metrics treat them differently:
 
 * ``reason == NO_ARTIFACT``: the extractor read the conversation and found nothing (it replied
   NONE). That is a real outcome: the conversation failed to produce an answer, so task metrics
   score it 0 (see ``missing_artifact_score``).
-* any other reason (``extract_error:<backend reason>``, ``extract_refused``,
-  ``extract_unparsable``, ``no_artifact_kind``): extraction failed, so task metrics are unscored.
-  Failures are not cached (a later call may succeed); concurrent callers still share them.
+* any other reason (``extract_error:<backend reason>``, ``extract_cut`` (the reply hit the
+  length limit: a cut artifact is not read, "42" cut to "4" would be a wrong answer),
+  ``extract_refused``, ``extract_unparsable``, ``no_artifact_kind``): extraction failed, so task
+  metrics are unscored. Failures are not cached (a later call may succeed); concurrent callers
+  still share them.
 
 For kind ``"code"``, when the LLM answers NONE or unreadably, the last fenced code block an
 assistant message contains is used instead (``method="last_code_block"``): a conversation that
@@ -30,12 +41,11 @@ from dataclasses import dataclass
 
 from collabrl.backends.base import Backend
 from collabrl.backends.errors import BackendError
+from collabrl.metrics.framing import call_id, frame
 from collabrl.prompts import render_prompt
 from collabrl.types import ArtifactKind, Conversation, GenerationParams, Message, Score, Task
 
 NO_ARTIFACT = "no_artifact"
-ARTIFACT_BEGIN = "<<<ARTIFACT>>>"
-ARTIFACT_END = "<<<END ARTIFACT>>>"
 DEFAULT_EXTRACTOR_PARAMS = GenerationParams(temperature=0.0, max_tokens=4096)
 
 _FENCED_CODE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
@@ -43,6 +53,9 @@ _NONE_REPLY = re.compile(r"(?i)\s*none\W*")  # the whole reply says there is not
 _NONE_INSIDE = re.compile(r"\s*NONE\s*")  # inside a block only the upper-case word: "None" may be an answer
 
 _Key = tuple[Conversation, ArtifactKind]
+# Replies that are not read, by finish reason: a cut artifact may be a wrong one ("42" -> "4").
+_FAILURES = {"length": "extract_cut", "refusal": "extract_refused",
+             "incomplete": "extract_error:incomplete"}
 
 
 @dataclass(frozen=True)
@@ -68,19 +81,20 @@ def missing_artifact_score(extraction: Extraction, **detail: object) -> Score:
 
 
 def verbatim_transcript(conversation: Conversation) -> str:
-    """The conversation for the extractor: unaltered text (it must copy code and documents
-    exactly), role lines, no system messages. Nothing is gained by injecting here: the artifact
-    is compared deterministically with a reference the conversation never saw."""
+    """The conversation for the extractor: role lines over unaltered text (it must copy code and
+    documents exactly), no system messages. The caller frames it with the call id."""
     blocks = [f"{m.role.upper()}:\n{m.content}" for m in conversation if m.role != "system"]
-    return "\n\n".join(["<<<TRANSCRIPT>>>", *blocks, "<<<END TRANSCRIPT>>>"])
+    return "\n\n".join(blocks or ["(no messages)"])
 
 
-def parse_artifact(reply: str) -> Extraction:
-    """Read the last ``<<<ARTIFACT>>>`` block of ``reply``, or NONE."""
-    begin = reply.rfind(ARTIFACT_BEGIN)
-    end = reply.find(ARTIFACT_END, begin) if begin >= 0 else -1
+def parse_artifact(reply: str, call: str) -> Extraction:
+    """Read the last ``<<<ARTIFACT <call>>>`` block of ``reply``, or NONE; blocks without the
+    call id are not answers."""
+    begin_marker, end_marker = f"<<<ARTIFACT {call}>>>", f"<<<END ARTIFACT {call}>>>"
+    begin = reply.rfind(begin_marker)
+    end = reply.find(end_marker, begin) if begin >= 0 else -1
     if end >= 0:
-        text = reply[begin + len(ARTIFACT_BEGIN) : end].strip("\r\n")
+        text = reply[begin + len(begin_marker) : end].strip("\r\n")
         if text.strip() and not _NONE_INSIDE.fullmatch(text):
             return Extraction(text, raw=(reply,))
         return Extraction(None, NO_ARTIFACT, (reply,))
@@ -144,24 +158,28 @@ class ArtifactExtractor:
                 self._done.popitem(last=False)
         return extraction
 
+    def render(self, conversation: Conversation, task: Task) -> tuple[str, str]:
+        """The prompt for extracting from ``conversation``, and its call id."""
+        transcript = verbatim_transcript(conversation)
+        call = call_id(self.template, {"kind": task.artifact, "description": task.description,
+                                       "transcript": transcript})
+        prompt = render_prompt(self.template, id=call, kind=task.artifact,
+                               description=task.description,
+                               transcript=frame("TRANSCRIPT", transcript, call))
+        return prompt, call
+
     async def _extract(self, conversation: Conversation, task: Task) -> Extraction:
-        prompt = render_prompt(
-            self.template,
-            kind=task.artifact,
-            description=task.description,
-            transcript=verbatim_transcript(conversation),
-        )
+        prompt, call = self.render(conversation, task)
         try:
             completion = (
                 await self.backend.generate([Message(role="user", content=prompt)], self.params)
             )[0]
         except BackendError as err:
             return Extraction(None, f"extract_error:{err.reason}")
-        if completion.finish_reason == "refusal":
-            return Extraction(None, "extract_refused", (completion.text,))
-        if completion.finish_reason == "incomplete":
-            return Extraction(None, "extract_error:incomplete", (completion.text,))
-        extraction = parse_artifact(completion.text)
+        failure = _FAILURES.get(completion.finish_reason)
+        if failure is not None:
+            return Extraction(None, failure, (completion.text,))
+        extraction = parse_artifact(completion.text, call)
         if extraction.text is None and task.artifact == "code":
             code = last_code_block(conversation)
             if code is not None:

@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from collabrl.metrics.framing import find_call_id
+
 
 def _text(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(str(m.get("content", "")) for m in messages)
@@ -25,10 +27,11 @@ def roleplay_reply(messages: Sequence[Mapping[str, Any]], index: int = 0) -> str
         topic = " ".join(text.split("<<<REQUEST", 1)[1].split()[:6])
         message = f"hi, I need help with: {topic}" if turns == 0 else f"more detail, take {index}"
         return json.dumps({"thought": "t", "message": message, "terminate": False})
-    if "<<<ARTIFACT>>>" in text:
-        return "<<<ARTIFACT>>>\n42\n<<<END ARTIFACT>>>"
-    if "GRADE:" in text:
-        return "The assistant engaged well.\nGRADE: 3"
+    call = find_call_id(text)  # judge and extractor prompts state one; replies must carry it
+    if call is not None and f"<<<ARTIFACT {call}>>>" in text:
+        return f"<<<ARTIFACT {call}>>>\n42\n<<<END ARTIFACT {call}>>>"
+    if call is not None and f"GRADE {call}:" in text:
+        return f"The assistant engaged well.\nGRADE {call}: 3"
     return f"Could you say more about what you need? (draft {index})"
 
 
