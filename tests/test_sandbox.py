@@ -1,9 +1,10 @@
 """The sandbox: every case of reliability.md "Running model-written code", at the best level here.
 
-Cases that depend on what the level protects (network, filesystem, process count) are skipped,
-with the reason, when the level this machine offers does not protect it; the kill and verdict
-cases also run at every level available here. Reward-hacking attempts are in
-``test_sandbox_gaming.py``.
+Cases about what the isolation protects (network, filesystem, process count) run in a sandbox
+without the weak-isolation opt-in: it either blocks them or refuses to run at all, and the test
+asserts whichever happens (``test_sandbox_isolation.py`` tries them as root and unprivileged,
+with and without bubblewrap). Verdict and kill cases opt in, so they run on any machine, and
+also at every level that works here. Reward-hacking attempts are in ``test_sandbox_gaming.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from textwrap import dedent
 
 import pytest
 
-from collabrl.sandbox import Sandbox, SandboxUnavailable
+from collabrl.sandbox import Sandbox, SandboxRefused, SandboxUnavailable
 from collabrl.sandbox import core as sandbox_module
 from collabrl.sandbox.gate import GateError, check_task_set
 from collabrl.sandbox.isolation import LEVELS
@@ -75,15 +76,32 @@ def sandbox_leftovers() -> list[str]:
     return live_processes("sandbox_launcher.py") + live_processes("sandbox_runner.py")
 
 
+async def runs_here(box: Sandbox) -> bool:
+    """Whether ``box`` runs code here; where it does not, its refusal names the fix."""
+    try:
+        await box.isolation()
+    except SandboxRefused as refusal:
+        assert "install bubblewrap" in str(refusal) and "allow_weak_isolation" in str(refusal)
+        return False
+    return True
+
+
 @pytest.fixture
 def sandbox() -> Sandbox:
+    """For verdicts: the best level here, even a weak one."""
+    return Sandbox(timeout_s=2, allow_weak_isolation=True)
+
+
+@pytest.fixture
+def strict() -> Sandbox:
+    """For what the isolation protects: the default, which refuses weak isolation."""
     return Sandbox(timeout_s=2)
 
 
 @pytest.fixture(params=LEVELS)
 async def level_sandbox(request) -> Sandbox:
-    """A sandbox forced to each level; skipped where the level does not work here."""
-    box = Sandbox(timeout_s=2, isolation=request.param)
+    """A sandbox forced to each level, weak ones too; skipped where the level does not work."""
+    box = Sandbox(timeout_s=2, isolation=request.param, allow_weak_isolation=True)
     try:
         await box.isolation()
     except SandboxUnavailable as err:
@@ -133,7 +151,8 @@ async def test_broken_tests_are_an_error_not_a_failure(sandbox):
 
 
 async def test_an_interpreter_that_does_not_start_is_an_error():
-    result = await Sandbox(python="/nonexistent/python3").run_tests(ADD, CHECK_ADD, "check", "add")
+    box = Sandbox(python="/nonexistent/python3", allow_weak_isolation=True)
+    result = await box.run_tests(ADD, CHECK_ADD, "check", "add")
     assert result.verdict == "error" and result.pass_rate is None
     assert "does not start" in result.reason
 
@@ -152,11 +171,12 @@ async def test_bad_test_style_is_refused(sandbox):
         await sandbox.run_tests(ADD, CHECK_ADD, "check")
 
 
-async def test_output_over_the_cap_is_truncated_with_a_flag():
-    box = Sandbox(timeout_s=5, output_limit=1000)
+async def test_output_over_the_cap_is_truncated_and_fails():
+    box = Sandbox(timeout_s=5, output_limit=1000, allow_weak_isolation=True)
     chatty = "import sys\nprint('x' * 200_000)\nprint('e' * 5000, file=sys.stderr)\n" + ADD
     result = await box.run_tests(chatty, CHECK_ADD, "check", "add")
-    assert result.verdict == "pass" and result.truncated
+    assert result.verdict == "resource_exceeded" and result.resource == "output", result
+    assert result.truncated and result.pass_rate == 0.0 and "1000 bytes" in result.reason
     assert len(result.stdout) == 1000 and len(result.stderr) == 1000
 
 
@@ -173,7 +193,7 @@ async def test_setup_code_is_prepended_to_the_code(sandbox):
 
 
 async def test_runs_are_limited_to_the_concurrency():
-    box = Sandbox(timeout_s=5, concurrency=1)
+    box = Sandbox(timeout_s=5, concurrency=1, allow_weak_isolation=True)
     slow = "import time\ntime.sleep(0.3)\n" + ADD
     started = time.monotonic()
     results = await asyncio.gather(*(box.run_tests(slow, CHECK_ADD, "check", "add") for _ in range(3)))
@@ -191,7 +211,8 @@ async def test_honest_code_may_use_subprocesses_and_multiprocessing(sandbox):
             with multiprocessing.Pool(2) as pool:
                 return int(echoed) * sum(pool.map(square, range(3))) // 5
         """)
-    result = await Sandbox(timeout_s=10).run_tests(code, CHECK_ONE, "check", "f")
+    result = await Sandbox(timeout_s=10, allow_weak_isolation=True).run_tests(
+        code, CHECK_ONE, "check", "f")
     assert result.verdict == "pass", result
 
 
@@ -230,15 +251,34 @@ async def test_a_cancelled_run_leaves_no_process(level_sandbox):
     assert live_processes(f"sleep {marker}") == [] and sandbox_leftovers() == []
 
 
-async def test_a_fork_loop_exceeds_the_process_limit_and_the_host_is_fine(sandbox):
-    iso = await sandbox.isolation()
-    if not iso.processes_limited:
-        pytest.skip(f"{iso.level}: as root without an unprivileged uid RLIMIT_NPROC is not enforced")
+async def test_a_fork_loop_exceeds_the_process_limit_and_the_host_is_fine():
+    box = Sandbox(timeout_s=10)  # a busy machine slows the fork storm down
+    if not await runs_here(box):
+        return
     code = "import os\ndef f():\n    while True:\n        os.fork()\n"
-    result = await sandbox.run_tests(code, CHECK_ONE, "check", "f")
+    result = await box.run_tests(code, CHECK_ONE, "check", "f")
     assert result.verdict == "resource_exceeded" and result.resource == "processes", result
     assert result.pass_rate == 0.0 and sandbox_leftovers() == []
     assert subprocess.run(["true"], check=False).returncode == 0
+
+
+async def test_code_that_ran_into_the_process_limit_fails_even_if_its_tests_pass():
+    box = Sandbox(timeout_s=10, max_processes=16, allow_weak_isolation=True)
+    code = dedent("""\
+        import os, time
+        def f():
+            for _ in range(64):
+                try:
+                    if os.fork() == 0:
+                        time.sleep(60)
+                        os._exit(0)
+                except OSError:
+                    break
+            return 1
+        """)
+    result = await box.run_tests(code, CHECK_ONE, "check", "f")
+    assert result.verdict == "resource_exceeded" and result.resource == "processes", result
+    assert result.pass_rate == 0.0 and "left" in result.reason and sandbox_leftovers() == []
 
 
 async def test_a_huge_allocation_exceeds_the_memory_limit(sandbox):
@@ -259,10 +299,10 @@ async def test_a_10_gb_file_exceeds_the_file_size_limit(sandbox):
     assert result.verdict == "resource_exceeded" and result.resource == "file_size", result
 
 
-async def test_many_files_exceed_the_disk_limit_under_bwrap():
+async def test_many_files_exceed_the_disk_limit():
     box = Sandbox(timeout_s=5, disk_mb=16, file_size_mb=8)
-    if (await box.isolation()).level != "bwrap":
-        pytest.skip("only bwrap gives the code a size-limited tmpfs; elsewhere it writes to the host")
+    if not await runs_here(box):  # a strong level gives the code a size-limited tmpfs
+        return
     code = dedent("""\
         def f():
             for i in range(100):
@@ -283,25 +323,27 @@ async def test_a_level_that_fails_its_probe_is_skipped_with_a_note(tmp_path, mon
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     monkeypatch.setattr(sandbox_module, "_detected", {})
-    box = Sandbox(timeout_s=5)
+    box = Sandbox(timeout_s=5, allow_weak_isolation=True)
     iso = await box.isolation()
     assert iso.level != "bwrap" and "Creating new namespace failed" in iso.notes[0]
     assert (await box.run_tests(ADD, CHECK_ADD, "check", "add")).verdict == "pass"
 
 
-async def test_each_level_says_what_it_protects(level_sandbox):
+async def test_each_level_says_what_its_probe_found(level_sandbox):
     iso = await level_sandbox.isolation()
     assert iso.level == level_sandbox.requested
-    assert iso.network_cut == (iso.level != "process")
-    assert iso.filesystem_protected == (iso.level == "bwrap")
+    holds = (iso.unprivileged, iso.network_cut, iso.filesystem_protected,
+             iso.processes_limited, iso.environ_hidden)
+    assert (iso.weaknesses == ()) == all(holds)
+    if iso.level == "process":
+        assert not iso.network_cut and iso.weaknesses
     if iso.level == "bwrap":
-        assert iso.processes_limited
+        assert iso.weaknesses == ()
 
 
-async def test_network_access_fails(sandbox):
-    iso = await sandbox.isolation()
-    if not iso.network_cut:
-        pytest.skip(f"isolation level {iso.level!r} does not cut the network")
+async def test_network_access_fails(strict):
+    if not await runs_here(strict):
+        return
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
@@ -316,7 +358,7 @@ async def test_network_access_fails(sandbox):
                     return 1
                 return "connected"
             """)
-        result = await sandbox.run_tests(code, CHECK_ONE, "check", "f")
+        result = await strict.run_tests(code, CHECK_ONE, "check", "f")
     assert result.verdict == "pass", result
     assert "blocked" in result.stdout
 
@@ -340,10 +382,9 @@ async def test_no_secret_reaches_the_code(sandbox, monkeypatch):
         assert name not in result.stdout and value not in result.stdout
 
 
-async def test_writing_or_deleting_outside_the_work_dir_fails(sandbox, tmp_path):
-    iso = await sandbox.isolation()
-    if not iso.filesystem_protected:
-        pytest.skip(f"isolation level {iso.level!r} leaves the host filesystem writable")
+async def test_writing_or_deleting_outside_the_work_dir_fails(strict, tmp_path):
+    if not await runs_here(strict):
+        return
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     canary = f"/tmp/collabrl-canary-{uuid.uuid4().hex}"
@@ -363,7 +404,7 @@ async def test_writing_or_deleting_outside_the_work_dir_fails(sandbox, tmp_path)
         def f():
             return 1
         """)
-    result = await sandbox.run_tests(code, CHECK_ONE, "check", "f")
+    result = await strict.run_tests(code, CHECK_ONE, "check", "f")
     assert result.verdict == "pass", result
     assert victim.read_text() == "precious"
     assert not os.path.exists(canary) and not os.path.exists("/etc/pwned.txt")

@@ -127,7 +127,8 @@ HACKS = {
 
 @pytest.fixture(scope="module")
 def sandbox() -> Sandbox:
-    return Sandbox(timeout_s=5)
+    """The best level here, weak ones too: the verdicts come from the runner, at every level."""
+    return Sandbox(timeout_s=5, allow_weak_isolation=True)
 
 
 @pytest.mark.parametrize("style, tests", [("check", CHECK_ADD), ("unittest", UNITTEST_ADD)])

@@ -9,11 +9,12 @@ import pytest
 
 from collabrl.backends.errors import TransientError
 from collabrl.backends.scripted import ScriptedBackend
+from collabrl.config import ConfigError, SandboxConfig
 from collabrl.metrics.base import Metric
 from collabrl.metrics.extraction import ArtifactExtractor
 from collabrl.metrics.pass_rate import PassRate
 from collabrl.metrics.registry import build_metric
-from collabrl.sandbox import Sandbox
+from collabrl.sandbox import Sandbox, SandboxRefused
 from collabrl.types import Conversation, Task
 
 ADD = "def add(a, b):\n    return a + b"
@@ -46,12 +47,13 @@ def extractor_replying(reply: str) -> ArtifactExtractor:
 
 
 def artifact(code: str) -> str:
-    return f"<<<ARTIFACT>>>\n{code}\n<<<END ARTIFACT>>>"
+    return f"<<<ARTIFACT $call_id>>>\n{code}\n<<<END ARTIFACT $call_id>>>"
 
 
 @pytest.fixture
 def sandbox() -> Sandbox:
-    return Sandbox(timeout_s=2)
+    """The best level here, weak ones too (refusing them is tested below and in test_sandbox*)."""
+    return Sandbox(timeout_s=2, allow_weak_isolation=True)
 
 
 async def test_correct_code_scores_one(sandbox):
@@ -62,6 +64,8 @@ async def test_correct_code_scores_one(sandbox):
     detail = score.detail
     assert (detail["verdict"], detail["tests_run"], detail["tests_passed"]) == ("pass", 1, 1)
     assert detail["isolation"] == (await sandbox.isolation()).level
+    assert detail["weak_isolation"] == bool((await sandbox.isolation()).weaknesses)
+    assert detail["allow_weak_isolation"] is True
     assert detail["extracted"] == ADD and detail["extraction_method"] == "llm"
 
 
@@ -85,6 +89,29 @@ async def test_a_resource_limit_scores_zero(sandbox):
     score = await PassRate(extractor_replying(artifact(code)), sandbox)(
         conversation_with(code), code_task())
     assert score.value == 0.0 and score.detail["verdict"] == "resource_exceeded"
+
+
+async def test_output_over_the_cap_scores_zero():
+    code = "print('x' * 100_000)\ndef add(a, b):\n    return a + b"
+    box = Sandbox(output_limit=1000, allow_weak_isolation=True)
+    score = await PassRate(extractor_replying(artifact(code)), box)(
+        conversation_with(code), code_task())
+    assert score.value == 0.0 and score.detail["verdict"] == "resource_exceeded"
+    assert score.detail["resource"] == "output"
+
+
+async def test_weak_isolation_is_refused_before_any_code_runs():
+    metric = PassRate(extractor_replying(artifact(ADD)), Sandbox(isolation="process"))
+    with pytest.raises(SandboxRefused) as refusal:
+        await metric(conversation_with(ADD), code_task())
+    assert isinstance(refusal.value, ConfigError) and "bubblewrap" in str(refusal.value)
+
+
+async def test_the_opt_in_is_recorded_in_every_score():
+    box = Sandbox(timeout_s=5, isolation="process", allow_weak_isolation=True)
+    score = await PassRate(extractor_replying(artifact(ADD)), box)(conversation_with(ADD), code_task())
+    assert score.value == 1.0 and score.detail["isolation"] == "process"
+    assert score.detail["weak_isolation"] is True and score.detail["allow_weak_isolation"] is True
 
 
 async def test_a_sandbox_error_is_unscored_not_zero(sandbox):
@@ -146,4 +173,15 @@ def test_the_registry_builds_it_with_its_options():
                           backends=lambda role: backend, extractor_for=lambda role: extractor)
     assert isinstance(metric, PassRate) and metric.extractor is extractor
     assert (metric.sandbox.timeout_s, metric.sandbox.memory_mb) == (3.0, 512)
-    assert metric.sandbox.requested == "process"
+    assert metric.sandbox.requested == "process" and not metric.sandbox.allow_weak_isolation
+
+
+def test_the_sandbox_section_applies_to_the_metric():
+    backend = ScriptedBackend(name="judge")
+    metric = build_metric("pass_rate", {}, backends=lambda role: backend,
+                          extractor_for=lambda role: ArtifactExtractor(backend),
+                          sandbox=SandboxConfig(allow_weak_isolation=True))
+    assert metric.sandbox.allow_weak_isolation
+    with pytest.raises(ValueError, match="allow_weak_isolation"):
+        build_metric("pass_rate", {"allow_weak_isolation": True}, backends=lambda role: backend,
+                     extractor_for=lambda role: ArtifactExtractor(backend))

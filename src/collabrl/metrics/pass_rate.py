@@ -3,10 +3,13 @@
 The code is extracted by the shared ``ArtifactExtractor`` (kind "code") and run against the
 task's tests in a ``collabrl.sandbox.Sandbox``; tasks state their tests as described in
 ``collabrl.sandbox.gate``. Value: tests passed / tests expected (check style: one test, so 0 or
-1); a timeout or an exceeded resource limit scores 0, since the code is at fault. A sandbox
+1); a timeout or an exceeded resource limit (output over the cap and running into the process
+limit included) scores 0, since the code is at fault. A sandbox
 error (it could not start, the tests do not load) is ``unscored("sandbox_error:...")``, never 0,
 and so is a task without usable tests. No code in the conversation (the extractor answers NONE)
-scores 0; a failed extraction is unscored (``missing_artifact_score``).
+scores 0; a failed extraction is unscored (``missing_artifact_score``). Where the isolation is
+weak and not opted into, the sandbox raises ``SandboxRefused`` (a ``ConfigError``) and nothing
+runs; every score's detail says the ``isolation`` level and whether it was ``weak_isolation``.
 
 Run ``collabrl.sandbox.check_task_set`` on a task set before scoring it, so that a broken reference
 or tests that pass anything never turn into rewards.
@@ -40,7 +43,9 @@ class PassRate:
             return missing_artifact_score(extraction)
         result = await tests.run(self.sandbox, extraction.text)
         detail = {
-            "verdict": result.verdict, "isolation": result.isolation,
+            "verdict": result.verdict, "resource": result.resource,
+            "isolation": result.isolation, "weak_isolation": result.weak_isolation,
+            "allow_weak_isolation": self.sandbox.allow_weak_isolation,
             "tests_run": result.tests_run, "tests_passed": result.tests_passed,
             "tests_expected": result.tests_expected, "sandbox_reason": result.reason,
             "failures": list(result.failures), "extracted": extraction.text,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collabrl.backends.base import Backend
+from collabrl.config import SandboxConfig
 from collabrl.metrics.accuracy import AnswerAccuracy
 from collabrl.metrics.base import Metric
 from collabrl.metrics.bleu import Bleu, BleuChar
@@ -25,7 +26,7 @@ from collabrl.metrics.helpfulness import HelpfulnessJudge
 from collabrl.metrics.interactivity import InteractivityJudge
 from collabrl.metrics.last_reply import LastReplyExtractor
 from collabrl.metrics.pass_rate import PassRate
-from collabrl.sandbox import Sandbox
+from collabrl.sandbox.policy import sandbox_for
 
 BackendFor = Callable[[str], Backend]
 ExtractorFor = Callable[[str | None], ArtifactExtractor | LastReplyExtractor]
@@ -35,6 +36,7 @@ ExtractorFor = Callable[[str | None], ArtifactExtractor | LastReplyExtractor]
 class _Entry:
     defaults: Mapping[str, Any]
     build: Callable[[dict[str, Any], BackendFor, ExtractorFor], Metric]
+    sandboxed: bool = False  # runs model-written code: gets the config's sandbox section too
 
 
 def _accuracy(o: dict[str, Any], backends: BackendFor, extractor_for: ExtractorFor) -> Metric:
@@ -57,14 +59,14 @@ _METRICS: dict[str, _Entry] = {
     "bleu_char": _Entry(
         {"extractor_role": "judge"}, lambda o, b, e: BleuChar(e(o["extractor_role"]))
     ),
-    # its own Sandbox (at most CPU-count runs at once); isolation "auto" picks bwrap > unshare >
-    # process (collabrl.sandbox.isolation); python: the interpreter with the tests' libraries
+    # its own Sandbox (at most CPU-count runs at once); isolation "auto" picks the best of bwrap >
+    # unshare > process that the start-up probe finds strong (collabrl.sandbox.isolation);
+    # python: the interpreter with the tests' libraries; the config's `sandbox` section applies
     "pass_rate": _Entry(
         {"extractor_role": "judge", "timeout_s": 10.0, "memory_mb": 1024, "isolation": "auto",
          "python": None},
-        lambda o, b, e: PassRate(e(o["extractor_role"]), Sandbox(
-            timeout_s=o["timeout_s"], memory_mb=o["memory_mb"], isolation=o["isolation"],
-            python=o["python"])),
+        lambda o, b, e: PassRate(e(o["extractor_role"]), sandbox_for(o, o["sandbox"])),
+        sandboxed=True,
     ),
     "token_efficiency": _Entry(
         {"form": "penalty", "lam": 5e-4},
@@ -86,8 +88,10 @@ def build_metric(
     *,
     backends: BackendFor,
     extractor_for: ExtractorFor,
+    sandbox: SandboxConfig | None = None,
 ) -> Metric:
-    """The metric called ``name``, built with ``options`` over the defaults of its entry."""
+    """The metric called ``name``, built with ``options`` over the defaults of its entry (and,
+    for a metric that runs code, under the config's ``sandbox`` section)."""
     entry = _METRICS.get(name)
     if entry is None:
         raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(METRIC_NAMES)}")
@@ -97,4 +101,5 @@ def build_metric(
             f"metric {name!r}: unknown option {unknown[0]!r} "
             f"(options: {', '.join(entry.defaults) or 'none'})"
         )
-    return entry.build({**entry.defaults, **options}, backends, extractor_for)
+    setting = {"sandbox": sandbox or SandboxConfig()} if entry.sandboxed else {}
+    return entry.build({**entry.defaults, **options, **setting}, backends, extractor_for)

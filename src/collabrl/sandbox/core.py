@@ -10,9 +10,12 @@ it. Python-level guards are not a sandbox, so each run is layered:
 2. resource limits in the child: address space, CPU seconds, file size, open files, processes
    (under an unprivileged uid when we are root), no core dumps, and a wall-clock timeout after
    which the whole process tree is killed;
-3. namespaces when the machine allows: bubblewrap, else ``unshare``, else none. The level is
-   detected at first use by running a known-good probe, and recorded in every result; see
-   ``sandbox/isolation.py`` for what each level protects and what it does not.
+3. namespaces: bubblewrap, else ``unshare``, else none. At first use a probe run at each level
+   checks what it really protects here (``sandbox/probe.py``): the best level that works and
+   holds is used; a weak one (root, host files writable, network, no process limit, /proc
+   readable) is refused with ``SandboxRefused`` before any code runs, unless the sandbox was
+   made with ``allow_weak_isolation=True``. The level, and whether it is weak, is in every
+   result; ``sandbox/isolation.py`` says what each level protects.
 
 Inside, ``sandbox_launcher.py`` applies the limits and reaps every leftover process, and
 ``sandbox_runner.py`` (with ``sandbox_guards.py``) runs the tests next to the code and reports
@@ -22,13 +25,16 @@ always-equal objects or patching unittest do not pass.
 Verdicts: ``pass``: our runner exited cleanly after running exactly the expected tests, all
 passed. ``fail``: anything else the code is answerable for (failed tests, a syntax error, an
 exit before the report). ``timeout``: the wall-clock limit passed. ``resource_exceeded``: a
-memory, CPU, file-size, disk, open-file or process limit was hit. ``error``: the sandbox itself
-failed (it could not start, the tests could not be loaded): not the code's fault, so metrics
-leave it unscored. ``pass_rate`` is passed/expected for pass and fail, 0 for timeout and
-resource_exceeded, None for error.
+memory, CPU, file-size, disk, open-file or process limit was hit (``resource`` says which), the
+output went over ``output_limit`` ("output"), or the run left at least half its process
+allowance running ("processes": it ran into the limit even if its tests passed). ``error``:
+the sandbox itself failed (it could not start, the tests could not be loaded): not the code's
+fault, so metrics leave it unscored. ``pass_rate`` is passed/expected for pass and fail, 0 for
+timeout and resource_exceeded, None for error. ``sandbox/verdict.py`` judges them.
 
 Use: ``result = await Sandbox(timeout_s=10).run_tests(code, tests, "check", "entry_point")``;
-``await sandbox.isolation()`` says which level runs here and what it protects. Linux only.
+``await sandbox.isolation()`` says which level runs here and what it protects (or raises
+``SandboxRefused``). Linux only.
 """
 
 from __future__ import annotations
@@ -44,97 +50,44 @@ import sys
 import tempfile
 import time
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from collabrl.sandbox.isolation import (
     LEVELS,
     Command,
     Isolation,
     IsolationLevel,
+    Plan,
     SandboxUnavailable,
     allocate_uid,
     command,
-    describe,
     missing_tool,
+    new_root_spec,
+    plan,
     python_dirs,
+    refusal,
     release_uid,
     sandbox_env,
 )
+from collabrl.sandbox.probe import PROBE_TESTS, ProbeFailed, probe
 from collabrl.sandbox.sandbox_launcher import children
+from collabrl.sandbox.verdict import Capture, Limits, Raw, SandboxResult, judge
 
-Verdict = Literal["pass", "fail", "timeout", "resource_exceeded", "error"]
 TestStyle = Literal["check", "unittest"]
-_IN_SANDBOX = ("sandbox_launcher.py", "sandbox_runner.py", "sandbox_guards.py")
+_IN_SANDBOX = ("sandbox_launcher.py", "sandbox_runner.py", "sandbox_guards.py",
+               "sandbox_mounts.py")
 _RESULT_LIMIT = 1 << 20
 _GRACE_S = 2.0
-_PROBE = ("def probe():\n    return 1\n", "def check(candidate):\n    assert candidate() == 1\n")
-_SIGNALS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "file_size", signal.SIGKILL: "killed"}
 _detected: dict[tuple[str, str], tuple[Isolation, list[str]]] = {}
-
-
-class SandboxResult(BaseModel):
-    """The outcome of one run; ``stdout``/``stderr`` are excerpts (``truncated`` when cut)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    verdict: Verdict
-    tests_expected: int = 0
-    tests_run: int = 0
-    tests_passed: int = 0
-    pass_rate: float | None = None
-    isolation: str
-    duration_s: float
-    stdout: str = ""
-    stderr: str = ""
-    truncated: bool = False
-    resource: str | None = None
-    reason: str | None = None
-    failures: tuple[str, ...] = ()
-
-
-class _Final(BaseModel):
-    tests_run: int
-    tests_passed: int
-    failures: list[str]
-    resource: str | None
-    import_error: str | None
-
-
-@dataclass
-class _Capture:
-    limit: int
-    data: bytearray = field(default_factory=bytearray)
-    truncated: bool = False
-
-    async def drain(self, stream: asyncio.StreamReader) -> None:
-        """Keep the first ``limit`` bytes and read the rest away, so the writer never blocks."""
-        while chunk := await stream.read(1 << 16):
-            room = self.limit - len(self.data)
-            self.truncated |= len(chunk) > room
-            self.data += chunk[: max(room, 0)]
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", "replace")
-
-
-@dataclass
-class _Raw:
-    returncode: int | None
-    timed_out: bool
-    stdout: _Capture
-    stderr: _Capture
-    records: list[dict]
 
 
 class Sandbox:
     """Runs code against tests; at most ``concurrency`` runs at once (default: CPU count).
 
     ``isolation``: "auto" (best level that works here), or one of "bwrap", "unshare",
-    "process" (runs then fail with verdict error if that level does not work). ``python``: the
+    "process" (runs then fail with verdict error if that level does not work). A level found
+    weak is refused (``SandboxRefused``) unless ``allow_weak_isolation``. ``python``: the
     interpreter inside the sandbox (default: this one), with the libraries the tests need.
     """
 
@@ -143,6 +96,7 @@ class Sandbox:
         disk_mb: int = 256, max_processes: int = 64, max_open_files: int = 256,
         output_limit: int = 32_000, concurrency: int | None = None,
         isolation: Literal["auto"] | IsolationLevel = "auto", python: str | None = None,
+        allow_weak_isolation: bool = False,
     ) -> None:
         if isolation != "auto" and isolation not in LEVELS:
             raise ValueError(f"isolation must be 'auto' or one of {LEVELS}, not {isolation!r}")
@@ -151,6 +105,7 @@ class Sandbox:
         self.timeout_s, self.memory_mb, self.file_size_mb = timeout_s, memory_mb, file_size_mb
         self.disk_mb, self.max_processes, self.max_open_files = disk_mb, max_processes, max_open_files
         self.output_limit, self.requested = output_limit, isolation
+        self.allow_weak_isolation = allow_weak_isolation
         self.concurrency = concurrency or os.cpu_count() or 1
         self.python = python or sys.executable
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,8 +118,12 @@ class Sandbox:
         return self._slots, self._lock
 
     async def isolation(self) -> Isolation:
-        """The level runs use here; detected once per process (raises SandboxUnavailable)."""
-        return (await self._detected())[0]
+        """The level runs use here, probed once per process; raises SandboxUnavailable when no
+        level works, SandboxRefused when the one that does is weak and not opted into."""
+        iso = (await self._detected())[0]
+        if iso.weaknesses and not self.allow_weak_isolation:
+            raise refusal(iso)
+        return iso
 
     async def _detected(self) -> tuple[Isolation, list[str]]:
         key = (self.requested, self.python)
@@ -175,18 +134,30 @@ class Sandbox:
         return _detected[key]
 
     async def _detect(self) -> tuple[Isolation, list[str]]:
+        """The first level, best first, that works here and is strong; else the first that works
+        (weak: ``isolation()`` refuses it unless opted into); else SandboxUnavailable."""
         dirs = await python_dirs(self.python)
         notes: list[str] = []
+        weak: Isolation | None = None
         for level in LEVELS if self.requested == "auto" else (self.requested,):
             missing = missing_tool(level)
             if missing:
                 notes.append(missing)
                 continue
-            iso = describe(level, dirs, tuple(notes))
-            probe = await self._run(iso, dirs, *_PROBE, "check", "probe", None)
-            if probe.verdict == "pass":
+            how = plan(level, dirs)
+            try:
+                iso = await probe(how, dirs, lambda code, p=how: self._run(
+                    p, dirs, {"code": code, "tests": PROBE_TESTS, "style": "check",
+                              "entry_point": "probe", "setup": None}), tuple(notes))
+            except ProbeFailed as failed:
+                notes.append(f"{level}: {failed}")
+                continue
+            if not iso.weaknesses:
                 return iso, dirs
-            notes.append(f"{level}: {probe.verdict}: {probe.reason}")
+            notes.append(f"{level}: weak ({', '.join(iso.weaknesses)})")
+            weak = weak or iso
+        if weak is not None:
+            return weak.model_copy(update={"notes": tuple(notes)}), dirs
         raise SandboxUnavailable("; ".join(notes))
 
     async def run_tests(
@@ -199,48 +170,50 @@ class Sandbox:
         if test_style == "check" and not entry_point:
             raise ValueError("check-style tests need the entry point's name")
         try:
-            iso, python_dirs = await self._detected()
+            iso = await self.isolation()
         except SandboxUnavailable as err:
             return SandboxResult(verdict="error", isolation="none", duration_s=0.0,
                                  reason=f"no isolation level works: {err}")
+        task = {"code": code, "tests": tests, "style": test_style, "entry_point": entry_point,
+                "setup": setup_code}
         async with self._loop_state()[0]:
-            return await self._run(iso, python_dirs, code, tests, test_style, entry_point,
-                                   setup_code)
+            result = await self._run(iso.plan, (await self._detected())[1], task)
+        return result.model_copy(update={"weak_isolation": bool(iso.weaknesses)})
 
-    async def _run(self, iso: Isolation, python_dirs: list[str], code: str, tests: str,
-                   style: str, entry_point: str | None, setup_code: str | None) -> SandboxResult:
+    async def _run(self, how: Plan, python_dirs: list[str], task: dict) -> SandboxResult:
+        """One run of ``task`` (code, tests, style, entry_point, setup) as ``how`` says."""
         started = time.monotonic()
-        uid = allocate_uid() if iso.drops_uid else None
+        uid = allocate_uid() if how.drops_uid else None
         try:
             with tempfile.TemporaryDirectory(prefix="collabrl-sandbox-",
                                              ignore_cleanup_errors=True) as tmp:
                 read_fd, write_fd = os.pipe()
                 try:
-                    cmd = self._prepare(Path(tmp), iso, python_dirs, uid, write_fd,
-                                        {"code": code, "tests": tests, "setup": setup_code,
-                                         "style": style, "entry_point": entry_point})
+                    cmd = self._prepare(Path(tmp), how, python_dirs, uid, write_fd, task)
                 except OSError:
                     os.close(read_fd)
                     os.close(write_fd)
                     raise
-                raw = await _execute(cmd, iso.level, read_fd, write_fd, self.timeout_s,
+                raw = await _execute(cmd, how.level, read_fd, write_fd, self.timeout_s,
                                      self.output_limit)
         except OSError as err:
-            return SandboxResult(verdict="error", isolation=iso.level,
+            return SandboxResult(verdict="error", isolation=how.level,
                                  duration_s=time.monotonic() - started,
                                  reason=f"sandbox setup failed: {err}")
         finally:
             release_uid(uid)
-        return _judge(raw, iso.level, time.monotonic() - started, self.timeout_s)
+        limits = Limits(self.timeout_s, self.output_limit, self.max_processes)
+        return judge(raw, how.level, time.monotonic() - started, limits)
 
-    def _prepare(self, tmp: Path, iso: Isolation, python_dirs: list[str], uid: int | None,
+    def _prepare(self, tmp: Path, how: Plan, python_dirs: list[str], uid: int | None,
                  result_fd: int, task: dict) -> Command:
         """Write the inputs (read-only for the code) and the config; the command to start."""
-        input_host, work_host = tmp / "input", tmp / "work"
+        input_host, work_host, root_host = tmp / "input", tmp / "work", tmp / "root"
         input_host.mkdir(mode=0o755)
         work_host.mkdir(mode=0o700)
+        root_host.mkdir(mode=0o755)
         tmp.chmod(0o711)
-        if uid is not None and iso.level != "bwrap":
+        if uid is not None and how.level == "process":
             os.chown(work_host, uid, uid)
         for name in _IN_SANDBOX:
             shutil.copyfile(Path(__file__).with_name(name), input_host / name)
@@ -249,14 +222,17 @@ class Sandbox:
                  "setup.py": setup}
         for name, text in files.items():
             (input_host / name).write_text(text, encoding="utf-8")
-        cmd = command(iso, python=self.python, input_host=str(input_host),
+        cmd = command(how, python=self.python, input_host=str(input_host),
                       work_host=str(work_host), python_dirs=python_dirs, disk_mb=self.disk_mb)
+        new_root = new_root_spec(python_dirs, str(input_host), str(root_host), self.disk_mb)
         limits = {"cpu_s": math.ceil(self.timeout_s) + 1,
                   "memory_bytes": int(self.memory_mb) << 20,
                   "file_size_bytes": int(self.file_size_mb) << 20,
                   "open_files": int(self.max_open_files), "processes": int(self.max_processes)}
         config = {
             "python": self.python, "runner": f"{cmd.input_dir}/sandbox_runner.py",
+            "config": f"{cmd.input_dir}/config.json",
+            "new_root": new_root if how.new_root else None,
             "work": cmd.work_dir, "result_fd": result_fd, "uid": uid, "gid": uid,
             "limits": limits, "test_style": task["style"], "entry_point": task["entry_point"],
             "candidate": f"{cmd.input_dir}/candidate.py", "tests": f"{cmd.input_dir}/tests.py",
@@ -269,7 +245,7 @@ class Sandbox:
 
 
 async def _execute(cmd: Command, level: str, read_fd: int, write_fd: int, timeout_s: float,
-                   output_limit: int) -> _Raw:
+                   output_limit: int) -> Raw:
     """Start ``cmd``, hand it the nonce, collect output and records, kill it on timeout.
 
     Owns both ends of the result pipe (``write_fd`` is passed to the child, then closed here).
@@ -285,7 +261,7 @@ async def _execute(cmd: Command, level: str, read_fd: int, write_fd: int, timeou
         raise
     finally:
         os.close(write_fd)
-    out, err, res = _Capture(output_limit), _Capture(output_limit), _Capture(_RESULT_LIMIT)
+    out, err, res = Capture(output_limit), Capture(output_limit), Capture(_RESULT_LIMIT)
     results, transport, drains, timed_out = asyncio.StreamReader(), None, [], False
     try:
         transport, _ = await asyncio.get_running_loop().connect_read_pipe(
@@ -311,7 +287,7 @@ async def _execute(cmd: Command, level: str, read_fd: int, write_fd: int, timeou
         if transport is not None:
             transport.close()
     records = [r for r in map(_record, bytes(res.data).splitlines()) if r.get("nonce") == nonce]
-    return _Raw(proc.returncode, timed_out, out, err, records)
+    return Raw(proc.returncode, timed_out, out, err, records)
 
 
 def _record(line: bytes) -> dict:
@@ -347,56 +323,3 @@ async def _stop(proc: asyncio.subprocess.Process, level: str) -> None:
         await asyncio.wait_for(proc.wait(), _GRACE_S)
     _killpg(proc.pid)
     await proc.wait()
-
-
-def _judge(raw: _Raw, level: str, duration_s: float, timeout_s: float) -> SandboxResult:
-    """The verdict (see the module docstring) from what the run left behind."""
-    base = {"isolation": level, "duration_s": round(duration_s, 3), "stdout": raw.stdout.text(),
-            "stderr": raw.stderr.text(), "truncated": raw.stdout.truncated or raw.stderr.truncated}
-    kinds: dict[str, dict] = {}
-    for record in raw.records:
-        kinds.setdefault(str(record.get("kind")), record)
-    started = kinds.get("started", {}).get("expected")
-    if not isinstance(started, int) or started < 1:
-        reason = kinds.get("invalid", {}).get("reason") or _no_start(raw, timeout_s)
-        return SandboxResult(verdict="error", reason=str(reason), **base)
-    try:
-        final = _Final.model_validate(kinds["final"]) if "final" in kinds else None
-    except ValidationError:
-        final = None
-    counts = {"tests_expected": started}
-    if final is not None and 0 <= final.tests_passed <= final.tests_run <= started:
-        counts.update(tests_run=final.tests_run, tests_passed=final.tests_passed,
-                      failures=tuple(final.failures))
-    else:
-        final = None
-    verdict, resource, reason = _verdict(raw, final, started, timeout_s)
-    rate = {"pass": 1.0, "fail": counts.get("tests_passed", 0) / started}.get(verdict, 0.0)
-    return SandboxResult(verdict=verdict, pass_rate=rate, resource=resource, reason=reason,
-                         **counts, **base)
-
-
-def _verdict(raw: _Raw, final: _Final | None, expected: int, timeout_s: float):
-    if raw.timed_out:
-        return "timeout", None, f"no result within {timeout_s:g} s"
-    if final is None:
-        signum = (raw.returncode or 0) - 128
-        if signum in _SIGNALS:
-            return "resource_exceeded", _SIGNALS[signum], f"runner killed by signal {signum}"
-        return "fail", None, f"the runner ended before reporting (exit code {raw.returncode})"
-    if final.resource:
-        return "resource_exceeded", final.resource, f"{final.resource} limit exceeded"
-    if final.import_error:
-        return "fail", None, f"the code failed to load: {final.import_error}"
-    if raw.returncode != 0:
-        return "fail", None, f"the runner exited with code {raw.returncode}"
-    if final.tests_run == final.tests_passed == expected:
-        return "pass", None, None
-    return "fail", None, f"{final.tests_passed}/{expected} tests passed"
-
-
-def _no_start(raw: _Raw, timeout_s: float) -> str:
-    if raw.timed_out:
-        return f"the runner did not start within {timeout_s:g} s"
-    tail = raw.stderr.text()[-400:].strip()
-    return f"the sandbox did not start (exit code {raw.returncode}): {tail}"

@@ -21,7 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from collabrl.sandbox.core import Sandbox, SandboxResult, SandboxUnavailable
+from collabrl.sandbox.core import Sandbox, SandboxResult
+from collabrl.sandbox.isolation import SandboxUnavailable
 from collabrl.types import Task
 
 Problem = Literal["not_code", "bad_tests_metadata", "no_canonical_solution", "reference_fails",
@@ -102,12 +103,13 @@ class GateError(ValueError):
 
 
 async def check_task_set(tasks: Sequence[Task], sandbox: Sandbox) -> GateReport:
-    """Run every task's reference and empty solutions; report the tasks that break the rules."""
-    found = await asyncio.gather(*(_check_task(task, sandbox) for task in tasks))
+    """Run every task's reference and empty solutions; report the tasks that break the rules.
+    Raises ``SandboxRefused`` before running anything where the isolation is weak."""
     try:
         isolation = (await sandbox.isolation()).level
-    except SandboxUnavailable as err:  # then every run above was an error too
+    except SandboxUnavailable as err:  # then every run below is an error too
         isolation = f"none ({err})"
+    found = await asyncio.gather(*(_check_task(task, sandbox) for task in tasks))
     violations = tuple(v for task_violations in found for v in task_violations)
     return GateReport(checked=len(tasks), isolation=isolation, violations=violations)
 

@@ -3,8 +3,7 @@
 Every level runs the same chain: ``sandbox_launcher.py`` (rlimits, uid drop, subreaper, cleanup)
 then ``sandbox_runner.py`` (the tests, next to the code), both with ``python -I`` and an
 environment built here from an allow-list (no variable of the host is passed on, so no API key
-or token). ``collabrl.sandbox`` picks the level (``"auto"``: the first that runs a known-good
-probe here) and records it in every result. Levels, best first:
+or token). Levels, best first:
 
 ``bwrap`` (Debian package ``bubblewrap``): new PID, network, IPC, UTS (and cgroup) namespaces;
   a new root holding only /usr, /lib*, /bin, a few /etc files and the Python installation, all
@@ -15,17 +14,20 @@ probe here) and records it in every result. Levels, best first:
   the runner under a per-run unprivileged uid with no capabilities (so RLIMIT_NPROC is enforced:
   it is not for root). As another user, a user namespace maps that user to 65534. Killing the
   namespace's PID 1 kills every process of the run, whatever session it started.
-``unshare`` (util-linux): new network, PID and mount namespaces with a fresh /proc; as root
-  without a user namespace, otherwise mapped to root inside one. The network is cut and the kill
-  is reliable, but the filesystem is the host's: the code reads and writes what its uid may. As
-  root the runner drops to an unprivileged uid only if the Python installation is readable by
-  all; otherwise it stays root and RLIMIT_NPROC is not enforced.
+``unshare`` (util-linux): new network, PID and mount namespaces. As root the launcher builds the
+  same new root as bwrap's itself (``sandbox_mounts.py``) and starts the runner under a per-run
+  unprivileged uid, so it protects what bwrap protects. As another user it can only map that
+  user to root in a user namespace: the code keeps the user's rights on the host's files, so
+  this is weak.
 ``process``: a plain child process in its own session with the same rlimits, killed through the
   launcher (which, as a subreaper, also finds detached grandchildren) and the process group. No
-  network or filesystem isolation, and the same uid caveat as ``unshare``. For development.
+  network, filesystem or /proc isolation: always weak. For development.
 
-None of the levels filters system calls (no seccomp) or bounds the memory of all processes of a
-run together (RLIMIT_AS is per process; RLIMIT_NPROC bounds how many there are).
+Which of these guarantees hold is not assumed from the tools found: ``sandbox.probe`` checks
+them at start-up by running a probe at the level, and a weak level only runs with the explicit
+opt-in ``sandbox.allow_weak_isolation`` (``sandbox.policy``). None of the levels filters system
+calls (no seccomp) or bounds the memory of all processes of a run together (RLIMIT_AS is per
+process; RLIMIT_NPROC bounds how many there are).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from collabrl.config import ConfigError
+
 IsolationLevel = Literal["bwrap", "unshare", "process"]
 LEVELS: tuple[IsolationLevel, ...] = ("bwrap", "unshare", "process")
 INPUT_IN_BWRAP = "/sandbox"
@@ -50,21 +54,59 @@ _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezon
 _uids_in_use: set[int] = set()
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How a level is set up here, decided before any probe: who runs the code, in which root."""
+
+    level: IsolationLevel
+    drops_uid: bool  # the runner gets a per-run unprivileged uid (we are root)
+    new_root: bool  # the launcher builds a new root (unshare as root; bwrap does its own)
+
+
 class Isolation(BaseModel):
-    """The level a sandbox uses on this machine and what it protects."""
+    """The level a sandbox uses on this machine and what its start-up probe found it protects.
+
+    ``weaknesses`` lists, one phrase each, the guarantees that do not hold (empty: strong).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     level: IsolationLevel
     drops_uid: bool
+    new_root: bool = False
+    unprivileged: bool
     network_cut: bool
     filesystem_protected: bool
     processes_limited: bool
+    environ_hidden: bool
+    weaknesses: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+    @property
+    def plan(self) -> Plan:
+        return Plan(self.level, self.drops_uid, self.new_root)
 
 
 class SandboxUnavailable(RuntimeError):
     """No isolation level works on this machine (the message says why, level by level)."""
+
+
+class SandboxRefused(ConfigError):
+    """The isolation here is weak and ``sandbox.allow_weak_isolation`` is off: nothing runs."""
+
+
+def refusal(iso: Isolation) -> SandboxRefused:
+    """The one-line refusal for a weak ``iso``: what is weak, what was tried, the fix."""
+    where = "as root" if is_root() else "where unprivileged user namespaces are allowed"
+    others = [n for n in iso.notes if not n.startswith(f"{iso.level}:")]
+    notes = " ".join("; ".join(others).split())  # one line, whatever a tool printed
+    tried = f" (tried: {notes[:300]})" if notes else ""
+    return SandboxRefused(
+        f"the sandbox refuses to run model-written code: isolation level {iso.level!r} is weak "
+        f"here ({'; '.join(iso.weaknesses)}){tried}. Fix: install bubblewrap (apt-get install "
+        f"bubblewrap) {where} and keep isolation 'auto'; or set sandbox.allow_weak_isolation: "
+        f"true to run it anyway, with those weaknesses"
+    )
 
 
 def is_root() -> bool:
@@ -87,20 +129,22 @@ def world_readable(paths: list[str]) -> bool:
     return True
 
 
-def describe(level: IsolationLevel, python_dirs: list[str], notes: tuple[str, ...]) -> Isolation:
-    """What ``level`` gives on this machine, for this interpreter (see the module docstring)."""
+def plan(level: IsolationLevel, python_dirs: list[str]) -> Plan:
+    """How ``level`` is set up here (see the module docstring); the probe checks the result."""
     root = is_root()
-    drops = root and (level == "bwrap" or world_readable(python_dirs))
-    return Isolation(
-        level=level, drops_uid=drops, network_cut=level != "process",
-        filesystem_protected=level == "bwrap",
-        processes_limited=drops or not root, notes=notes,
-    )
+    new_root = root and level == "unshare"
+    drops = root and (level != "process" or world_readable(python_dirs))
+    return Plan(level, drops, new_root)
+
+
+def tool(name: str) -> str | None:
+    """The path of the program ``name``, or None (the one place programs are looked up)."""
+    return shutil.which(name)
 
 
 def missing_tool(level: IsolationLevel) -> str | None:
     """Why ``level`` cannot run here for lack of a program, or None."""
-    if level != "process" and shutil.which(level) is None:
+    if level != "process" and tool(level) is None:
         package = {"bwrap": "bubblewrap", "unshare": "util-linux"}[level]
         return f"{level}: program not found (Debian package {package})"
     return None
@@ -127,20 +171,45 @@ class Command:
     work_dir: str
 
 
-def command(iso: Isolation, *, python: str, input_host: str, work_host: str,
+def command(plan: Plan, *, python: str, input_host: str, work_host: str,
             python_dirs: list[str], disk_mb: int) -> Command:
-    """How to start the launcher of one run under ``iso.level``."""
-    if iso.level == "bwrap":
-        prefix = [shutil.which("bwrap"), *bwrap_options(python_dirs, input_host, disk_mb), "--"]
+    """How to start the launcher of one run under ``plan`` (with a new root, the launcher starts
+    on the host's paths and the runner sees the inside ones: /sandbox and /tmp)."""
+    launch_from = input_host
+    if plan.level == "bwrap":
+        prefix = [tool("bwrap"), *bwrap_options(python_dirs, input_host, disk_mb), "--"]
         input_dir, work_dir, cwd = INPUT_IN_BWRAP, WORK_IN_BWRAP, "/"
-    else:
+        launch_from = INPUT_IN_BWRAP
+    elif plan.level == "unshare":
         userns = [] if is_root() else ["--user", "--map-root-user"]
-        prefix = [] if iso.level == "process" else [
-            shutil.which("unshare"), *userns, "--net", "--pid", "--mount", "--fork",
-            "--kill-child", "--mount-proc", "--"]
-        input_dir, work_dir, cwd = input_host, work_host, work_host
-    launch = [python, "-I", f"{input_dir}/sandbox_launcher.py", f"{input_dir}/config.json"]
+        prefix = [tool("unshare"), *userns, "--net", "--pid", "--mount", "--fork",
+                  "--kill-child", "--mount-proc", "--"]
+        inside = (INPUT_IN_BWRAP, WORK_IN_BWRAP) if plan.new_root else (input_host, work_host)
+        input_dir, work_dir, cwd = *inside, work_host
+    else:
+        prefix, input_dir, work_dir, cwd = [], input_host, work_host, work_host
+    launch = [python, "-I", f"{launch_from}/sandbox_launcher.py", f"{launch_from}/config.json"]
     return Command(prefix + launch, cwd, input_dir, work_dir)
+
+
+def new_root_spec(python_dirs: list[str], input_host: str, root_host: str, disk_mb: int) -> dict:
+    """What ``sandbox_mounts.enter`` builds: the same root as bwrap's."""
+    binds, symlinks = layout(python_dirs)
+    return {"root": root_host, "binds": binds, "symlinks": symlinks, "input": input_host,
+            "input_at": INPUT_IN_BWRAP, "work_at": WORK_IN_BWRAP, "size": int(disk_mb) << 20}
+
+
+def layout(python_dirs: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The host paths a new root binds read-only, and its symlinks as ``[path, target]``."""
+    binds, symlinks = [], []
+    for path in _SYSTEM_DIRS:
+        if os.path.islink(path):
+            symlinks.append([path, os.readlink(path)])
+        elif os.path.isdir(path):
+            binds.append(path)
+    binds += [p for p in (f"/etc/{name}" for name in _ETC_FILES) if os.path.exists(p)]
+    binds += _outermost(p for p in python_dirs if not any(_under(p, b) for b in binds))
+    return binds, symlinks
 
 
 def bwrap_options(python_dirs: list[str], input_host: str, disk_mb: int) -> list[str]:
@@ -155,14 +224,9 @@ def bwrap_options(python_dirs: list[str], input_host: str, disk_mb: int) -> list
     opts += ["--proc", "/proc", "--dev", "/dev"]
     for tmpfs in (WORK_IN_BWRAP, "/dev/shm"):  # /dev/shm: multiprocessing's semaphores
         opts += ["--size", size, "--perms", "1777", "--tmpfs", tmpfs]
-    binds = []
-    for path in _SYSTEM_DIRS:
-        if os.path.islink(path):
-            opts += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            binds.append(path)
-    binds += [p for p in (f"/etc/{name}" for name in _ETC_FILES) if os.path.exists(p)]
-    binds += _outermost(p for p in python_dirs if not any(_under(p, b) for b in binds))
+    binds, symlinks = layout(python_dirs)
+    for path, target in symlinks:
+        opts += ["--symlink", target, path]
     for path in binds:
         opts += ["--ro-bind", path, path]
     opts += ["--ro-bind", input_host, INPUT_IN_BWRAP]
