@@ -9,6 +9,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -23,6 +24,20 @@ def workdir(tmp_path, monkeypatch):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def user_without_key(workdir, monkeypatch) -> str:
+    """configs/scripted.yaml with the user role bound to a hosted API whose key variable is
+    unset: every conversation fails at its first call, without any network request."""
+    monkeypatch.delenv("COLLABRL_TEST_UNSET_KEY", raising=False)
+    config = yaml.safe_load((workdir / "configs/scripted.yaml").read_text())
+    config["roles"]["user"] = {"kind": "openai", "model": "gpt-test",
+                               "base_url": "https://api.example.invalid/v1",
+                               "api_key_env": "COLLABRL_TEST_UNSET_KEY"}
+    path = workdir / "configs/no-key.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
 
 
 @pytest.fixture(scope="module")

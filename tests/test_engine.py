@@ -7,7 +7,7 @@ import pytest
 from collabrl.backends.errors import RequestRejectedError
 from collabrl.backends.scripted import ScriptedBackend
 from collabrl.config import GenerateConfig
-from collabrl.engine import DataEngine, EngineStopped, best_candidate
+from collabrl.engine import Candidate, DataEngine, EngineStopped, best_candidate
 from collabrl.metrics.efficiency import TokenEfficiency
 from collabrl.records import read_jsonl
 from collabrl.reward import MultiturnReward, WeightedMetric
@@ -134,5 +134,18 @@ def test_best_candidate_ignores_unscored_and_breaks_ties_by_order():
         def __init__(self, mr):
             self.mr = mr
 
-    assert best_candidate([R(None), R(0.5), R(0.5), R(0.1)]) == 1
-    assert best_candidate([R(None), R(None)]) is None
+    def plain(n):
+        return [Candidate(f"reply {i}", "policy") for i in range(n)]
+
+    assert best_candidate([R(None), R(0.5), R(0.5), R(0.1)], plain(4)) == 1
+    assert best_candidate([R(None), R(None)], plain(2)) is None
+
+
+def test_best_candidate_never_picks_a_cut_reply():
+    class R:
+        def __init__(self, mr):
+            self.mr = mr
+
+    candidates = [Candidate("long, cut", "policy", cut=True), Candidate("short", "proactive")]
+    assert best_candidate([R(0.9), R(0.2)], candidates) == 1
+    assert best_candidate([R(0.9), None], candidates) is None

@@ -7,9 +7,38 @@ from collabrl.evaluate import summarise, table_markdown
 from collabrl.records import read_jsonl
 
 
-def record(system, task, seed, score, grade, tokens, metric="accuracy"):
+def record(system, task, seed, score, grade, tokens, metric="accuracy", error=None):
     return {"system": system, "task_id": task, "seed": seed, "metric": metric, "score": score,
-            "itr_grade": grade, "assistant_tokens": tokens, "turns": 2, "satisfied": True}
+            "itr_grade": grade, "assistant_tokens": tokens, "turns": 2, "satisfied": True,
+            "error": error}
+
+
+def failed(system, task, seed):
+    """What a conversation whose simulator failed at once looks like on disk."""
+    return {**record(system, task, seed, None, None, 0, error="user_error:transient"),
+            "turns": 0, "satisfied": False}
+
+
+def test_failed_conversations_are_left_out_of_every_figure_and_counted():
+    records = [record("base", f"t{i}", 0, 1.0, 3, 1000) for i in range(4)]
+    records += [failed("base", f"t{i}", 1) for i in range(4)]
+    records += [record("trained", f"t{i}", s, 1.0, 3, 1000) for i in range(4) for s in (0, 1)]
+    summary = summarise(records, ["base", "trained"], resamples=200)["accuracy"]
+    base = summary["systems"]["base"]
+    assert base["conversations"] == 4 and base["failed"] == 4
+    assert base["failure_reasons"] == {"user_error:transient": 4}
+    assert base["tokens_k"]["mean"] == 1.0 and base["turns"]["mean"] == 2.0
+    assert base["satisfied"]["mean"] == 100.0 and base["score_unscored"] == 0
+    tokens = next(d for d in summary["paired"] if d["figure"] == "tokens_k")
+    assert tokens["n"] == 4 and tokens["mean"] == 0.0  # only the items both systems finished
+    table = table_markdown({"accuracy": summary}, ["base", "trained"])
+    assert "base: 4 failed conversations left out (user_error:transient x4)" in table
+
+
+def test_the_latest_record_of_an_item_is_its_result():
+    records = [failed("base", "t0", 0), record("base", "t0", 0, 1.0, 3, 500)]
+    base = summarise(records, ["base"], resamples=200)["accuracy"]["systems"]["base"]
+    assert base["conversations"] == 1 and base["failed"] == 0 and base["score"]["mean"] == 100.0
 
 
 def test_summary_numbers_and_paired_differences():
@@ -57,3 +86,27 @@ def test_eval_command_end_to_end_and_resume(workdir, capsys):
     assert (out / "table.md").read_text().startswith("| System |")
     assert main(["eval", "--config", "configs/scripted.yaml"]) == 0
     assert len(list(read_jsonl(out / "conversations.jsonl"))) == 12
+
+
+def test_eval_where_every_conversation_fails_exits_non_zero_naming_the_cause(
+        workdir, capsys, user_without_key):
+    assert main(["eval", "--config", user_without_key]) == 1
+    out = capsys.readouterr().out
+    assert "all 12 conversations failed" in out and "COLLABRL_TEST_UNSET_KEY" in out
+    assert "api.example.invalid" in out
+    records = list(read_jsonl(workdir / "runs/scripted/eval/conversations.jsonl"))
+    assert all(r["error"] == "user_error:rejected" for r in records)
+    assert all("COLLABRL_TEST_UNSET_KEY" in r["error_detail"] for r in records)
+
+
+def test_eval_rerun_retries_failed_items_unless_told_to_keep_them(workdir, capsys, user_without_key):
+    assert main(["eval", "--config", user_without_key]) == 1
+    out = workdir / "runs/scripted/eval"
+    assert main(["eval", "--config", "configs/scripted.yaml", "--keep-failed"]) == 0
+    assert len(list(read_jsonl(out / "conversations.jsonl"))) == 12  # nothing retried
+    assert main(["eval", "--config", "configs/scripted.yaml"]) == 0  # the cause is fixed
+    records = list(read_jsonl(out / "conversations.jsonl"))
+    assert len(records) == 24 and not any(r["error"] for r in records[12:])
+    summary = json.loads((out / "summary.json").read_text())
+    base = summary["accuracy"]["systems"]["base"]
+    assert base["failed"] == 0 and base["conversations"] == 2  # math-apples x 2 seeds

@@ -52,6 +52,9 @@ def test_usage_adds_and_completion_finality():
     assert Completion(text="", finish_reason="stop").is_final
     assert not Completion(text="", finish_reason="incomplete").is_final
     assert not Completion(text="", finish_reason="refusal").is_final
+    cut = Completion(text="half a rep", finish_reason="length")
+    assert cut.cut and not cut.is_final and cut.is_cacheable
+    assert not Completion(text="", finish_reason="incomplete").is_cacheable
 
 
 def test_sample_seeds_are_distinct_per_index():

@@ -27,7 +27,7 @@ def build_simulator(config: Config, roles: Roles) -> UserSimulator:
     return UserSimulator(
         roles[role], config.role(role).generation,
         max_reasks=config.user.max_reasks, leak_words=config.user.leak_words,
-        reply_format=config.user.reply_format,
+        reply_format=config.user.reply_format, cut_messages=config.user.cut_messages,
     )
 
 
@@ -62,7 +62,7 @@ def metric_builder(roles: Roles) -> Callable[[MetricSpec, str], Metric]:
     def build(spec: MetricSpec, where: str) -> Metric:
         try:
             return build_metric(spec.name, spec.options, backends=backend_for,
-                                extractor_for=extractor_for)
+                                extractor_for=extractor_for, sandbox=roles.config.sandbox)
         except ValueError as error:
             raise ConfigError(f"{where}: {error}") from None
 
@@ -87,6 +87,7 @@ def build_reward(config: Config, roles: Roles) -> MultiturnReward:
         window=config.reward.window,
     )
     try:
-        return MultiturnReward(build_metrics(config, roles), sampler)
+        return MultiturnReward(build_metrics(config, roles), sampler,
+                               cut_futures=config.reward.cut_futures)
     except ValueError as error:
         raise ConfigError(f"reward: {error}") from None

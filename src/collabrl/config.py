@@ -147,6 +147,11 @@ class SimulatorConfig(StrictModel):
         "text, [END] to stop (small local models that cannot keep to JSON)",
     )
     max_reasks: int = Field(default=2, ge=0, description="re-asks after an unparsable reply")
+    cut_messages: Literal["reask", "trim"] = Field(
+        default="reask",
+        description="a message cut by the length limit: reask (shorter) or, with the plain "
+        "format, trim to its last whole sentence (flagged trimmed_after_cut)",
+    )
     leak_words: int = Field(default=12, ge=1, description="shared words that flag intent leakage")
 
 
@@ -184,6 +189,11 @@ class RewardConfig(StrictModel):
     )
     metrics: list[MetricSpec] = Field(
         default_factory=_paper_metrics, description="R* is their weighted sum (the paper's)"
+    )
+    cut_futures: Literal["unscored", "scored"] = Field(
+        default="unscored",
+        description="a future with an assistant reply cut by the length limit: left out of MR "
+        "(unscored) or scored as it is",
     )
 
 
@@ -231,6 +241,12 @@ class GenerateConfig(StrictModel):
     max_turns: int = Field(default=7, ge=1, description="assistant turns per conversation")
     conversations_in_flight: int = Field(default=64, ge=1, description="conversations at once")
     keep_futures: bool = Field(default=True, description="store sampled futures in turn records")
+    cut_candidates: Literal["skip", "scored", "trim"] = Field(
+        default="skip",
+        description="a candidate cut by the length limit is never chosen; skip: not scored "
+        "(no futures spent on it); scored: scored, so it can be a DPO pair's rejected reply; "
+        "trim: cut back to its last whole sentence and used like any reply (flagged trimmed)",
+    )
     max_failure_rate: float = Field(
         default=0.2, ge=0, le=1, description="stop when this share of conversations failed"
     )
@@ -405,6 +421,17 @@ class TrainConfig(StrictModel):
     )
 
 
+class SandboxConfig(StrictModel):
+    """Running model-written code: every ``pass_rate`` metric and generate's task-set gate."""
+
+    allow_weak_isolation: bool = Field(
+        default=False,
+        description="run model-written code even where the sandbox's start-up probe finds the "
+        "isolation weak (no bubblewrap, the code as root, host files writable, network, no "
+        "process limit, /proc readable); off: refuse before running anything",
+    )
+
+
 class DemoConfig(StrictModel):
     """``collabrl demo``: generate, export, train DPO, eval and report in one command."""
 
@@ -431,6 +458,9 @@ class Config(StrictModel):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     demo: DemoConfig = DemoConfig()
+    sandbox: SandboxConfig = Field(
+        default=SandboxConfig(), description="weak isolation is refused unless opted into here"
+    )
 
     @model_validator(mode="after")
     def _role_names(self) -> Config:
@@ -461,18 +491,30 @@ def apply_override(data: dict[str, Any], override: str) -> None:
             where = ".".join(parts[: i + 1])
             raise ConfigError(f"override {override!r}: {where} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {key.strip()}: {raw!r} is not a YAML value "
+                          f"({yaml_problem(e)})") from None
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: the problem and where it is."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return problem if mark is None else f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
+    """One line: ``invalid config SOURCE: key: problem; key: problem``."""
+    problems = []
     for item in error.errors():
         loc = list(item["loc"])
         if len(loc) > 2 and loc[0] == "roles" and loc[2] in _BACKEND_KINDS:
             del loc[2]  # pydantic adds the union member's tag; the user never wrote it
         where = ".".join(str(p) for p in loc) or "(root)"
-        lines.append(f"  {where}: {item['msg']}")
-    return "\n".join(lines)
+        problems.append(f"{where}: {item['msg']}")
+    return f"invalid config {source}: " + "; ".join(problems)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -492,10 +534,12 @@ def load_model_config(model: type[M], path: str | Path | None,
             text = Path(path).read_text()
         except OSError as e:
             raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config {path} is not UTF-8 text") from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+            raise ConfigError(f"config {path} is not valid YAML: {yaml_problem(e)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config {path} must be a mapping at the top level")
     for override in overrides:

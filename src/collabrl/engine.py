@@ -21,21 +21,23 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
 from collabrl.aio import map_bounded
 from collabrl.backends.errors import BackendError
 from collabrl.config import GenerateConfig
-from collabrl.records import JsonlAppender, file_manifest, read_jsonl, write_manifest
+from collabrl.failures import FailureTally
+from collabrl.records import JsonlAppender, file_manifest, latest_by, read_jsonl, write_manifest
 from collabrl.reward import CandidateReward, MultiturnReward
 from collabrl.rollout import Policy
-from collabrl.simulator import UserSimulator
-from collabrl.types import Conversation, Message, Task
+from collabrl.simulator import UserSimulator, trim_to_sentence
+from collabrl.types import Completion, Conversation, Message, Task
 
 TURNS_FILE = "turns.jsonl"
 CONVERSATIONS_FILE = "conversations.jsonl"
+CANDIDATE_CUT = "cut_by_length"
 
 
 class EngineStopped(RuntimeError):
@@ -54,6 +56,8 @@ class CandidateRecord(BaseModel):
     unscored: int
     reasons: list[str | None]
     futures: list[dict[str, Any]] | None = None
+    cut: bool = False
+    trimmed: bool = False
 
 
 class TurnRecord(BaseModel):
@@ -83,29 +87,49 @@ class ConversationRecord(BaseModel):
     status: Literal["ok", "failed"]
     ended: str
     reason: str | None = None
+    detail: str | None = None
     turns: int
     messages: list[Message]
 
 
 class _Failed(Exception):
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, detail: str | None = None):
         self.reason = reason
+        self.detail = detail
 
 
-def candidate_record(reward: CandidateReward, source: str, keep_futures: bool) -> CandidateRecord:
+class Candidate(NamedTuple):
+    """A sampled reply, the prompt that produced it, and whether the length limit cut it (a
+    cut reply is never chosen) or it was trimmed back to its whole sentences after a cut."""
+
+    text: str
+    source: Literal["policy", "proactive"]
+    cut: bool = False
+    trimmed: bool = False
+
+
+def candidate_record(reward: CandidateReward | None, candidate: Candidate,
+                     keep_futures: bool) -> CandidateRecord:
+    """The record of a scored candidate, or of a cut one that was not scored (``reward`` None)."""
+    if reward is None:
+        return CandidateRecord(text=candidate.text, source=candidate.source, mr=None, stderr=None,
+                               metric_means={}, sample_rewards=[], unscored=0,
+                               reasons=[CANDIDATE_CUT], cut=True)
     return CandidateRecord(
-        text=reward.reply, source=source, mr=reward.mr, stderr=reward.stderr,
+        text=reward.reply, source=candidate.source, mr=reward.mr, stderr=reward.stderr,
         metric_means=reward.metric_means,
         sample_rewards=[s.reward for s in reward.samples],
         unscored=reward.unscored,
         reasons=[s.reason for s in reward.samples],
         futures=[s.model_dump(mode="json") for s in reward.samples] if keep_futures else None,
+        cut=candidate.cut, trimmed=candidate.trimmed,
     )
 
 
-def best_candidate(rewards: list[CandidateReward]) -> int | None:
-    """Index of the highest MR (the first on ties), or None if no candidate was scored."""
-    scored = [(r.mr, -i) for i, r in enumerate(rewards) if r.mr is not None]
+def best_candidate(rewards: list[CandidateReward | None], candidates: list[Candidate]) -> int | None:
+    """Index of the highest MR among uncut candidates (the first on ties), or None."""
+    scored = [(r.mr, -i) for i, (r, c) in enumerate(zip(rewards, candidates))
+              if r is not None and r.mr is not None and not c.cut]
     return -max(scored)[1] if scored else None
 
 
@@ -120,22 +144,34 @@ class DataEngine:
         policy: Policy,
         proactive: Policy,
         reward: MultiturnReward,
+        run_info: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.run_info = run_info or {}
         self.user = user
         self.policy = policy
         self.proactive = proactive
         self.reward = reward
         self.outcomes: Counter[str] = Counter()
-        self.failure_reasons: Counter[str] = Counter()
+        self.failures = FailureTally()
+        self.cut: Counter[str] = Counter()
+
+    @property
+    def failure_reasons(self) -> Counter[str]:
+        return self.failures.reasons
 
     async def run(
-        self, tasks: Iterable[Task], output_dir: Path, on_done: Callable[[ConversationRecord], None] | None = None
+        self, tasks: Iterable[Task], output_dir: Path,
+        on_done: Callable[[ConversationRecord], None] | None = None, *, retry_failed: bool = True,
     ) -> Counter[str]:
-        """Build conversations for ``tasks`` not yet finished in ``output_dir``; return outcomes."""
+        """Build conversations for ``tasks`` not yet finished in ``output_dir``; return outcomes.
+
+        A conversation whose latest record failed is built again unless ``retry_failed`` is
+        False; its earlier turns come from the response cache."""
         output_dir.mkdir(parents=True, exist_ok=True)
         turns_path, convs_path = output_dir / TURNS_FILE, output_dir / CONVERSATIONS_FILE
-        finished = {r["conversation_id"] for r in _existing(convs_path)}
+        latest = latest_by(_existing(convs_path), "conversation_id")
+        finished = {cid for cid, r in latest.items() if r["status"] == "ok" or not retry_failed}
         written = {(r["conversation_id"], r["turn"]) for r in _existing(turns_path)}
         todo = (t for t in tasks if t.id not in finished)
         with JsonlAppender(turns_path) as turns_out, JsonlAppender(convs_path) as convs_out:
@@ -152,23 +188,29 @@ class DataEngine:
                 if on_done is not None:
                     on_done(record)
 
-            await map_bounded(one, todo, self.config.conversations_in_flight)
-        write_manifest(output_dir, [file_manifest(turns_path), file_manifest(convs_path)],
-                       command="generate")
+            try:
+                await map_bounded(one, todo, self.config.conversations_in_flight)
+            finally:
+                self._write_manifest(output_dir, turns_path, convs_path)
         return self.outcomes
+
+    def _write_manifest(self, output_dir: Path, turns_path: Path, convs_path: Path) -> None:
+        """The files with their checksums, and what this run saw: outcomes, failures, cuts."""
+        write_manifest(output_dir, [file_manifest(turns_path), file_manifest(convs_path)],
+                       command="generate", outcomes=dict(self.outcomes),
+                       failures=self.failures.to_dict(), cut_outputs=dict(self.cut), **self.run_info)
 
     def _count(self, record: ConversationRecord) -> None:
         self.outcomes[record.status] += 1
-        if record.reason:
-            self.failure_reasons[record.reason] += 1
+        if record.status == "failed":
+            self.failures.add(record.reason or "failed", record.detail)
         done = self.outcomes["ok"] + self.outcomes["failed"]
         rate = self.outcomes["failed"] / done
         if done >= self.config.min_conversations_for_failure_rate and rate > self.config.max_failure_rate:
-            common = ", ".join(f"{k} x{v}" for k, v in self.failure_reasons.most_common(3))
             raise EngineStopped(
                 f"stopping: {self.outcomes['failed']} of {done} conversations failed "
                 f"({rate:.0%} > generate.max_failure_rate={self.config.max_failure_rate:.0%}); "
-                f"most common reasons: {common}. Records written so far are kept; fix the cause "
+                f"{self.failures.describe()}. Records written so far are kept; fix the cause "
                 f"and rerun to resume."
             )
 
@@ -177,7 +219,7 @@ class DataEngine:
         try:
             opening = await self.user.next_turn(task, conversation)
             if opening.failure or opening.terminated or not opening.message:
-                raise _Failed(opening.failure or "user_ended_before_asking")
+                raise _Failed(opening.failure or "user_ended_before_asking", opening.failure_detail)
             conversation = conversation.append("user", opening.message)
             for turn in range(self.config.max_turns):
                 conversation, ended = await self._turn(task, conversation, turn, write_turn)
@@ -185,12 +227,13 @@ class DataEngine:
                     return self._record(task, conversation, "ok", "user_terminated")
             return self._record(task, conversation, "ok", "turn_limit")
         except _Failed as failure:
-            return self._record(task, conversation, "failed", "failed", failure.reason)
+            return self._record(task, conversation, "failed", "failed", failure)
 
     def _record(self, task: Task, conversation: Conversation, status, ended: str,
-                reason: str | None = None) -> ConversationRecord:
+                failure: _Failed | None = None) -> ConversationRecord:
         return ConversationRecord(
-            conversation_id=task.id, task_id=task.id, status=status, ended=ended, reason=reason,
+            conversation_id=task.id, task_id=task.id, status=status, ended=ended,
+            reason=failure and failure.reason, detail=failure and failure.detail,
             turns=len(conversation.turns("assistant")), messages=list(conversation.messages),
         )
 
@@ -198,24 +241,35 @@ class DataEngine:
                     write_turn: Callable[[TurnRecord], None]) -> tuple[Conversation, bool]:
         """Score candidates for one assistant turn; returns the longer conversation and ended."""
         candidates = await self._candidates(conversation)
-        rewards = await self.reward.score(task, conversation, [text for text, _ in candidates])
-        chosen = best_candidate(rewards)
+        rewards = await self._score(task, conversation, candidates)
+        chosen = best_candidate(rewards, candidates)
         write_turn(TurnRecord(
             conversation_id=task.id, task_id=task.id, turn=turn,
             prefix=list(conversation.messages), chosen=chosen,
-            candidates=[candidate_record(r, source, self.config.keep_futures)
-                        for r, (_, source) in zip(rewards, candidates)],
+            candidates=[candidate_record(r, c, self.config.keep_futures)
+                        for r, c in zip(rewards, candidates)],
         ))
         if chosen is None:
-            raise _Failed("no_candidate_scored")
+            every_cut = all(c.cut for c in candidates)
+            raise _Failed("every_candidate_cut" if every_cut else "no_candidate_scored")
         conversation = conversation.append("assistant", rewards[chosen].reply)
         next_message = await self._next_user_message(task, conversation, rewards[chosen])
         if next_message is None:
             return conversation, True
         return conversation.append("user", next_message), False
 
-    async def _candidates(self, conversation: Conversation) -> list[tuple[str, str]]:
-        """k distinct, non-empty replies, each tagged with the prompt that produced it."""
+    async def _score(self, task: Task, conversation: Conversation,
+                     candidates: list[Candidate]) -> list[CandidateReward | None]:
+        """MR of every candidate; a cut one is not scored (None) unless cut_candidates='scored'."""
+        scored = [c for c in candidates if not c.cut or self.config.cut_candidates == "scored"]
+        rewards = iter(await self.reward.score(task, conversation, [c.text for c in scored]))
+        out = [next(rewards) if c in scored else None for c in candidates]
+        self.cut["candidates"] += sum(c.cut for c in candidates)
+        self.cut["futures"] += sum(s.future.cut_replies > 0 for r in out if r for s in r.samples)
+        return out
+
+    async def _candidates(self, conversation: Conversation) -> list[Candidate]:
+        """k distinct, non-empty replies, each tagged with its prompt and whether it was cut."""
         k = self.config.candidates
         k_pro = round(k * self.config.proactive_share)
         requests = [(self.policy, k - k_pro, "policy"), (self.proactive, k_pro, "proactive")]
@@ -224,18 +278,28 @@ class DataEngine:
                 policy.reply(conversation, n=n) for policy, n, _ in requests if n
             ))
         except BackendError as error:
-            raise _Failed(f"policy_error:{error.reason}") from None
+            raise _Failed(f"policy_error:{error.reason}", str(error)) from None
         sources = [source for _, n, source in requests if n]
         seen, out = set(), []
         for batch, source in zip(batches, sources):
             for completion in batch:
-                text = completion.text.strip()
-                if text and text not in seen:
-                    seen.add(text)
-                    out.append((text, source))
+                candidate = self._candidate(completion, source)
+                if candidate.text and candidate.text not in seen:
+                    seen.add(candidate.text)
+                    out.append(candidate)
         if not out:
             raise _Failed("policy_empty_replies")
         return out
+
+    def _candidate(self, completion: Completion, source: str) -> Candidate:
+        """A reply as a candidate; a cut one is trimmed when ``cut_candidates`` says so."""
+        text = completion.text.strip()
+        if not completion.cut:
+            return Candidate(text, source)
+        if self.config.cut_candidates == "trim" and (whole := trim_to_sentence(text)):
+            self.cut["candidates_trimmed"] += 1
+            return Candidate(whole, source, trimmed=True)
+        return Candidate(text, source, cut=True)
 
     async def _next_user_message(self, task: Task, conversation: Conversation,
                                  chosen: CandidateReward) -> str | None:
@@ -249,7 +313,7 @@ class DataEngine:
                 return added[0].content
         turn = await self.user.next_turn(task, conversation)  # window 0 or every future failed
         if turn.failure:
-            raise _Failed(turn.failure)
+            raise _Failed(turn.failure, turn.failure_detail)
         return None if turn.terminated else turn.message
 
 

@@ -8,12 +8,17 @@ configured one that applies to the task), the assistant's tokens, the interactiv
 (reported on the paper's ITR scale), turns, and whether the user ended satisfied. Unscored
 values are excluded from means and counted. The summary gives every figure with a bootstrap
 interval and paired differences against the first system, on the same tasks and seeds.
+
+A conversation that failed (the simulator or a backend gave up) is recorded with its reason and
+the error's message, left out of every figure and counted per system; a rerun retries it and the
+summary reads the latest record of each item. An assistant reply cut by the length limit is the
+system's own behaviour: the conversation is scored as it went, and the cut is counted.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,16 +27,25 @@ from pydantic import BaseModel, ConfigDict
 
 from collabrl.aio import map_bounded
 from collabrl.config import EvalConfig, EvalSystem
+from collabrl.failures import FailureTally
 from collabrl.metrics.base import Metric, applies_to
 from collabrl.metrics.interactivity import InteractivityJudge
 from collabrl.prompts import load_prompt
-from collabrl.records import JsonlAppender, read_jsonl, write_atomic
+from collabrl.records import (
+    JsonlAppender,
+    file_manifest,
+    latest_by,
+    read_jsonl,
+    write_atomic,
+    write_manifest,
+)
 from collabrl.rollout import Policy, run_conversation
 from collabrl.simulator import UserSimulator
 from collabrl.stats import bootstrap_mean, paired_difference
 from collabrl.types import Task
 
 RECORDS_FILE = "conversations.jsonl"
+KEY = ("system", "task_id", "seed")
 
 
 class EvalRecord(BaseModel):
@@ -52,6 +66,8 @@ class EvalRecord(BaseModel):
     satisfied: bool
     ended: str
     error: str | None = None
+    error_detail: str | None = None
+    cut_replies: int = 0
     messages: list[dict[str, str]]
     flags: list[str] = []
 
@@ -75,11 +91,17 @@ class Evaluation:
         self.user = user
         self.task_metrics = task_metrics
         self.judge = judge
+        self.failures = FailureTally()
+        self.evaluated = 0
 
-    async def run(self, tasks: list[Task], on_done: Callable[[EvalRecord], None] | None = None) -> Path:
-        """Evaluate what is not in ``output_dir`` yet; returns the records file."""
+    async def run(self, tasks: list[Task], on_done: Callable[[EvalRecord], None] | None = None,
+                  *, retry_failed: bool = True) -> Path:
+        """Evaluate what ``output_dir`` has no result for yet; returns the records file.
+
+        An item whose latest record failed is run again unless ``retry_failed`` is False."""
         out = self.config.output_dir / RECORDS_FILE
-        done = {(r["system"], r["task_id"], r["seed"]) for r in read_jsonl(out)} if out.exists() else set()
+        latest = latest_by(read_jsonl(out), *KEY) if out.exists() else {}
+        done = {key for key, r in latest.items() if not r["error"] or not retry_failed}
         todo = ((name, task, seed) for name in self.policies for task in tasks
                 for seed in range(self.config.seeds) if (name, task.id, seed) not in done)
         with JsonlAppender(out) as writer:
@@ -87,6 +109,9 @@ class Evaluation:
             async def one(item) -> None:
                 record = await self.conversation(*item)
                 writer.append(record)
+                self.evaluated += 1
+                if record.error:
+                    self.failures.add(record.error, record.error_detail)
                 if on_done is not None:
                     on_done(record)
 
@@ -111,7 +136,8 @@ class Evaluation:
             score=score, score_reason=reasons[0], itr_grade=itr, itr_reason=reasons[1],
             assistant_tokens=run.policy_usage.completion_tokens,
             turns=len(run.conversation.turns("assistant")), satisfied=run.ended == "user_terminated",
-            ended=run.ended, error=run.error, messages=run.conversation.to_openai(),
+            ended=run.ended, error=run.error, error_detail=run.error_detail,
+            cut_replies=run.cut_replies, messages=run.conversation.to_openai(),
             flags=list(run.flags),
         )
 
@@ -126,27 +152,36 @@ FIGURES: dict[str, Callable[[dict], float | None]] = {
 
 
 def summarise(records: list[dict], systems: list[str], resamples: int = 2000) -> dict[str, Any]:
-    """Per (metric group, system): every figure with a bootstrap interval, unscored counts, and
-    paired differences against the first system."""
+    """Per (metric group, system): every figure with a bootstrap interval, unscored counts, the
+    failed conversations with their reasons, and paired differences against the first system.
+
+    Only the latest record of each (system, task, seed) counts, and a failed conversation (the
+    simulator or the system's backend failed) is left out of every figure: it says nothing about
+    the system, so it is counted, never scored as 0 tokens, 0 turns and unsatisfied."""
     groups: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
+    for r in latest_by(records, *KEY).values():
         groups[r["metric"] or "none"].append(r)
     summary: dict[str, Any] = {}
     for group, rows in sorted(groups.items()):
         per_system = {s: [r for r in rows if r["system"] == s] for s in systems}
+        ok = {s: [r for r in rs if not r["error"]] for s, rs in per_system.items()}
         summary[group] = {
             "systems": {s: _figures(rs, resamples) for s, rs in per_system.items() if rs},
-            "paired": _paired(per_system, systems, resamples),
+            "paired": _paired(ok, systems, resamples),
         }
     return summary
 
 
 def _figures(rows: list[dict], resamples: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"conversations": len(rows)}
+    ok = [r for r in rows if not r["error"]]
+    failed = Counter(r["error"] for r in rows if r["error"])
+    out: dict[str, Any] = {"conversations": len(ok), "failed": sum(failed.values()),
+                           "failure_reasons": dict(failed),
+                           "cut_replies": sum(r.get("cut_replies", 0) for r in ok)}
     for name, get in FIGURES.items():
-        values = [v for v in map(get, rows) if v is not None]
+        values = [v for v in map(get, ok) if v is not None]
         out[name] = bootstrap_mean(values, resamples=resamples).to_dict() if values else None
-        out[f"{name}_unscored"] = len(rows) - len(values)
+        out[f"{name}_unscored"] = len(ok) - len(values)
     return out
 
 
@@ -195,12 +230,40 @@ def table_markdown(summary: dict[str, Any], systems: list[str]) -> str:
     ]
     intervals = ("Values are means with 95% bootstrap intervals; paired differences on the same "
                  "tasks and seeds:")
-    return "\n".join(lines + ["", intervals, *notes]) + "\n"
+    return "\n".join(lines + ["", intervals, *notes, *_left_out(summary, systems)]) + "\n"
 
 
-def write_summary(config: EvalConfig, systems: list[str]) -> dict[str, Any]:
-    records = list(read_jsonl(config.output_dir / RECORDS_FILE))
-    summary = summarise(records, systems, config.bootstrap_resamples)
-    write_atomic(config.output_dir / "summary.json", [json.dumps(summary, indent=2, allow_nan=False)])
-    write_atomic(config.output_dir / "table.md", [table_markdown(summary, systems)])
+def _left_out(summary: dict[str, Any], systems: list[str]) -> list[str]:
+    """Lines naming, per system, the failed conversations left out and the cut replies."""
+    lines = []
+    for system in systems:
+        figures = [g["systems"][system] for g in summary.values() if system in g["systems"]]
+        failed: Counter[str] = Counter()
+        for f in figures:
+            failed.update(f["failure_reasons"])
+        cut = sum(f["cut_replies"] for f in figures)
+        if failed:
+            reasons = ", ".join(f"{k} x{v}" for k, v in failed.most_common())
+            n = sum(failed.values())
+            lines.append(f"- {system}: {n} failed conversation{'s' * (n != 1)} left out ({reasons})")
+        if cut:
+            lines.append(f"- {system}: {cut} repl{'ies' if cut != 1 else 'y'} cut by the length "
+                         "limit (scored as they were)")
+    return ["", *lines] if lines else []
+
+
+def write_summary(config: EvalConfig, systems: list[str], **run_info: Any) -> dict[str, Any]:
+    """``summary.json``, ``table.md`` and a manifest (files, failures, ``run_info``)."""
+    records_path = config.output_dir / RECORDS_FILE
+    summary = summarise(list(read_jsonl(records_path)), systems, config.bootstrap_resamples)
+    entries = [
+        file_manifest(records_path),
+        write_atomic(config.output_dir / "summary.json",
+                     [json.dumps(summary, indent=2, allow_nan=False)]),
+        write_atomic(config.output_dir / "table.md", [table_markdown(summary, systems)]),
+    ]
+    failed: Counter[str] = Counter()
+    for group in summary.values():
+        failed.update({s: figures["failed"] for s, figures in group["systems"].items()})
+    write_manifest(config.output_dir, entries, command="eval", failed=dict(+failed), **run_info)
     return summary

@@ -2,8 +2,10 @@
 
 DPO pairs use TRL's conversational preference format: ``prompt`` (the conversation prefix as
 messages), ``chosen`` and ``rejected`` (one assistant message each): per scored turn, the
-highest-MR candidate against the lowest, kept when the MR gap is at least ``min_gap``. SFT rows
-are the best path of every finished conversation (``messages``). Rows are split into train and
+highest-MR candidate against the lowest, kept when the MR gap is at least ``min_gap``; a candidate
+the length limit cut is never the chosen reply (it may be the rejected one when the data engine
+scored it). SFT rows are the best path of every finished conversation (``messages``), read from
+its latest record (a rerun that retried a failed conversation appends a newer one). Rows are split into train and
 eval by conversation, never by row, so no conversation leaks across the split (a flaw of the
 original code). Validation drops chosen == rejected and empty replies and reports the counts.
 Files are written atomically as JSONL, optionally as ``datasets`` folders, with a manifest.
@@ -19,7 +21,7 @@ from typing import Any
 
 from collabrl.config import ExportConfig
 from collabrl.engine import CONVERSATIONS_FILE, TURNS_FILE
-from collabrl.records import dumps_record, read_jsonl, write_atomic, write_manifest
+from collabrl.records import dumps_record, latest_by, read_jsonl, write_atomic, write_manifest
 
 
 def split_of(conversation_id: str, eval_fraction: float) -> str:
@@ -31,10 +33,14 @@ def split_of(conversation_id: str, eval_fraction: float) -> str:
 def dpo_pair(turn: dict[str, Any], min_gap: float, counts: Counter[str]) -> dict[str, Any] | None:
     """The (best, worst) pair of one turn record, or None (the reason is counted)."""
     scored = [c for c in turn["candidates"] if c["mr"] is not None]
+    uncut = [c for c in scored if not c.get("cut")]
     if len(scored) < 2:
         counts["fewer_than_two_scored"] += 1
         return None
-    chosen = max(scored, key=lambda c: c["mr"])
+    if not uncut:
+        counts["every_scored_candidate_cut"] += 1
+        return None
+    chosen = max(uncut, key=lambda c: c["mr"])
     rejected = min(scored, key=lambda c: c["mr"])
     gap = chosen["mr"] - rejected["mr"]
     if gap < min_gap:
@@ -91,7 +97,8 @@ def export(config: ExportConfig) -> dict[str, Any]:
     dpo_counts: Counter[str] = Counter()
     sft_counts: Counter[str] = Counter()
     pairs = [p for t in read_jsonl(turns_path) if (p := dpo_pair(t, config.min_gap, dpo_counts))]
-    rows = [r for c in read_jsonl(convs_path) if (r := sft_row(c, sft_counts))]
+    conversations = latest_by(read_jsonl(convs_path), "conversation_id").values()
+    rows = [r for c in conversations if (r := sft_row(c, sft_counts))]
     entries = []
     sizes: dict[str, int] = {}
     for kind, data in (("dpo", pairs), ("sft", rows)):

@@ -76,6 +76,15 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
                     raise ValueError(f"{path}:{number}: not valid JSON ({e.msg})") from None
 
 
+def latest_by(records: Iterable[dict[str, Any]], *key: str) -> dict[Any, dict[str, Any]]:
+    """The last record for each value of ``key`` (one field, or a tuple of fields): a rerun
+    appends a new record for an item it retried, and the newest one is the item's result."""
+    def key_of(record: dict[str, Any]) -> Any:
+        return record[key[0]] if len(key) == 1 else tuple(record[k] for k in key)
+
+    return {key_of(record): record for record in records}
+
+
 def write_atomic(path: str | Path, lines: Iterable[str]) -> dict[str, Any]:
     """Write text lines to ``path`` via a temp file + rename; return the manifest entry."""
     path = Path(path)

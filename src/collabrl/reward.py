@@ -5,7 +5,9 @@ futures of w more turn pairs; each future is scored by weighted metrics, R* = su
 MR is the mean of R* over the futures that could be scored. A future whose rollout failed, or in
 which any weighted metric is unscored, is excluded (and counted), never scored 0; a candidate
 with no scored future is itself unscored. Candidates, futures and metrics all run concurrently;
-each future is scored as soon as it is complete. Task metrics that compare another kind of
+each future is scored as soon as it is complete. A future in which the length limit cut an
+assistant reply is unscored (``future_cut``) by default: its last reply is not an answer the
+metrics should read; ``cut_futures="scored"`` scores it as it is (the flag stays). Task metrics that compare another kind of
 artifact than the task's (accuracy on a writing task) are skipped for it, not unscored.
 """
 
@@ -16,12 +18,16 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from collabrl.metrics.base import Metric, applies_to
 from collabrl.rollout import ForwardSampler, Rollout
 from collabrl.types import Conversation, Score, Task
+
+CutFutures = Literal["unscored", "scored"]
+FUTURE_CUT = "future_cut"  # a sampled future in which the length limit cut an assistant reply
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,13 @@ class CandidateReward(BaseModel):
 class MultiturnReward:
     """MR = mean over S sampled futures of the weighted sum of metric values."""
 
-    def __init__(self, metrics: Mapping[str, WeightedMetric], sampler: ForwardSampler) -> None:
+    def __init__(self, metrics: Mapping[str, WeightedMetric], sampler: ForwardSampler,
+                 *, cut_futures: CutFutures = "unscored") -> None:
         if not any(m.weight for m in metrics.values()):
             raise ValueError("the multiturn-aware reward needs at least one metric with a weight")
         self.metrics = dict(metrics)
         self.sampler = sampler
+        self.cut_futures = cut_futures
 
     async def score(
         self, task: Task, prefix: Conversation, candidates: Sequence[str]
@@ -89,12 +97,11 @@ class MultiturnReward:
 
     async def _sample(self, task: Task, conversation: Conversation, index: int) -> SampleScore:
         future = await self.sampler.sample_one(task, conversation, index)
-        if future.failed:
-            reason = future.error or future.ended
-            scores = {n: Score.unscored(f"future_failed:{reason}") for n, m in self.metrics.items()
-                      if applies_to(m.metric, task)}
-            return SampleScore(future=future, scores=scores, reward=None, reason=reason)
         metrics = {n: m for n, m in self.metrics.items() if applies_to(m.metric, task)}
+        if future.failed or (future.cut_replies and self.cut_futures == "unscored"):
+            reason = (future.error or future.ended) if future.failed else FUTURE_CUT
+            scores = {n: Score.unscored(f"future_failed:{reason}") for n in metrics}
+            return SampleScore(future=future, scores=scores, reward=None, reason=reason)
         values = await asyncio.gather(
             *(m.metric(future.conversation, task) for m in metrics.values())
         )

@@ -5,7 +5,10 @@ until the user ends the chat, a turn budget is spent, or a call fails. ``run_con
 starts it from nothing; ``ForwardSampler`` starts it S times, concurrently, from a prefix that
 ends with a candidate reply, with a budget of w more turn pairs (user, assistant). Future ``j``
 uses sample index ``j`` in every call, so the S futures are independent draws (and each one is
-reproducible from the cache). Every run records its transcript, usage and why it ended.
+reproducible from the cache). Every run records its transcript, usage and why it ended, and
+flags every assistant reply the length limit cut (``policy_cut@<message index>``): what a cut
+means is the caller's decision (the reward leaves such futures unscored by default; evaluation
+counts them against the system that wrote them).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collabrl.backends.errors import BackendError
 from collabrl.simulator import UserSimulator
 from collabrl.types import Conversation, GenerationParams, Message, Task, Usage
 
+CUT_FLAG = "policy_cut"  # an assistant reply the length limit cut, flagged at its message index
 EndReason = Literal["user_terminated", "turn_limit", "user_error", "policy_error"]
 
 
@@ -32,6 +36,7 @@ class Rollout(BaseModel):
     start: int = 0
     ended: EndReason
     error: str | None = None
+    error_detail: str | None = None
     policy_usage: Usage = Usage()
     user_usage: Usage = Usage()
     flags: tuple[str, ...] = ()
@@ -41,6 +46,11 @@ class Rollout(BaseModel):
     @property
     def failed(self) -> bool:
         return self.ended in ("user_error", "policy_error")
+
+    @property
+    def cut_replies(self) -> int:
+        """Assistant replies of this rollout that the length limit cut (flag ``policy_cut@i``)."""
+        return sum(flag.startswith(CUT_FLAG + "@") for flag in self.flags)
 
     @property
     def added(self) -> Conversation:
@@ -82,8 +92,10 @@ async def continue_conversation(
     start = len(conversation)
     turns_left = assistant_turns
 
-    def done(ended: EndReason, error: str | None = None, closing: str | None = None) -> Rollout:
+    def done(ended: EndReason, error: str | None = None, closing: str | None = None,
+             detail: str | None = None) -> Rollout:
         return Rollout(conversation=conversation, start=start, ended=ended, error=error,
+                       error_detail=detail,
                        policy_usage=state["policy"], user_usage=state["user"], flags=tuple(flags),
                        closing_message=closing, sample_index=sample_index)
 
@@ -95,15 +107,17 @@ async def continue_conversation(
             state["user"] += turn.usage
             flags.extend(f"{flag}@{len(conversation)}" for flag in turn.flags)
             if turn.failure:
-                return done("user_error", turn.failure)
+                return done("user_error", turn.failure, detail=turn.failure_detail)
             if turn.terminated:
                 return done("user_terminated", closing=turn.message or None)
             conversation = conversation.append("user", turn.message)
         try:
             [completion] = await policy.reply(conversation, sample_index)
         except BackendError as error:
-            return done("policy_error", f"policy_error:{error.reason}")
+            return done("policy_error", f"policy_error:{error.reason}", detail=str(error))
         state["policy"] += completion.usage
+        if completion.cut:
+            flags.append(f"{CUT_FLAG}@{len(conversation)}")
         conversation = conversation.append("assistant", completion.text)
         turns_left -= 1
 

@@ -6,8 +6,13 @@ messages as ``assistant``, the policy's as ``user``. It answers with a JSON obje
 private thought, the visible message and a ``terminate`` flag, parsed tolerantly (fenced blocks,
 prose around the object) with a bounded re-ask. Small local models rarely keep to JSON, so the
 ``plain`` reply format asks for the message text alone, ``[END]`` to stop. Either way termination
-comes back as a flag, never as text in the transcript. Health flags catch the classic simulator failures: talking like an assistant,
-pasting the hidden request, saying nothing.
+comes back as a flag, never as text in the transcript. A reply cut by the length limit is never
+taken as the user's message (a half sentence, or a JSON object that happens to parse): it is
+re-asked with a request to be shorter, and stays a ``user_cut`` failure if every try is cut;
+with the plain format, ``cut_messages="trim"`` instead keeps its whole sentences (flagged
+``trimmed_after_cut``), for small models that cannot be made to write less.
+Health flags catch the classic simulator failures: talking like an assistant, pasting the hidden
+request, saying nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from collabrl.backends.base import Backend
 from collabrl.backends.errors import BackendError
 from collabrl.prompts import load_prompt, render_prompt
-from collabrl.types import Conversation, GenerationParams, Message, Task, Usage
+from collabrl.types import Completion, Conversation, GenerationParams, Message, Task, Usage
 
 _ASSISTANT_PHRASES = re.compile(
     r"\b(as an ai\b|i'?m an ai\b|i(?: would|'d) be (?:happy|glad) to help|how can i (?:help|assist)"
@@ -32,8 +37,10 @@ _ASSISTANT_PHRASES = re.compile(
 _FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 _SPEAKER_LABEL = re.compile(r"^\s*\**\s*(?:user|me|person|human)\s*\**\s*:\s*\**\s*", re.IGNORECASE)
 _OTHER_SPEAKER = re.compile(r"^\s*\**\s*(?:assistant|ai|bot)\s*\**\s*:", re.IGNORECASE | re.MULTILINE)
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)|\n")
 END_MARKER = "[END]"
 ReplyFormat = Literal["json", "plain"]
+CutMessages = Literal["reask", "trim"]
 
 
 class UserTurn(BaseModel):
@@ -48,6 +55,7 @@ class UserTurn(BaseModel):
     raw: tuple[str, ...] = ()
     usage: Usage = Usage()
     failure: str | None = None
+    failure_detail: str | None = None
 
 
 def parse_user_reply(text: str) -> tuple[str, str, bool] | None:
@@ -78,6 +86,13 @@ def parse_plain_reply(text: str) -> tuple[str, str, bool] | None:
     if not message and not marker:
         return None
     return "", message, bool(marker)
+
+
+def trim_to_sentence(text: str) -> str:
+    """``text`` up to the end of its last whole sentence ("" when it has none): what is left of
+    a message the length limit cut mid-sentence."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].strip() if ends else ""
 
 
 def _brace_spans(text: str) -> list[str]:
@@ -139,12 +154,14 @@ class UserSimulator:
         max_reasks: int = 2,
         leak_words: int = 12,
         reply_format: ReplyFormat = "json",
+        cut_messages: CutMessages = "reask",
     ) -> None:
         self.backend = backend
         self.params = params or GenerationParams(temperature=1.0, max_tokens=512)
         self.max_reasks = max_reasks
         self.leak_words = leak_words
         self.reply_format = reply_format
+        self.trim_cut = cut_messages == "trim" and reply_format == "plain"
         self._parse = parse_user_reply if reply_format == "json" else parse_plain_reply
         self._reask = "user_simulator_reask" + ("" if reply_format == "json" else "_plain")
 
@@ -166,25 +183,38 @@ class UserSimulator:
         messages = self.prompt(task, conversation)
         params = self.params.model_copy(update={"n": 1, "first_sample": sample_index})
         raw: list[str] = []
-        usage = Usage()
+        usage, cuts = Usage(), 0
         for _ in range(self.max_reasks + 1):
             try:
                 [completion] = await self.backend.generate(messages, params)
             except BackendError as error:
-                return UserTurn(raw=tuple(raw), usage=usage, failure=f"user_error:{error.reason}")
+                return UserTurn(raw=tuple(raw), usage=usage, failure=f"user_error:{error.reason}",
+                                failure_detail=str(error))
             raw.append(completion.text)
             usage = usage + completion.usage
-            parsed = self._parse(completion.text)
+            parsed = self._read(completion)
             if parsed is not None and (parsed[1] or parsed[2]):  # a message, or a goodbye
-                return self._turn(task, parsed, tuple(raw), usage)
-            reask = load_prompt(self._reask).strip()
+                flags = ("trimmed_after_cut",) if completion.cut else ()
+                flags += ("reasked_after_cut",) if cuts else ()
+                return self._turn(task, parsed, tuple(raw), usage, flags)
+            cuts += completion.cut
+            reask = load_prompt("user_simulator_reask_cut" if completion.cut else self._reask)
             messages = [*messages, Message(role="assistant", content=completion.text),
-                        Message(role="user", content=reask)]
-        return UserTurn(raw=tuple(raw), usage=usage, failure="user_unparsable")
+                        Message(role="user", content=reask.strip())]
+        failure = "user_cut" if completion.cut else "user_unparsable"
+        return UserTurn(raw=tuple(raw), usage=usage, failure=failure)
 
-    def _turn(self, task: Task, parsed, raw: tuple[str, ...], usage: Usage) -> UserTurn:
+    def _read(self, completion: Completion) -> tuple[str, str, bool] | None:
+        """The parsed reply; a cut one is None (re-asked), or its whole sentences when trimming."""
+        if not completion.cut:
+            return self._parse(completion.text)
+        return self._parse(trim_to_sentence(completion.text)) if self.trim_cut else None
+
+    def _turn(self, task: Task, parsed, raw: tuple[str, ...], usage: Usage,
+              cut_flags: tuple[str, ...] = ()) -> UserTurn:
         thought, message, terminated = parsed
-        flags = health_flags(message, terminated, task.intent, self.leak_words)
+        flags = health_flags(message, terminated, task.intent, self.leak_words) + cut_flags
         return UserTurn(message=message, thought=thought, terminated=terminated, flags=flags,
                         raw=raw, usage=usage)
+
 

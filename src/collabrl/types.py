@@ -128,7 +128,20 @@ class Completion(_Frozen):
 
     @property
     def is_final(self) -> bool:
-        """True when the text is a complete, usable turn (cacheable, scorable)."""
+        """True when the text is a complete turn: the model ended it itself."""
+        return self.finish_reason == "stop"
+
+    @property
+    def cut(self) -> bool:
+        """True when the length limit cut the text: a real reply, but not a finished one, so
+        it is flagged and never chosen, scored as a finished turn or used as an answer."""
+        return self.finish_reason == "length"
+
+    @property
+    def is_cacheable(self) -> bool:
+        """True when the same request would get the same kind of answer again: a finished or a
+        length-cut reply (cached with its finish reason, so a replay is flagged the same way).
+        Errors, refusals and broken streams are never cached."""
         return self.finish_reason in ("stop", "length")
 
 

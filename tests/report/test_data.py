@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -155,3 +156,13 @@ def test_cli_writes_the_report(scripted_runs, tmp_path, capsys):
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "x.html")]) == 2
     assert "not a run folder" in capsys.readouterr().out
+
+
+def test_the_report_carries_the_manifest_sandbox(scripted_runs, tmp_path):
+    folder = tmp_path / "generate"
+    shutil.copytree(scripted_runs["generate"], folder)
+    assert load_run(folder)["sandbox"] is None  # the scripted config runs no code
+    manifest = json.loads((folder / "manifest.json").read_text())
+    weak = {"level": "process", "weak_isolation": True, "weaknesses": ["runs as root"]}
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "sandbox": weak}))
+    assert load_run(folder)["sandbox"] == weak

@@ -53,24 +53,31 @@ def sample_key(request: str, index: int) -> str:
     return f"{request}:{index}"
 
 
+class CacheError(RuntimeError):
+    """The cache file cannot be opened or created; the message names the file."""
+
+
 class ResponseCache:
     """Completions by sample key in one SQLite file (WAL mode; safe across processes)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise CacheError(f"cache {path} cannot be opened: {error}") from None
 
     def get(self, key: str) -> Completion | None:
         row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
         return None if row is None else Completion.model_validate_json(row[0])
 
     def put(self, key: str, completion: Completion) -> None:
-        if not completion.is_final:
+        if not completion.is_cacheable:
             raise ValueError(f"refusing to cache a {completion.finish_reason!r} completion")
         stored = completion.model_copy(update={"cached": False})
         self._db.execute(
@@ -180,7 +187,7 @@ class CachedBackend(BackendWrapper):
             for key in keys:
                 self._in_flight.pop(key, None)
         for key, future, completion in zip(keys, futures, fresh, strict=True):
-            if completion.is_final:
+            if completion.is_cacheable:
                 self.cache.put(key, completion)
             future.set_result(completion)
         return fresh

@@ -1,4 +1,4 @@
-"""Pieces every CLI command shares: the console, config arguments, and running async work."""
+"""Pieces every CLI command shares: the console, config arguments, error lines, progress bars."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from collabrl.config import Config, load_config
 
@@ -18,6 +19,27 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="YAML config file")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="dotted overrides, e.g. roles.user.model=gpt-4o-mini")
+
+
+def add_keep_failed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-failed", action="store_true",
+                        help="on a rerun, keep items that failed instead of retrying them")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def print_error(message: object) -> None:
+    """``error: ...`` on exactly one line: a multi-line message is joined with "; ", and the
+    line is never wrapped, so scripts and people find the whole reason on the last line. The
+    message is plain text: brackets and ``:name:`` in it are not read as markup or emoji."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    console.print(Text.assemble(("error:", "red"), " ", "; ".join(lines)), soft_wrap=True)
 
 
 def load(args: argparse.Namespace) -> Config:

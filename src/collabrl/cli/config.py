@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from collabrl.cli.common import console
+from collabrl.cli.common import console, print_error
 from collabrl.config_reference import END, START, render, replace_section
 
 
@@ -26,7 +26,7 @@ def reference(args: argparse.Namespace) -> int:
         path.write_text(replace_section(path.read_text(), text))
     except (OSError, ValueError) as error:
         reason = error.strerror if isinstance(error, OSError) else str(error)
-        console.print(f"[red]error:[/red] {escape(f'{path}: {reason}')}", highlight=False)
+        print_error(f"--write {path}: {reason}")
         return 2
     console.print(f"wrote the config reference into {escape(str(path))}", highlight=False)
     return 0

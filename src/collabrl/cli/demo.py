@@ -22,9 +22,10 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from collabrl.backends.accounting import UsageMeter
-from collabrl.cli.common import add_config_args, console
+from collabrl.cli.common import add_config_args, console, print_error
 from collabrl.cli.evaluate import evaluate
 from collabrl.cli.generate import generate, run_export
+from collabrl.cli.paths import check_cache, check_output_dir, check_output_file
 from collabrl.config import Config, ConfigError, load_config
 
 SMALL_MODEL = "smollm2-135m-instruct"
@@ -67,6 +68,14 @@ def _check_trained_system(config: Config) -> None:
                       f"system with that role")
 
 
+def check_outputs(config: Config) -> None:
+    """Every place the demo writes, checked before its first stage spends any time."""
+    for key in ("generate", "export", "train", "eval"):
+        check_output_dir(getattr(config, key).output_dir, f"{key}.output_dir")
+    check_output_file(config.demo.report, "demo.report")
+    check_cache(config)
+
+
 @contextmanager
 def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     console.rule(f"[bold]{name}")
@@ -77,13 +86,14 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    config = demo_config(args)
+    check_outputs(config)  # before the training libraries take seconds to import
     from collabrl.models import resolve_model
     from collabrl.report import build_report
     from collabrl.train import dpo
     from collabrl.train.common import CheckpointError, NonFiniteLossError
     from collabrl.train.data import TrainingDataError
 
-    config = demo_config(args)
     note = honesty_note(config)
     if note:
         console.print(note, style="yellow")
@@ -99,7 +109,7 @@ def run_demo(args: argparse.Namespace) -> int:
         try:
             final = dpo.train(config)
         except (TrainingDataError, CheckpointError, NonFiniteLossError) as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False)
+            print_error(error)
             return 2
         console.print(f"adapter saved to {final}", highlight=False)
     with stage("eval", timings):

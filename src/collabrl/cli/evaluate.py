@@ -9,11 +9,21 @@ from rich.markdown import Markdown
 
 from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
-from collabrl.cli.common import add_config_args, console, load, progress_bar
+from collabrl.cli.common import (
+    add_config_args,
+    add_keep_failed,
+    console,
+    load,
+    print_error,
+    progress_bar,
+)
+from collabrl.cli.paths import check_cache, check_output_dir
 from collabrl.components import build_simulator, metric_backend, metric_builder
-from collabrl.config import Config
+from collabrl.config import Config, ConfigError
 from collabrl.evaluate import Evaluation, system_policy, table_markdown, write_summary
+from collabrl.failures import all_failed_message
 from collabrl.metrics.interactivity import InteractivityJudge
+from collabrl.sandbox import sandbox_record
 from collabrl.tasks.base import load_tasks
 
 
@@ -26,23 +36,36 @@ def build_evaluation(config: Config, roles: Roles) -> Evaluation:
                       task_metrics=metrics, judge=InteractivityJudge(metric_backend(roles, config.eval.judge_role)))
 
 
-async def evaluate(config: Config, meter: UsageMeter | None = None) -> int:
+async def evaluate(config: Config, meter: UsageMeter | None = None, *,
+                   keep_failed: bool = False) -> int:
+    check_output_dir(config.eval.output_dir, "eval.output_dir")
+    check_cache(config)
     tasks = load_tasks(config.eval.tasks, "eval.tasks")
+    sandbox = await sandbox_record(config, config.eval.task_metrics, tasks)
+    if sandbox and sandbox["refused"]:
+        raise ConfigError(sandbox["refused"])  # before any conversation runs
     systems = [s.name for s in config.eval.systems]
     total = len(tasks) * len(systems) * config.eval.seeds
     async with Roles(config, meter=meter) as roles:
         evaluation = build_evaluation(config, roles)
         with progress_bar() as progress:
             bar = progress.add_task("eval", total=total, status="")
-            await evaluation.run(tasks, on_done=lambda record: progress.advance(bar))
-        summary = write_summary(config.eval, systems)
+            await evaluation.run(tasks, on_done=lambda record: progress.advance(bar),
+                                 retry_failed=not keep_failed)
+        summary = write_summary(config.eval, systems, **({"sandbox": sandbox} if sandbox else {}))
         console.print(Markdown(table_markdown(summary, systems)))
         console.print(roles.meter.table())
     console.print(f"records, summary.json and table.md in {config.eval.output_dir}")
+    failed = len(evaluation.failures)
+    if failed and failed == evaluation.evaluated:
+        message = all_failed_message("conversations", failed, evaluation.failures)
+        print_error(message)
+        return 1
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser("eval", help="evaluate systems against the user simulator")
     add_config_args(cmd)
-    cmd.set_defaults(func=lambda args: asyncio.run(evaluate(load(args))))
+    add_keep_failed(cmd)
+    cmd.set_defaults(func=lambda args: asyncio.run(evaluate(load(args), keep_failed=args.keep_failed)))

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from collabrl.cli.common import console
+from collabrl.cli.common import console, print_error
+from collabrl.cli.paths import check_output_file
 from collabrl.report import ReportError, build_report
 
 
 def run_report(args: argparse.Namespace) -> int:
+    check_output_file(args.output, "--output")
     try:
         path = build_report(args.run_dirs, args.output, title=args.title)
     except ReportError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+        print_error(error)
         return 2
     size = path.stat().st_size / 1e6
     console.print(f"report for {len(args.run_dirs)} run(s) written to {path} ({size:.1f} MB); "

@@ -14,24 +14,39 @@ from rich.table import Table
 
 from collabrl.aio import map_bounded
 from collabrl.backends.stack import Roles
-from collabrl.cli.common import add_config_args, console, load, progress_bar
+from collabrl.cli.common import (
+    add_config_args,
+    add_keep_failed,
+    console,
+    load,
+    positive_int,
+    print_error,
+    progress_bar,
+)
+from collabrl.cli.paths import check_cache, check_output_file
 from collabrl.components import build_assistant, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
-from collabrl.records import JsonlAppender, file_manifest, read_jsonl, write_manifest
+from collabrl.failures import FailureTally, all_failed_message
+from collabrl.records import JsonlAppender, file_manifest, latest_by, read_jsonl, write_manifest
 from collabrl.reward import CandidateReward
 from collabrl.rollout import run_conversation
 from collabrl.tasks.base import load_tasks
 from collabrl.types import Conversation, Message, Task
 
 CONVERSATIONS_IN_FLIGHT = 64
+FAILED = ("user_error", "policy_error")  # rollout end reasons of a failed conversation
 
 
-async def simulate(config: Config) -> int:
+async def simulate(config: Config, *, keep_failed: bool = False) -> int:
+    check_output_file(config.simulate.output, "simulate.output")
+    check_cache(config)
     tasks = load_tasks(config.simulate.tasks, "simulate.tasks")
     output = config.simulate.output
-    finished = {row["task_id"] for row in read_jsonl(output)} if output.exists() else set()
+    latest = latest_by(read_jsonl(output), "task_id") if output.exists() else {}
+    finished = {tid for tid, row in latest.items() if row["ended"] not in FAILED or keep_failed}
     todo = [t for t in tasks if t.id not in finished]
     ended: Counter[str] = Counter()
+    failures = FailureTally()
     async with Roles(config) as roles:
         user, assistant = build_simulator(config, roles), build_assistant(config, roles)
         with JsonlAppender(output) as out, progress_bar() as progress:
@@ -41,14 +56,20 @@ async def simulate(config: Config) -> int:
                 run = await run_conversation(task, assistant, user, config.simulate.max_turns)
                 out.append({"task_id": task.id, **run.model_dump(mode="json")})
                 ended[run.ended] += 1
+                if run.failed:
+                    failures.add(run.error or run.ended, run.error_detail)
                 progress.advance(bar)
 
             await map_bounded(one, todo, CONVERSATIONS_IN_FLIGHT)
-        write_manifest(output.parent, [file_manifest(output)], command="simulate")
+        write_manifest(output.parent, [file_manifest(output)], command="simulate",
+                       ended=dict(ended), failures=failures.to_dict())
         console.print(f"{len(todo)} conversations simulated ({len(finished)} already done): "
                       + ", ".join(f"{k}={v}" for k, v in sorted(ended.items())))
         console.print(f"written to {output}")
         console.print(roles.meter.table())
+    if todo and len(failures) == len(todo):
+        print_error(all_failed_message("conversations", len(todo), failures))
+        return 1
     return 0
 
 
@@ -87,6 +108,9 @@ def reward_table(results: list[CandidateReward]) -> Table:
 
 
 async def score_candidates(config: Config, request: RewardRequest, k: int, output: Path | None) -> int:
+    if output is not None:
+        check_output_file(output, "--output")
+    check_cache(config)
     prefix = Conversation(messages=tuple(request.conversation))
     async with Roles(config) as roles:
         candidates = request.candidates
@@ -108,13 +132,14 @@ async def score_candidates(config: Config, request: RewardRequest, k: int, outpu
 def register(commands: argparse._SubParsersAction) -> None:
     sim = commands.add_parser("simulate", help="conversations between the assistant and the user simulator")
     add_config_args(sim)
-    sim.set_defaults(func=lambda args: asyncio.run(simulate(load(args))))
+    add_keep_failed(sim)
+    sim.set_defaults(func=lambda args: asyncio.run(simulate(load(args), keep_failed=args.keep_failed)))
 
     rew = commands.add_parser("reward", help="multiturn-aware reward of candidate replies")
     add_config_args(rew)
     rew.add_argument("--conversation", required=True, type=Path,
                      help="JSON file: {task, conversation (ends with a user turn), candidates?}")
-    rew.add_argument("--candidates", type=int, default=3,
+    rew.add_argument("--candidates", type=positive_int, default=3,
                      help="replies to sample from the assistant when the file has none")
     rew.add_argument("--output", type=Path, help="write every candidate's futures and scores here")
     rew.set_defaults(func=lambda args: asyncio.run(score_candidates(

@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from collabrl.cli.common import console
+from collabrl.cli.common import console, positive_int, print_error
+from collabrl.cli.paths import check_output_dir, check_output_file
 from collabrl.study.assignment import assign
 from collabrl.study.config import StudyConfig, load_study_config
 from collabrl.tasks.base import load_tasks
@@ -52,6 +53,8 @@ async def invite(config: StudyConfig, count: int | None) -> list[str]:
 
 def run_invite(args: argparse.Namespace) -> int:
     config = _load(args)
+    if args.out is not None:  # before the database holds participants whose links would be lost
+        check_output_file(args.out, "--out")
     links = asyncio.run(invite(config, args.n))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,12 +85,18 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, "--out")
+    from sqlalchemy.exc import SQLAlchemyError
+
     from collabrl.study.analyze import analyze, summary_markdown
 
     try:
         summary = analyze(args.db_url, args.out, args.resamples)
     except FileNotFoundError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+        print_error(error)
+        return 2
+    except SQLAlchemyError as error:  # not a database, or not a study's
+        print_error(f"{args.db_url}: cannot read the study database: {getattr(error, 'orig', error)}")
         return 2
     console.print(summary_markdown(summary), highlight=False, markup=False)
     console.print(f"summary.md, summary.json, ratings.png and time_on_task.png in {args.out}",
@@ -116,5 +125,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     analyze_cmd.add_argument("db_url", metavar="DB_URL",
                              help="the study database: a SQLAlchemy URL or a SQLite file path")
     analyze_cmd.add_argument("--out", type=Path, default=Path("runs/study/analysis"))
-    analyze_cmd.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    analyze_cmd.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples")
     analyze_cmd.set_defaults(func=run_analyze)

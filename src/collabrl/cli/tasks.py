@@ -12,7 +12,8 @@ import argparse
 from rich.markup import escape
 from rich.table import Table
 
-from collabrl.cli.common import console
+from collabrl.cli.common import console, positive_int
+from collabrl.cli.paths import check_output_file
 from collabrl.records import dumps_record, write_atomic
 from collabrl.tasks.registry import SPLITS, TaskSetInfo, available_task_sets, load_task_set
 from collabrl.tasks.sources import TaskSetError
@@ -69,6 +70,7 @@ def tasks_show(args: argparse.Namespace) -> int:
 
 
 def tasks_export(args: argparse.Namespace) -> int:
+    check_output_file(args.output, "--output")
     tasks = load_task_set(args.name, split=args.split, limit=args.limit, path=args.path)
     if not tasks:
         raise TaskSetError(f"{args.name} has no tasks to export with these options")
@@ -80,7 +82,7 @@ def tasks_export(args: argparse.Namespace) -> int:
 def _selection_args(parser: argparse.ArgumentParser, limit: int | None) -> None:
     parser.add_argument("name", help="task set name (see `collabrl tasks list`)")
     parser.add_argument("--split", choices=SPLITS, help="only the train or the test split")
-    parser.add_argument("--limit", type=int, default=limit, help="at most this many tasks")
+    parser.add_argument("--limit", type=positive_int, default=limit, help="at most this many tasks")
     parser.add_argument("--path", help="read the set from this local copy instead")
 
 

@@ -17,7 +17,8 @@ import os
 import sys
 from typing import TextIO
 
-from collabrl.cli.common import add_config_args, console, load
+from collabrl.cli.common import add_config_args, console, load, print_error
+from collabrl.cli.paths import check_output_dir
 from collabrl.train.adapters import ModelFolderError
 from collabrl.train.common import CheckpointError, NonFiniteLossError
 from collabrl.train.data import TrainingDataError
@@ -28,7 +29,7 @@ TRAIN_EXTRA = "pip install 'collabrl[train]'"
 
 
 def _error(message: object, code: int = 2) -> int:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    print_error(message)
     return code
 
 
@@ -48,6 +49,7 @@ def _import_recipe(method: str):
 
 def run_train(args: argparse.Namespace) -> int:
     config = load(args)
+    check_output_dir(config.train.output_dir, "train.output_dir")
     recipe = _import_recipe(args.method)
     if isinstance(recipe, str):
         return _error(recipe)
@@ -55,7 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
         final = recipe.train(config)
     except NonFiniteLossError as error:
         return _error(error, code=1)
-    except (CheckpointError, TrainingDataError, FileNotFoundError) as error:
+    except (CheckpointError, TrainingDataError, OSError) as error:  # OSError: e.g. no such model
         return _error(error)
     if os.environ.get("RANK", "0") == "0":
         console.print(f"{args.method}: model saved to {final}", highlight=False)
@@ -63,6 +65,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
+    check_output_dir(args.output, "--output")
     from collabrl.train.adapters import merge_adapter
 
     try:
@@ -109,7 +112,7 @@ def run_chat(args: argparse.Namespace) -> int:
     try:
         model, tokenizer = load_model(args.model, args.base, device=device)
     except (ModelFolderError, OSError) as error:
-        return _error(error)
+        return _error(f"--model {args.model}: {error}")
     backend = HFLocalBackend(model, tokenizer, max_batch_size=1, max_wait_ms=0, name=str(args.model))
     params = GenerationParams(temperature=args.temperature, max_tokens=args.max_tokens)
     asyncio.run(chat_loop(backend, sys.stdin, sys.stdout, args.system, params))

@@ -5,7 +5,8 @@ can be tested without a browser: the run kind (from the files the folder has), t
 cells and the paired differences (read from ``summary.json``, never recomputed), counts, plot
 series, and compact conversation records for the browser. Sampled futures keep only the messages
 they added (the prefix is already on the page), which keeps data-engine reports a fraction of the
-size of ``turns.jsonl``. A run still being written (turn records of a conversation that has no
+size of ``turns.jsonl``. A rerun appends newer records for retried items; the report reads the
+latest of each. Failed items and replies cut by the length limit are counted. A run still being written (turn records of a conversation that has no
 conversation record yet) shows up as ``unfinished`` rather than being dropped.
 """
 
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from collabrl.engine import CONVERSATIONS_FILE, TURNS_FILE
-from collabrl.evaluate import FIGURES, METRIC_LABELS, RECORDS_FILE
-from collabrl.records import read_jsonl
+from collabrl.evaluate import FIGURES, KEY, METRIC_LABELS, RECORDS_FILE
+from collabrl.records import latest_by, read_jsonl
 from collabrl.report.series import histogram, means_by_x
+from collabrl.reward import FUTURE_CUT
+from collabrl.rollout import CUT_FLAG
 
 SUMMARY_FILE = "summary.json"
 FIGURE_LABELS = {"score": "Task score (%)", "tokens_k": "Assistant tokens (k)",
@@ -53,21 +56,29 @@ def load_run(folder: str | Path) -> dict[str, Any]:
     kind = run_kind(folder)
     name = "/".join(folder.resolve().parts[-2:])
     body = eval_run(folder) if kind == "eval" else generate_run(folder)
-    return {"kind": kind, "name": name, "path": str(folder), **body}
+    return {"kind": kind, "name": name, "path": str(folder), "sandbox": _sandbox(folder), **body}
+
+
+def _sandbox(folder: Path) -> dict[str, Any] | None:
+    """The manifest's account of the code sandbox (level, weak isolation opted into), if any."""
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return None
+    return json.loads(manifest.read_text(encoding="utf-8")).get("sandbox")
 
 
 # --- evaluation runs -------------------------------------------------------------------------
 
 def eval_run(folder: Path) -> dict[str, Any]:
     summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
-    records = list(read_jsonl(folder / RECORDS_FILE))
+    records = list(latest_by(read_jsonl(folder / RECORDS_FILE), *KEY).values())
     systems = eval_systems(summary, records)
     return {
         "systems": systems,
         "table": summary_table(summary, systems),
         "paired": paired_rows(summary),
         "figures": figure_bars(summary, systems),
-        "plots": eval_plots(records, systems),
+        "plots": eval_plots([r for r in records if not r.get("error")], systems),
         "counts": eval_counts(records),
         "conversations": [eval_conversation(i, r) for i, r in enumerate(records)],
     }
@@ -143,6 +154,8 @@ def eval_counts(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "conversations": len(records),
         "failed": sum(1 for r in records if r.get("error")),
+        "failure_reasons": dict(Counter(r["error"] for r in records if r.get("error"))),
+        "cut_replies": sum(r.get("cut_replies", 0) for r in records),
         "satisfied": sum(1 for r in records if r["satisfied"]),
         "score_unscored": sum(1 for r in records if r["score"] is None),
         "itr_unscored": sum(1 for r in records if r["itr_grade"] is None),
@@ -168,7 +181,8 @@ def generate_run(folder: Path) -> dict[str, Any]:
     turns = {(t["conversation_id"], t["turn"]): t for t in read_jsonl(folder / TURNS_FILE)}
     ordered = sorted(turns.values(), key=lambda t: (t["conversation_id"], t["turn"]))
     convs_path = folder / CONVERSATIONS_FILE
-    conversations = list(read_jsonl(convs_path)) if convs_path.exists() else []
+    conversations = (list(latest_by(read_jsonl(convs_path), "conversation_id").values())
+                     if convs_path.exists() else [])
     return {
         "counts": generate_counts(ordered, conversations),
         "plots": generate_plots(ordered),
@@ -196,13 +210,25 @@ def generate_counts(turns: list[dict[str, Any]], conversations: list[dict[str, A
         "turns_without_choice": sum(1 for c in chosen if c is None),
         "candidates": len(candidates),
         "candidates_unscored": sum(1 for c in candidates if c["mr"] is None),
+        "candidates_cut": sum(1 for c in candidates if c.get("cut")),
+        "candidates_trimmed": sum(1 for c in candidates if c.get("trimmed")),
         "futures": sum(len(c["sample_rewards"]) for c in candidates),
         "futures_unscored": sum(c["unscored"] for c in candidates),
+        "futures_cut": sum(map(_cut_futures, candidates)),
         "candidates_by_source": dict(Counter(c["source"] for c in candidates)),
         "chosen_by_source": dict(Counter(c["source"] for c in chosen if c is not None)),
         "failure_reasons": dict(Counter(c["reason"] for c in conversations if c.get("reason"))),
         "ended": dict(Counter(c["ended"] for c in conversations)),
     }
+
+
+def _cut_futures(candidate: dict[str, Any]) -> int:
+    """Futures of a candidate in which the length limit cut an assistant reply: read from the
+    stored futures' flags, or, when futures were not kept, from the unscored ones' reasons."""
+    if candidate.get("futures") is None:
+        return sum(1 for reason in candidate["reasons"] if reason == FUTURE_CUT)
+    return sum(1 for sample in candidate["futures"]
+               if any(f.startswith(CUT_FLAG + "@") for f in sample["future"].get("flags", [])))
 
 
 def generate_plots(turns: list[dict[str, Any]]) -> dict[str, Any]:

@@ -81,8 +81,10 @@ function evalView(run) {
       h("div", {class: "table-wrap"}, summaryTable(run)),
       h("div", {class: "tiles"}, statTile("conversations", c.conversations),
         statTile("failed", c.failed, c.failed ? "bad" : ""), statTile("satisfied", c.satisfied),
-        statTile("score unscored", c.score_unscored), statTile("ITR unscored", c.itr_unscored)),
-      h("div", {class: "small"}, "ended: ", countsList(c.ended), " flags: ", countsList(c.flags))),
+        statTile("score unscored", c.score_unscored), statTile("ITR unscored", c.itr_unscored),
+        statTile("replies cut by length", c.cut_replies, c.cut_replies ? "bad" : "")),
+      h("div", {class: "small"}, "ended: ", countsList(c.ended), " failure reasons: ",
+        countsList(c.failure_reasons), " flags: ", countsList(c.flags))),
     section(`Paired differences (same tasks and seeds) against ${run.systems[0] || "the baseline"}`,
       h("div", {class: "table-wrap"}, pairedTable(run))),
     section("Figures per system", h("div", {class: "chart-grid"},
@@ -117,7 +119,10 @@ function generateView(run) {
         statTile("failed", c.failed, c.failed ? "bad" : ""), statTile("unfinished", c.unfinished),
         statTile("scored turns", c.turns), statTile("turns without choice", c.turns_without_choice),
         statTile("candidates", c.candidates), statTile("unscored candidates", c.candidates_unscored),
-        statTile("futures", c.futures), statTile("unscored futures", c.futures_unscored)),
+        statTile("futures", c.futures), statTile("unscored futures", c.futures_unscored),
+        statTile("candidates cut by length", c.candidates_cut, c.candidates_cut ? "bad" : ""),
+        statTile("candidates trimmed after a cut", c.candidates_trimmed),
+        statTile("futures with a cut reply", c.futures_cut, c.futures_cut ? "bad" : "")),
       h("div", {class: "small"}, "ended: ", countsList(c.ended), " failure reasons: ",
         countsList(c.failure_reasons)),
       h("ul", {class: "inline-list small"}, sourceShares(c))),
@@ -133,6 +138,16 @@ function generateView(run) {
 
 /* --- page -------------------------------------------------------------------------------- */
 
+/* How model-written code ran (from the run's manifest), shown above everything when it ran at
+ * a weak isolation level that the config opted into. */
+function sandboxNote(sandbox) {
+  if (!sandbox) return null;
+  if (!sandbox.weak_isolation) return h("p", {class: "note small"}, `code sandbox: ${sandbox.level}`);
+  return h("p", {class: "note bad sandbox-weak"},
+    `Model-written code ran with WEAK isolation (${sandbox.level}, sandbox.allow_weak_isolation: true): `,
+    sandbox.weaknesses.join("; "));
+}
+
 function main() {
   const data = JSON.parse(document.getElementById("report-data").textContent);
   document.title = data.title;
@@ -146,7 +161,7 @@ function main() {
     if (!views[i]) {
       const run = data.runs[i];
       views[i] = h("div", {class: "run", "data-kind": run.kind}, h("p", {class: "run-path"}, run.path),
-        run.kind === "eval" ? evalView(run) : generateView(run));
+        sandboxNote(run.sandbox), run.kind === "eval" ? evalView(run) : generateView(run));
       container.append(views[i]);
     }
     views.forEach((v, k) => { if (v) v.hidden = k !== i; });

@@ -23,12 +23,18 @@ class TaskFileError(ValueError):
 
 def load_task_file(path: str | Path, limit: int | None = None) -> list[Task]:
     path = Path(path)
+    if path.is_dir():
+        raise TaskFileError(f"task file {path} is a folder, not a JSONL file")
     if not path.is_file():
         raise TaskFileError(f"task file {path} does not exist")
     tasks: list[Task] = []
     seen: dict[str, int] = {}
     try:
         rows = list(read_jsonl(path))
+    except OSError as e:
+        raise TaskFileError(f"cannot read task file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise TaskFileError(f"task file {path} is not UTF-8 text") from None
     except ValueError as e:
         raise TaskFileError(str(e)) from None
     for number, row in enumerate(rows, start=1):
@@ -51,7 +57,7 @@ def load_task_file(path: str | Path, limit: int | None = None) -> list[Task]:
 def load_tasks(source: TaskSources | None, what: str) -> list[Task]:
     """The tasks ``source`` names (one source or a list, in order); ``what`` (e.g.
     ``generate.tasks``) is used in errors. Ids must be unique across all sources."""
-    if source is None:
+    if source is None or source == []:
         raise TaskFileError(f"{what} is not set: give {{set: NAME}} or {{path: FILE.jsonl}}")
     if isinstance(source, list):
         return _unique_ids([t for one in source for t in _load_source(one)], what)

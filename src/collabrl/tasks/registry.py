@@ -54,7 +54,8 @@ class _Entry:
 
 
 def _hub(load: Callable[[str | Path], Iterable[Task]], default: str) -> Loader:
-    return lambda path: load(path or default)
+    # A given path is always a local copy (a Path), never taken for a hub name.
+    return lambda path: load(default if path is None else Path(path))
 
 
 _ENTRIES = (

@@ -18,7 +18,7 @@ from collabrl.config import Config
 from collabrl.types import Task
 
 USER_REPLY = '{"thought": "t", "message": "tell me more about it", "terminate": false}'
-JUDGE_REPLY = "The assistant engaged.\nGRADE: 3"
+JUDGE_REPLY = "The assistant engaged.\nGRADE $call_id: 3"  # ScriptedBackend fills in the id
 
 
 def tasks(count: int) -> list[Task]:
@@ -74,7 +74,8 @@ def online_config(folder: Path, model: Path, **train: Any) -> Config:
             "judge": {"kind": "scripted", "replies": [JUDGE_REPLY]},
         },
         "cache": {"enabled": False},
-        "reward": {"samples": 2, "window": 1, "metrics": [
+        # A random tiny model never ends a reply itself: its futures are cut, and scored as such.
+        "reward": {"samples": 2, "window": 1, "cut_futures": "scored", "metrics": [
             {"name": "token_efficiency", "weight": 1.0, "options": {"lam": 0.02}},
             {"name": "interactivity", "weight": 1.0, "options": {"max_reasks": 0}},
         ]},
