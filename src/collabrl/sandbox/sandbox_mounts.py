@@ -5,13 +5,15 @@ when the config has ``new_root``. The launcher then runs as root in fresh mount,
 namespaces (``unshare --mount --pid --net``), and before it starts the runner under a per-run
 unprivileged uid, ``enter``
 
-1. mounts a tmpfs as the new root and binds into it, read-only, only what the runner needs: the
-   system directories, a few /etc files and the Python installation. The directories on the way
-   to a bind are created 0755 on the tmpfs, so an interpreter under a private home (/root/.pyenv
-   with /root 0700) is reachable by the unprivileged uid while the rest of the home is not there;
+1. mounts a tmpfs as the new root, a size-limited tmpfs at /tmp (the working directory) in it,
+   and binds into them, read-only, only what the runner needs: the system directories, a few
+   /etc files and the Python installation (so a venv under /tmp stays visible, as with bwrap).
+   The directories on the way to a bind are created 0755, so an interpreter under a private home
+   (/root/.pyenv with /root 0700) is reachable by the unprivileged uid while the rest of the home
+   is not there;
 2. binds the run's inputs read-only at /sandbox, mounts a fresh /proc (of the run's PID
-   namespace), a /dev with only null, zero, full, random and urandom, and size-limited tmpfs
-   mounts at /tmp (the working directory) and /dev/shm; then makes the root itself read-only;
+   namespace), a /dev with only null, zero, full, random and urandom, and a size-limited tmpfs
+   at /dev/shm; then makes the root itself read-only;
 3. chroots into it. The runner has no capability, so it cannot leave the chroot; the host's files
    are out of reach and nothing written survives the run (the mount namespace dies with it).
 """
@@ -62,6 +64,8 @@ def enter(spec: dict) -> None:
     root = spec["root"]
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     tmpfs(root, "0755", 1 << 20)
+    # The working tmpfs first, binds after: an interpreter or venv under /tmp stays visible.
+    tmpfs(root + spec["work_at"], "1777", spec["size"])
     for path, target in spec["symlinks"]:
         os.symlink(target, root + path)
     for path in spec["binds"]:
@@ -75,8 +79,7 @@ def enter(spec: dict) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{root}/dev/{name}")
-    for path in (spec["work_at"], "/dev/shm"):
-        tmpfs(root + path, "1777", spec["size"])
+    tmpfs(root + "/dev/shm", "1777", spec["size"])
     for path in (root + "/dev", root):
         mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chroot(root)
