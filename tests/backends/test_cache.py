@@ -1,11 +1,14 @@
-"""The response cache: every key field matters, only finished outputs are stored, single flight."""
+"""The response cache: every key field matters, only finished outputs are stored, single flight;
+record and replay modes; the file alone is a complete, portable recording."""
 
 import asyncio
+import shutil
+import sqlite3
 
 import pytest
 
-from collabrl.backends.cache import CachedBackend, ResponseCache, request_key
-from collabrl.backends.errors import TransientError
+from collabrl.backends.cache import CachedBackend, CacheError, ResponseCache, request_key
+from collabrl.backends.errors import ReplayMissError, TransientError
 from collabrl.backends.scripted import ScriptedBackend
 from collabrl.types import Completion, GenerationParams, Message
 
@@ -136,3 +139,76 @@ async def test_waiters_recover_when_the_owner_is_cancelled(cache):
     owner.cancel()
     [out] = await waiter
     assert out.text == "late"
+
+
+async def test_record_asks_again_overwrites_and_then_serves_its_own_recording(tmp_path):
+    path = tmp_path / "c.sqlite"
+    inner, counter = counting_backend()
+    [old] = await CachedBackend(inner, ResponseCache(path)).generate(MSG, GenerationParams())
+    recorder = CachedBackend(inner, ResponseCache(path), mode="record")
+    [fresh] = await recorder.generate(MSG, GenerationParams())
+    [again] = await recorder.generate(MSG, GenerationParams())  # same run: one answer per request
+    assert (old.text, fresh.text, again.text) == ("reply-1", "reply-2", "reply-2")
+    assert not fresh.cached and again.cached and counter["samples"] == 2
+    recorder.cache.close()
+    [later] = await CachedBackend(inner, ResponseCache(path)).generate(MSG, GenerationParams())
+    assert later.text == "reply-2" and counter["samples"] == 2
+
+
+async def test_replay_serves_hits_and_a_miss_fails_without_asking(tmp_path):
+    path = tmp_path / "c.sqlite"
+    inner, counter = counting_backend()
+    await CachedBackend(inner, ResponseCache(path)).generate(MSG, GenerationParams(n=2))
+    replay = CachedBackend(inner, ResponseCache(path), mode="replay", role="judge")
+    assert [c.text for c in await replay.generate(MSG, GenerationParams(n=2))] == [
+        "reply-1", "reply-2"]
+    long = [Message(role="system", content="s"), Message(role="user", content="why\n" + "x" * 200)]
+    for messages, params, sample in [(MSG, GenerationParams(n=3), 2), (long, GenerationParams(), 0)]:
+        with pytest.raises(ReplayMissError) as caught:
+            await replay.generate(messages, params)
+        message = str(caught.value)
+        assert f"role 'judge', kind scripted, model scripted, sample {sample}" in message
+        assert str(path) in message and caught.value.reason == "replay_miss"
+        assert not caught.value.retryable
+    assert "last message (user) 'why " + "x" * 76 + "'" in message  # first 80 characters
+    assert counter["samples"] == 2 and len(inner.calls) == 1  # only the recording call
+
+
+async def test_replay_stream_serves_a_hit_and_refuses_a_miss(tmp_path):
+    path = tmp_path / "c.sqlite"
+    inner, _ = counting_backend()
+    await CachedBackend(inner, ResponseCache(path)).generate(MSG, GenerationParams())
+    replay = CachedBackend(inner, ResponseCache(path), mode="replay")
+    assert [chunk async for chunk in replay.stream(MSG, GenerationParams())] == ["reply-1"]
+    with pytest.raises(ReplayMissError, match="sample 1"):
+        [chunk async for chunk in replay.stream(MSG, GenerationParams(first_sample=1))]
+    assert len(inner.calls) == 1
+
+
+def test_replay_refuses_a_missing_file_instead_of_creating_it(tmp_path):
+    with pytest.raises(CacheError, match="nope.sqlite does not exist"):
+        ResponseCache(tmp_path / "nope.sqlite", must_exist=True)
+    assert not (tmp_path / "nope.sqlite").exists()
+
+
+@pytest.mark.parametrize("other_process_open", [False, True])
+async def test_the_sqlite_file_alone_holds_every_answer_after_close(tmp_path, other_process_open):
+    """Closing folds the write-ahead log into the file, even while another process (here: a
+    connection) keeps the file open and with it the -wal file."""
+    path = tmp_path / "run" / "c.sqlite"
+    cache = ResponseCache(path)
+    other = sqlite3.connect(path) if other_process_open else None
+    if other is not None:
+        other.execute("SELECT COUNT(*) FROM responses").fetchone()  # connects lazily
+    inner, _ = counting_backend()
+    await CachedBackend(inner, cache).generate(MSG, GenerationParams(n=50))
+    cache.close()
+    assert path.with_name("c.sqlite-wal").exists() == other_process_open
+    copy = tmp_path / "copy" / "c.sqlite"
+    copy.parent.mkdir()
+    shutil.copyfile(path, copy)  # the .sqlite file only: no -wal, no -shm
+    replayed = await CachedBackend(inner, ResponseCache(copy), mode="replay").generate(
+        MSG, GenerationParams(n=50))
+    assert [c.text for c in replayed] == [f"reply-{i}" for i in range(1, 51)]
+    if other is not None:
+        other.close()

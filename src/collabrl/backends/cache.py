@@ -4,8 +4,18 @@ Every sample is stored under a key that hashes everything that could change the 
 backend's identity (kind, model, base URL), the full messages, every sampling setting, the seed
 and the sample's index. Rerunning a job therefore sends no request it already made, while S
 independent futures from one prefix (different sample indices) stay independent. Only finished
-outputs are stored: errors, refusals and cut outputs never are. Concurrent identical requests
-are coalesced so that one upstream call serves them all (single flight).
+outputs are stored: errors, refusals and broken outputs never are. Concurrent identical requests are coalesced
+so that one upstream call serves them all (single flight).
+
+The identity holds the strings the config gives (``model``, ``base_url`` without credentials,
+an ``hf_local`` path as written, never resolved), and nothing of the machine: no absolute path
+of the cache or of the working folder, no key. So a cache file is a portable recording: copied
+with its config to another machine, it answers the same requests there.
+
+Modes (``cache.mode``): ``readwrite`` serves hits and stores misses; ``record`` asks the model
+once per request in this run and stores the answer (overwriting older ones, which are never
+served); ``replay`` serves only what is stored and turns a miss into ``ReplayMissError`` without
+asking the model (the wrapper sits outside the retries, so it is not retried either).
 
 Streamed replies (``stream``) are served from the cache as one chunk when there is a hit; a miss
 is streamed from the model and not stored, since a text stream carries no finish reason.
@@ -18,11 +28,12 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from pathlib import Path
+from typing import Literal
 
 from collabrl.backends.base import Backend, BackendWrapper
-from collabrl.backends.errors import BackendError
+from collabrl.backends.errors import BackendError, ReplayMissError
 from collabrl.backends.streaming import stream_text
 from collabrl.types import Completion, GenerationParams, Message
 
@@ -58,10 +69,16 @@ class CacheError(RuntimeError):
 
 
 class ResponseCache:
-    """Completions by sample key in one SQLite file (WAL mode; safe across processes)."""
+    """Completions by sample key in one SQLite file (WAL mode; safe across processes).
 
-    def __init__(self, path: str | Path) -> None:
+    ``must_exist`` (replay) refuses a missing file instead of creating an empty one.
+    """
+
+    def __init__(self, path: str | Path, *, must_exist: bool = False) -> None:
         self.path = Path(path)
+        self._stored_here: set[str] = set()
+        if must_exist and not self.path.is_file():
+            raise CacheError(f"cache {path} does not exist: replay needs a recorded cache file")
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +89,10 @@ class ResponseCache:
         except (OSError, sqlite3.Error) as error:
             raise CacheError(f"cache {path} cannot be opened: {error}") from None
 
-    def get(self, key: str) -> Completion | None:
+    def get(self, key: str, *, stored_here: bool = False) -> Completion | None:
+        """The completion under ``key``; with ``stored_here``, only one this object stored."""
+        if stored_here and key not in self._stored_here:
+            return None
         row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
         return None if row is None else Completion.model_validate_json(row[0])
 
@@ -84,23 +104,41 @@ class ResponseCache:
             "INSERT OR REPLACE INTO responses (key, completion) VALUES (?, ?)",
             (key, stored.model_dump_json()),
         )
+        self._stored_here.add(key)
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
+        """Fold the write-ahead log into the file first, so that the .sqlite file alone holds
+        every answer (copying it without its -wal file loses nothing)."""
+        with suppress(sqlite3.Error):  # busy or read-only: the log stays valid, just not folded
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
 
 
 OnHit = Callable[[int], None]
+CacheMode = Literal["readwrite", "record", "replay"]
 
 
 class CachedBackend(BackendWrapper):
-    """Serves samples from a ``ResponseCache``; asks the inner backend only for missing ones."""
+    """Serves samples from a ``ResponseCache``; asks the inner backend only for missing ones
+    (in ``replay`` mode, never: a missing sample is a ``ReplayMissError``). ``role`` names the
+    caller in that error."""
 
-    def __init__(self, inner: Backend, cache: ResponseCache, *, on_hit: OnHit | None = None):
+    def __init__(
+        self,
+        inner: Backend,
+        cache: ResponseCache,
+        *,
+        on_hit: OnHit | None = None,
+        mode: CacheMode = "readwrite",
+        role: str | None = None,
+    ):
         super().__init__(inner)
         self.cache = cache
+        self.mode = mode
+        self.role = role
         self._on_hit = on_hit
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
 
@@ -113,13 +151,15 @@ class CachedBackend(BackendWrapper):
         missing: list[int] = []
         for index in indices:
             key = sample_key(request, index)
-            hit = self.cache.get(key)
+            hit = self._lookup(key)
             if hit is not None:
-                results[index] = hit.model_copy(update={"cached": True})
+                results[index] = hit
             elif key in self._in_flight:
                 results[index] = self._in_flight[key]
             else:
                 missing.append(index)
+        if missing and self.mode == "replay":
+            raise self._replay_miss(messages, missing[0])
         hits = sum(isinstance(r, Completion) for r in results.values())
         if hits and self._on_hit is not None:
             self._on_hit(hits)
@@ -133,15 +173,37 @@ class CachedBackend(BackendWrapper):
     ) -> AsyncIterator[str]:
         """A cached sample ``params.first_sample`` as one chunk, else the model's stream."""
         key = sample_key(request_key(self.identity(), messages, params), params.first_sample)
-        hit = self.cache.get(key)
+        hit = self._lookup(key)
         if hit is not None:
             if self._on_hit is not None:
                 self._on_hit(1)
             yield hit.text
             return
+        if self.mode == "replay":
+            raise self._replay_miss(messages, params.first_sample)
         async with aclosing(stream_text(self.inner, messages, params)) as chunks:
             async for chunk in chunks:
                 yield chunk
+
+    def _lookup(self, key: str) -> Completion | None:
+        """A stored answer; in ``record`` mode only one recorded by this run."""
+        hit = self.cache.get(key, stored_here=self.mode == "record")
+        return None if hit is None else hit.model_copy(update={"cached": True})
+
+    def _replay_miss(self, messages: Sequence[Message], index: int) -> ReplayMissError:
+        """The error for a sample the recording lacks: which role, model and request."""
+        role = f"role {self.role!r}, " if self.role else ""
+        model = ", ".join(f"{name} {value}" for name, value in self.identity().items())
+        if messages:
+            last = messages[-1]
+            request = f"last message ({last.role}) {' '.join(last.content.split())[:80]!r}"
+        else:
+            request = "no messages"
+        return ReplayMissError(
+            f"cache.mode is replay and {self.cache.path} has no answer for {role}{model}, "
+            f"sample {index}, {request}: this run differs from the recorded one (config, "
+            f"prompts, tasks or code)"
+        )
 
     async def _resolve(
         self,

@@ -80,6 +80,13 @@ class IncompleteOutputError(TransientError):
     kind = "incomplete"
 
 
+class ReplayMissError(BackendError):
+    """``cache.mode: replay`` and the recording has no answer for this request: nothing is sent
+    to the model, and trying again cannot help."""
+
+    kind = "replay_miss"
+
+
 def error_for_status(status: int, message: str, retry_after: float | None = None) -> BackendError:
     """Map an HTTP status (and body text) to the right typed error."""
     lowered = message.lower()

@@ -5,18 +5,24 @@ roles bound to the same server, so the server sees one limit) ->
 ``RetryingBackend`` (a call backing off holds no slot) -> ``CachedBackend`` (hits skip limits and
 retries) -> ``MeteredBackend`` (counts what the caller saw). ``Roles`` owns the backends of a
 run, the shared cache and the usage meter, and closes them all at the end.
+
+``cache.mode: replay`` needs no model, key or server: API backends are built as usual (they
+read their key at call time and connect on the first request, which replay never makes), and
+an ``hf_local`` role is not loaded at all: only its cache identity is computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 
 from collabrl.backends.accounting import MeteredBackend, UsageMeter
 from collabrl.backends.base import Backend
-from collabrl.backends.cache import CachedBackend, ResponseCache
+from collabrl.backends.cache import CachedBackend, CacheMode, ResponseCache
 from collabrl.backends.limits import LimitedBackend
 from collabrl.backends.retry import RetryingBackend
-from collabrl.config import BackendConfig, Config, ConfigError
+from collabrl.config import BackendConfig, Config, ConfigError, HFLocalBackendConfig
+from collabrl.types import Completion, GenerationParams, Message
 
 
 def build_model_backend(cfg: BackendConfig) -> Backend:
@@ -40,6 +46,48 @@ def build_model_backend(cfg: BackendConfig) -> Backend:
     raise ConfigError(f"unknown backend kind {cfg.kind!r}")
 
 
+class UnloadedLocalModel:
+    """An ``hf_local`` role in replay: the identity ``HFLocalBackend.from_config`` gives the
+    model (its config string, plus the adapter's path and content hash), without the weights."""
+
+    def __init__(self, cfg: HFLocalBackendConfig, role: str) -> None:
+        name = cfg.model
+        if cfg.adapter is not None:
+            name = f"{cfg.model}+{cfg.adapter}@{_adapter_fingerprint(cfg, role)}"
+        self._identity = {"kind": "hf_local", "model": name}
+
+    def identity(self) -> dict[str, str]:
+        return self._identity
+
+    async def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> list[Completion]:
+        raise RuntimeError("a replayed local model is never asked")  # the cache answers
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _adapter_fingerprint(cfg: HFLocalBackendConfig, role: str) -> str:
+    """The adapter files' hash, as ``collabrl.backends.hf_local`` computes it for its name."""
+    adapter = cfg.adapter
+    if adapter is None or not adapter.is_dir():
+        raise ConfigError(f"roles.{role}.adapter: replay needs the folder {adapter} (the hash of "
+                          "its files is part of the cache key; the base model is not needed)")
+    digest = hashlib.sha256()
+    for file in sorted(p for p in adapter.iterdir() if p.is_file()):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def replay_model_backend(cfg: BackendConfig, role: str) -> Backend:
+    """The model backend of a role in replay: built, but no request will be sent."""
+    if isinstance(cfg, HFLocalBackendConfig):
+        return UnloadedLocalModel(cfg, role)
+    return build_model_backend(cfg)
+
+
 def wrap_backend(
     limited: Backend,
     cfg: BackendConfig,
@@ -47,6 +95,7 @@ def wrap_backend(
     role: str,
     meter: UsageMeter,
     cache: ResponseCache | None,
+    cache_mode: CacheMode = "readwrite",
 ) -> MeteredBackend:
     """An already rate-limited backend with retries, cache and accounting for one role."""
     usage = meter.role(role, cfg.price)
@@ -59,7 +108,7 @@ def wrap_backend(
 
     backend: Backend = RetryingBackend(limited, cfg.retry, on_retry=count_retry)
     if cache is not None:
-        backend = CachedBackend(backend, cache, on_hit=count_hits)
+        backend = CachedBackend(backend, cache, on_hit=count_hits, mode=cache_mode, role=role)
     return MeteredBackend(backend, usage)
 
 
@@ -75,17 +124,21 @@ class Roles:
         self,
         config: Config,
         *,
-        use_cache: bool | None = None,
+        use_cache: bool = True,
         models: Mapping[str, Backend] | None = None,
         meter: UsageMeter | None = None,
     ) -> None:
-        """``models`` supplies ready model backends by role (e.g. a live policy in training).
+        """``use_cache=False`` turns the cache off whatever ``config.cache.mode`` says.
+        ``models`` supplies ready model backends by role (e.g. a live policy in training).
         Those roles are never cached: their weights may change between calls. ``meter`` adds
         this run's usage to an existing meter (several stages of one job)."""
         self.config = config
         self.meter = meter if meter is not None else UsageMeter()
-        enabled = config.cache.enabled if use_cache is None else use_cache
-        self.cache = ResponseCache(config.cache.path) if enabled else None
+        self.cache_mode = config.cache.mode if use_cache else "off"
+        self.cache = None
+        if self.cache_mode != "off":
+            replay = self.cache_mode == "replay"
+            self.cache = ResponseCache(config.cache.path, must_exist=replay)
         self._given = dict(models or {})
         self._shared: dict[str, LimitedBackend] = {}
         self._backends: dict[str, MeteredBackend] = {}
@@ -95,7 +148,8 @@ class Roles:
             cfg = self.config.role(role)
             cache = None if role in self._given else self.cache
             self._backends[role] = wrap_backend(
-                self._limited(role, cfg), cfg, role=role, meter=self.meter, cache=cache
+                self._limited(role, cfg), cfg, role=role, meter=self.meter, cache=cache,
+                cache_mode=self.cache_mode,
             )
         return self._backends[role]
 
@@ -109,9 +163,9 @@ class Roles:
             return self._shared[key]
         key = _server_key(cfg)
         if key not in self._shared:
-            self._shared[key] = LimitedBackend(
-                build_model_backend(cfg), cfg.max_concurrency, cfg.requests_per_minute
-            )
+            replay = self.cache_mode == "replay"
+            model = replay_model_backend(cfg, role) if replay else build_model_backend(cfg)
+            self._shared[key] = LimitedBackend(model, cfg.max_concurrency, cfg.requests_per_minute)
         return self._shared[key]
 
     async def aclose(self) -> None:
