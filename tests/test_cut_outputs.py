@@ -7,7 +7,7 @@ import json
 from collabrl.backends.cache import CachedBackend, ResponseCache
 from collabrl.backends.scripted import ScriptedBackend
 from collabrl.config import ExportConfig, GenerateConfig
-from collabrl.engine import DataEngine
+from collabrl.engine import DataEngine, candidate_offset
 from collabrl.export import export
 from collabrl.metrics.efficiency import TokenEfficiency
 from collabrl.records import read_jsonl
@@ -20,6 +20,7 @@ from collabrl.types import Completion, Conversation, GenerationParams, Message, 
 TASK = Task(id="t0", description="chat", intent="a short plan for the week")
 PREFIX = Conversation.of(("user", "help me plan"))
 LONG = " ".join(["cut"] * 40)  # the engine strips replies; so does this
+OFFSET = candidate_offset(TASK.id)  # the first sample index of TASK's candidates
 
 
 def cut(text: str) -> Completion:
@@ -98,9 +99,10 @@ async def test_a_future_with_a_cut_reply_is_unscored_by_default():
 
 
 def cut_policy(messages, params, index):
-    """Sample 0 is long and cut; samples 1 and 2 are complete, 2 longer than 1."""
+    """Candidate 0 is long and cut; candidates 1 and 2 are complete, 2 longer than 1."""
     if any(m.role == "assistant" for m in messages):
         return "done"
+    index -= OFFSET
     return cut(LONG) if index == 0 else ("a complete reply, " * index).strip()
 
 
@@ -142,7 +144,7 @@ async def test_a_scored_cut_candidate_can_be_rejected_but_never_chosen(tmp_path)
 
 
 async def test_trimmed_candidates_keep_their_whole_sentences_and_are_flagged(tmp_path):
-    backend = ScriptedBackend(reply_fn=lambda m, p, i: cut(f"Plan {i}. Monday: gym, Tuesday: re"))
+    backend = ScriptedBackend(reply_fn=lambda m, p, i: cut(f"Plan {i - OFFSET}. Monday: gym, Tuesday: re"))
     policy = Policy(backend)
     reward = MultiturnReward({"eff": WeightedMetric(TokenEfficiency(form="penalty"), 1.0)},
                              ForwardSampler(user(), policy, samples=1, window=0))

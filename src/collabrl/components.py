@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from collabrl.adaptive import AdaptiveSampling
 from collabrl.backends.base import Backend
 from collabrl.backends.settings import ConfiguredSettings
 from collabrl.backends.stack import Roles
@@ -79,6 +80,19 @@ def build_metrics(config: Config, roles: Roles) -> dict[str, WeightedMetric]:
     return metrics
 
 
+def adaptive_sampling(config: Config) -> AdaptiveSampling | None:
+    """The racing rule of ``reward.adaptive`` (None when off); pairs use the export's min_gap."""
+    reward = config.reward
+    if reward.adaptive == "off" or reward.reward_range is None:
+        return None
+    return AdaptiveSampling(
+        mode=reward.adaptive, samples_min=reward.samples_min,
+        samples_max=reward.samples_max or reward.samples, confidence=reward.confidence,
+        reward_range=reward.reward_range, min_gap=config.export.min_gap,
+        target_stderr=reward.target_stderr,
+    )
+
+
 def build_reward(config: Config, roles: Roles) -> MultiturnReward:
     sampler = ForwardSampler(
         build_simulator(config, roles),
@@ -88,6 +102,7 @@ def build_reward(config: Config, roles: Roles) -> MultiturnReward:
     )
     try:
         return MultiturnReward(build_metrics(config, roles), sampler,
-                               cut_futures=config.reward.cut_futures)
+                               cut_futures=config.reward.cut_futures,
+                               adaptive=adaptive_sampling(config))
     except ValueError as error:
         raise ConfigError(f"reward: {error}") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collabrl.types import GenerationParams
 
@@ -133,8 +133,34 @@ _BACKEND_KINDS = ("openai", "anthropic", "hf_local", "scripted")
 
 
 class CacheConfig(StrictModel):
-    enabled: bool = Field(default=True, description="answer repeated requests from the cache")
+    mode: Literal["readwrite", "record", "replay", "off"] = Field(
+        default="readwrite",
+        description="readwrite: answer repeated requests from the file, store new answers; "
+        "record: ask the model (once per request in this run) and store, overwriting, never "
+        "serving older answers; replay: answer only from the file, a request it lacks fails "
+        "(replay_miss) and nothing is sent; off: the file is not opened",
+    )
+    enabled: bool = Field(
+        default=True, description="false is the same as mode: off (older configs); set mode instead"
+    )
     path: Path = Field(default=Path(".collabrl/cache.sqlite"), description="the SQLite file")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare ``off`` as false
+
+    @model_validator(mode="after")
+    def _enabled_matches_mode(self) -> CacheConfig:
+        """``enabled: false`` means ``mode: off``; both set and disagreeing is an error."""
+        both = {"enabled", "mode"} <= self.model_fields_set
+        if both and self.enabled != (self.mode != "off"):
+            raise ValueError(f"cache.enabled: {str(self.enabled).lower()} contradicts "
+                             f"cache.mode: {self.mode}; drop cache.enabled (mode: off disables)")
+        if not self.enabled:
+            self.mode = "off"
+        self.enabled = self.mode != "off"
+        return self
 
 
 class SimulatorConfig(StrictModel):
@@ -195,6 +221,44 @@ class RewardConfig(StrictModel):
         description="a future with an assistant reply cut by the length limit: left out of MR "
         "(unscored) or scored as it is",
     )
+    adaptive: Literal["off", "pairs", "estimate"] = Field(
+        default="off",
+        description="adaptive forward sampling (racing, collabrl.adaptive): off: S futures each; "
+        "pairs: stop once best, worst and the export's min_gap are settled (DPO pairs); "
+        "estimate: stop once MR's standard error <= target_stderr (GRPO/PPO)",
+    )
+    samples_min: int = Field(default=2, ge=1, description="adaptive: futures per round, first included")
+    samples_max: int | None = Field(
+        default=None, ge=1, description="adaptive: most futures per candidate (null: samples)"
+    )
+    confidence: float = Field(
+        default=0.95, gt=0, lt=1, description="adaptive: joint confidence of the race's intervals"
+    )
+    reward_range: tuple[float, float] | None = Field(
+        default=None,
+        description="adaptive: [low, high] of one future's R* (sum of weight x metric range); "
+        "required when adaptive is on",
+    )
+    target_stderr: float = Field(
+        default=0.05, gt=0, description="adaptive=estimate: stop at this standard error of MR"
+    )
+
+    @field_validator("adaptive", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @model_validator(mode="after")
+    def _adaptive_settings(self) -> RewardConfig:
+        if self.adaptive == "off":
+            return self
+        if self.reward_range is None:
+            raise ValueError("adaptive sampling needs reward.reward_range: [low, high] of R*")
+        if not self.reward_range[0] < self.reward_range[1]:
+            raise ValueError("reward.reward_range must be [low, high] with low < high")
+        if self.samples_min > (self.samples_max or self.samples):
+            raise ValueError("reward.samples_min must be <= samples_max (or samples)")
+        return self
 
 
 class TaskSource(StrictModel):

@@ -6,6 +6,12 @@ reward scores every candidate; the conversation continues with the best one, and
 message is taken from that candidate's first sampled future (the user already said it there),
 until the user ends the chat or the turn cap is reached.
 
+Each conversation samples its candidates at its own sample indices, ``candidate_offset(task.id)``
+.. + k - 1 (a stable hash of the task id, the same in every run), so two tasks whose users open
+with the same message get different candidates instead of the same cached ones. Futures need no
+offset: their requests hold the whole conversation, candidate included, and the user
+simulator's hold the task's hidden intent, so they already differ wherever the tasks do.
+
 Output, in ``output_dir``: ``turns.jsonl`` (one record per scored turn: prefix, candidates, MR,
 per-metric means, per-sample rewards and, optionally, the futures) and ``conversations.jsonl``
 (one record per conversation, ``ok`` or ``failed`` with its reason), appended as they finish,
@@ -18,6 +24,7 @@ costs no repeated request, no duplicate and no broken line. Conversations run co
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -58,6 +65,7 @@ class CandidateRecord(BaseModel):
     futures: list[dict[str, Any]] | None = None
     cut: bool = False
     trimmed: bool = False
+    stopped: str | None = None  # why adaptive sampling stopped (settled, max_samples); None: fixed S
 
 
 class TurnRecord(BaseModel):
@@ -122,8 +130,16 @@ def candidate_record(reward: CandidateReward | None, candidate: Candidate,
         unscored=reward.unscored,
         reasons=[s.reason for s in reward.samples],
         futures=[s.model_dump(mode="json") for s in reward.samples] if keep_futures else None,
-        cut=candidate.cut, trimmed=candidate.trimmed,
+        cut=candidate.cut, trimmed=candidate.trimmed, stopped=reward.stopped,
     )
+
+
+def candidate_offset(task_id: str) -> int:
+    """The first sample index of a task's candidates: a stable hash of its id (sha256, never
+    Python's salted ``hash``), a multiple of 1024 below 2**30 so ranges of k <= 1024 never
+    overlap and ``seed + index`` stays a 31-bit seed for servers that want one."""
+    digest = hashlib.sha256(task_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 2**20 * 1024
 
 
 def best_candidate(rewards: list[CandidateReward | None], candidates: list[Candidate]) -> int | None:
@@ -240,7 +256,7 @@ class DataEngine:
     async def _turn(self, task: Task, conversation: Conversation, turn: int,
                     write_turn: Callable[[TurnRecord], None]) -> tuple[Conversation, bool]:
         """Score candidates for one assistant turn; returns the longer conversation and ended."""
-        candidates = await self._candidates(conversation)
+        candidates = await self._candidates(conversation, candidate_offset(task.id))
         rewards = await self._score(task, conversation, candidates)
         chosen = best_candidate(rewards, candidates)
         write_turn(TurnRecord(
@@ -268,14 +284,15 @@ class DataEngine:
         self.cut["futures"] += sum(s.future.cut_replies > 0 for r in out if r for s in r.samples)
         return out
 
-    async def _candidates(self, conversation: Conversation) -> list[Candidate]:
-        """k distinct, non-empty replies, each tagged with its prompt and whether it was cut."""
+    async def _candidates(self, conversation: Conversation, offset: int) -> list[Candidate]:
+        """k distinct, non-empty replies, each tagged with its prompt and whether it was cut;
+        sampled at indices ``offset`` onwards (``candidate_offset``)."""
         k = self.config.candidates
         k_pro = round(k * self.config.proactive_share)
         requests = [(self.policy, k - k_pro, "policy"), (self.proactive, k_pro, "proactive")]
         try:
             batches = await asyncio.gather(*(
-                policy.reply(conversation, n=n) for policy, n, _ in requests if n
+                policy.reply(conversation, offset, n=n) for policy, n, _ in requests if n
             ))
         except BackendError as error:
             raise _Failed(f"policy_error:{error.reason}", str(error)) from None

@@ -9,6 +9,17 @@ each future is scored as soon as it is complete. A future in which the length li
 assistant reply is unscored (``future_cut``) by default: its last reply is not an answer the
 metrics should read; ``cut_futures="scored"`` scores it as it is (the flag stays). Task metrics that compare another kind of
 artifact than the task's (accuracy on a writing task) are skipped for it, not unscored.
+
+Adaptive sampling (``reward.adaptive``, ``collabrl.adaptive``): instead of S futures each,
+futures are sampled in rounds of ``samples_min`` per candidate, and a race decides after each
+round which candidates stop: in ``pairs`` mode those whose place (best, worst, neither, and
+whether the best-worst gap reaches the export's ``min_gap``) is settled with the configured
+confidence; in ``estimate`` mode those whose MR has reached ``target_stderr``; the rest go on up
+to ``samples_max``. Future ``j`` is still sample index ``j``. Each candidate records why it
+stopped (``settled`` or ``max_samples``; None with a fixed S, which is the default and runs
+exactly as without the rule). ``pairs`` is safe for DPO pairs: it spends futures where the
+choice is close and keeps the pairs a fixed ``samples_max`` would export. For GRPO / PPO
+rewards use ``estimate``: a settled candidate's MR is only known to within ``target_stderr``.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from collabrl.adaptive import AdaptiveSampling, StopReason
 from collabrl.metrics.base import Metric, applies_to
 from collabrl.rollout import ForwardSampler, Rollout
 from collabrl.types import Conversation, Score, Task
@@ -58,6 +70,7 @@ class CandidateReward(BaseModel):
     samples: list[SampleScore]
     stderr: float | None
     unscored: int
+    stopped: StopReason | None = None  # why adaptive sampling stopped; None with a fixed S
 
     @property
     def futures(self) -> list[Rollout]:
@@ -72,12 +85,14 @@ class MultiturnReward:
     """MR = mean over S sampled futures of the weighted sum of metric values."""
 
     def __init__(self, metrics: Mapping[str, WeightedMetric], sampler: ForwardSampler,
-                 *, cut_futures: CutFutures = "unscored") -> None:
+                 *, cut_futures: CutFutures = "unscored",
+                 adaptive: AdaptiveSampling | None = None) -> None:
         if not any(m.weight for m in metrics.values()):
             raise ValueError("the multiturn-aware reward needs at least one metric with a weight")
         self.metrics = dict(metrics)
         self.sampler = sampler
         self.cut_futures = cut_futures
+        self.adaptive = adaptive if sampler.window else None  # window 0: one future, nothing to race
 
     async def score(
         self, task: Task, prefix: Conversation, candidates: Sequence[str]
@@ -85,15 +100,41 @@ class MultiturnReward:
         """MR for each candidate reply to ``prefix`` (which ends with a user message)."""
         if prefix.last is None or prefix.last.role != "user":
             raise ValueError("candidates answer a prefix that ends with a user message")
+        if self.adaptive is not None:
+            return await self._race(task, prefix, candidates, self.adaptive)
         return list(await asyncio.gather(*(self.score_one(task, prefix, c) for c in candidates)))
 
     async def score_one(self, task: Task, prefix: Conversation, candidate: str) -> CandidateReward:
+        if self.adaptive is not None:
+            return (await self._race(task, prefix, [candidate], self.adaptive))[0]
         conversation = prefix.append("assistant", candidate)
         count = 1 if self.sampler.window == 0 else self.sampler.samples
         samples = await asyncio.gather(
             *(self._sample(task, conversation, j) for j in range(count))
         )
         return summarise(candidate, list(samples), self.metrics)
+
+    async def _race(self, task: Task, prefix: Conversation, candidates: Sequence[str],
+                    rule: AdaptiveSampling) -> list[CandidateReward]:
+        """Rounds of futures for the candidates the rule has not stopped (collabrl.adaptive)."""
+        conversations = [prefix.append("assistant", c) for c in candidates]
+        samples: list[list[SampleScore]] = [[] for _ in candidates]
+        stopped: list[StopReason | None] = [None] * len(candidates)
+        while sampling := [i for i, reason in enumerate(stopped) if reason is None]:
+            wanted = [(i, j) for i in sampling
+                      for j in range(len(samples[i]), len(samples[i]) + rule.next_round(len(samples[i])))]
+            done = await asyncio.gather(*(self._sample(task, conversations[i], j) for i, j in wanted))
+            for (i, _), sample in zip(wanted, done):
+                samples[i].append(sample)
+            rewards = [[s.reward for s in ss if s.reward is not None] for ss in samples]
+            settled = rule.settled(rewards, [reason is None for reason in stopped])
+            for i in sampling:
+                if settled[i]:
+                    stopped[i] = "settled"
+                elif len(samples[i]) >= rule.samples_max:
+                    stopped[i] = "max_samples"
+        return [summarise(c, ss, self.metrics, stopped=reason)
+                for c, ss, reason in zip(candidates, samples, stopped)]
 
     async def _sample(self, task: Task, conversation: Conversation, index: int) -> SampleScore:
         future = await self.sampler.sample_one(task, conversation, index)
@@ -122,7 +163,8 @@ def combine(scores: Mapping[str, Score], metrics: Mapping[str, WeightedMetric]) 
 
 
 def summarise(
-    reply: str, samples: list[SampleScore], metrics: Mapping[str, WeightedMetric]
+    reply: str, samples: list[SampleScore], metrics: Mapping[str, WeightedMetric],
+    stopped: StopReason | None = None,
 ) -> CandidateReward:
     rewards = [s.reward for s in samples if s.reward is not None]
     means = {}
@@ -138,4 +180,5 @@ def summarise(
         samples=samples,
         stderr=stderr,
         unscored=len(samples) - len(rewards),
+        stopped=stopped,
     )

@@ -159,7 +159,8 @@ function candidateCard(c, index, chosen) {
         `MR ${fmt(c.mr, 3)}`, h("small", null, ` ± ${fmt(c.stderr, 3)}`))),
     means.length ? h("table", {class: "metric-means"}, means.map(([k, v]) =>
       h("tr", null, h("td", null, k), h("td", {class: "num"}, fmt(v, 3))))) : null,
-    h("div", {class: "muted small"}, `${samples - c.unscored} of ${samples} futures scored`),
+    h("div", {class: "muted small"}, `${samples - c.unscored} of ${samples} futures scored`,
+      c.stopped ? ` · sampling stopped: ${c.stopped}` : ""),
     h("div", {class: "text cand-text"}, c.text),
     rationales(c),
     c.futures === null

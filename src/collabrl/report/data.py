@@ -6,7 +6,8 @@ cells and the paired differences (read from ``summary.json``, never recomputed),
 series, and compact conversation records for the browser. Sampled futures keep only the messages
 they added (the prefix is already on the page), which keeps data-engine reports a fraction of the
 size of ``turns.jsonl``. A rerun appends newer records for retried items; the report reads the
-latest of each. Failed items and replies cut by the length limit are counted. A run still being written (turn records of a conversation that has no
+latest of each. Failed items and replies cut by the length limit are counted, and so are the
+candidates whose adaptive sampling stopped early (``settled``) or at ``samples_max``. A run still being written (turn records of a conversation that has no
 conversation record yet) shows up as ``unfinished`` rather than being dropped.
 """
 
@@ -215,6 +216,7 @@ def generate_counts(turns: list[dict[str, Any]], conversations: list[dict[str, A
         "futures": sum(len(c["sample_rewards"]) for c in candidates),
         "futures_unscored": sum(c["unscored"] for c in candidates),
         "futures_cut": sum(map(_cut_futures, candidates)),
+        "sampling_stopped": dict(Counter(c["stopped"] for c in candidates if c.get("stopped"))),
         "candidates_by_source": dict(Counter(c["source"] for c in candidates)),
         "chosen_by_source": dict(Counter(c["source"] for c in chosen if c is not None)),
         "failure_reasons": dict(Counter(c["reason"] for c in conversations if c.get("reason"))),
@@ -300,6 +302,7 @@ def compact_candidate(c: dict[str, Any]) -> dict[str, Any]:
         "text": c["text"], "source": c["source"], "mr": c["mr"], "stderr": c["stderr"],
         "metric_means": c["metric_means"], "unscored": c["unscored"],
         "sample_rewards": c["sample_rewards"], "reasons": c["reasons"],
+        "stopped": c.get("stopped"),
         "futures": None if futures is None else [compact_future(i, f) for i, f in
                                                  enumerate(futures)],
     }

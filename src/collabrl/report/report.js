@@ -122,9 +122,13 @@ function generateView(run) {
         statTile("futures", c.futures), statTile("unscored futures", c.futures_unscored),
         statTile("candidates cut by length", c.candidates_cut, c.candidates_cut ? "bad" : ""),
         statTile("candidates trimmed after a cut", c.candidates_trimmed),
-        statTile("futures with a cut reply", c.futures_cut, c.futures_cut ? "bad" : "")),
+        statTile("futures with a cut reply", c.futures_cut, c.futures_cut ? "bad" : ""),
+        Object.keys(c.sampling_stopped || {}).length
+          ? statTile("candidates settled early (adaptive)", c.sampling_stopped.settled || 0) : null),
       h("div", {class: "small"}, "ended: ", countsList(c.ended), " failure reasons: ",
         countsList(c.failure_reasons)),
+      Object.keys(c.sampling_stopped || {}).length
+        ? h("div", {class: "small"}, "adaptive sampling stopped: ", countsList(c.sampling_stopped)) : null,
       h("ul", {class: "inline-list small"}, sourceShares(c))),
     section("Multiturn-aware reward", h("div", {class: "chart-grid"},
       chartCard("MR", p.mr, (s) => histChart("MR of chosen vs rejected replies", s, color, "MR")),
