@@ -31,7 +31,8 @@ position (prompt included) through the LM head, in fp32 tiles with a recompute i
 ``collabrl.train.lm_head`` lets it score only the completion positions on eager CPU/MPS too
 (same numbers): 8 timed steps, 1 torch thread, while another benchmark held the other core:
 {"recipe_step_s": 25.07, "hand_step_s": 23.47, "ratio": 1.068}. On CUDA with Triton TRL already
-scores completions only.
+scores completions only: one H200, bf16, the GPU shape above (8 timed steps after 2 warm-up):
+{"recipe_step_s": 0.6653, "hand_step_s": 0.6242, "ratio": 1.066, "tokens_per_s_recipe": 24624.7}.
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def test_reference_is_the_base_model_with_the_adapter_disabled(make_config, tiny
     assert first["rewards/chosen"] == pytest.approx(0.0, abs=1e-6)
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
-    model = trainer.model.eval()
+    model = trainer.model.eval().cpu()  # the trainer may have moved it to a GPU
     input_ids = torch.tensor([trainer.train_dataset[0]["prompt_ids"] + trainer.train_dataset[0]["chosen_ids"]])
     with torch.no_grad():
         expected = base(input_ids=input_ids).logits

@@ -29,7 +29,7 @@ def adapter(folder) -> dict[str, torch.Tensor]:
 
 def lora_weights(model) -> dict[str, torch.Tensor]:
     """The trained adapter's weights, named as in its saved file (the live policy's fingerprint)."""
-    return {name.replace(".default", ""): p.detach().clone()
+    return {name.replace(".default", ""): p.detach().cpu().clone()  # saved files load on the CPU
             for name, p in model.named_parameters() if "lora_" in name and ".default." in name}
 
 
