@@ -496,6 +496,35 @@ class SandboxConfig(StrictModel):
     )
 
 
+class BudgetCaps(StrictModel):
+    """Caps on what a command may spend; a cap left out (null) is not applied."""
+
+    usd: float | None = Field(
+        default=None, gt=0,
+        description="money, from the roles' prices (every role called needs roles.<role>.price)",
+    )
+    tokens: int | None = Field(
+        default=None, ge=1, description="prompt + completion tokens of answers not from the cache"
+    )
+    requests: int | None = Field(
+        default=None, ge=1,
+        description="model calls past the cache (a cache hit is free; a retry is the same call)",
+    )
+
+    def caps(self) -> dict[str, float]:
+        """The caps that are set, by name."""
+        return {k: v for k, v in self.model_dump(exclude={"roles"}).items() if v is not None}
+
+
+class BudgetConfig(BudgetCaps):
+    """Caps on one invocation of generate, eval or simulate (train ignores them): near a cap
+    no new conversation starts; at a cap no new call starts (README, "Budget")."""
+
+    roles: dict[str, BudgetCaps] = Field(
+        default_factory=dict, description="caps on one role's spend, besides the whole run's"
+    )
+
+
 class DemoConfig(StrictModel):
     """``collabrl demo``: generate, export, train DPO, eval and report in one command."""
 
@@ -525,12 +554,21 @@ class Config(StrictModel):
     sandbox: SandboxConfig = Field(
         default=SandboxConfig(), description="weak isolation is refused unless opted into here"
     )
+    budget: BudgetConfig = Field(
+        default=BudgetConfig(), description="caps on spend: money, tokens, requests"
+    )
 
     @model_validator(mode="after")
     def _role_names(self) -> Config:
         for name in self.roles:
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"role name {name!r} must be letters, digits and underscores")
+        for name, caps in self.budget.roles.items():
+            if name not in self.roles:
+                raise ValueError(f"budget.roles.{name}: no such role (roles.{name} is not defined)")
+            if caps.usd is not None and self.roles[name].price is None:
+                raise ValueError(f"budget.roles.{name}.usd: the role has no price, so its spend "
+                                 f"cannot be counted in money; set roles.{name}.price")
         return self
 
     def role(self, name: str) -> BackendConfig:

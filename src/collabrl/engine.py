@@ -18,7 +18,8 @@ per-metric means, per-sample rewards and, optionally, the futures) and ``convers
 plus ``manifest.json``. Resumable: a rerun skips finished conversations and replays unfinished
 ones through the response cache, appending only turn records it does not have yet, so a kill -9
 costs no repeated request, no duplicate and no broken line. Conversations run concurrently
-(bounded, so memory stays flat); a failure rate over the threshold stops the run.
+(bounded, so memory stays flat); a failure rate over the threshold stops the run, and so does
+the budget (``collabrl.budget``): a conversation cut off by it writes no conversation record.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from collabrl.aio import map_bounded
 from collabrl.backends.errors import BackendError
+from collabrl.budget import Budget
 from collabrl.config import GenerateConfig
 from collabrl.failures import FailureTally
 from collabrl.records import JsonlAppender, file_manifest, latest_by, read_jsonl, write_manifest
@@ -161,8 +162,10 @@ class DataEngine:
         proactive: Policy,
         reward: MultiturnReward,
         run_info: dict[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.config = config
+        self.budget = budget or Budget()
         self.run_info = run_info or {}
         self.user = user
         self.policy = policy
@@ -205,16 +208,18 @@ class DataEngine:
                     on_done(record)
 
             try:
-                await map_bounded(one, todo, self.config.conversations_in_flight)
+                await self.budget.map_bounded(one, todo, self.config.conversations_in_flight)
             finally:
                 self._write_manifest(output_dir, turns_path, convs_path)
         return self.outcomes
 
     def _write_manifest(self, output_dir: Path, turns_path: Path, convs_path: Path) -> None:
-        """The files with their checksums, and what this run saw: outcomes, failures, cuts."""
+        """The files with their checksums, and what this run saw: outcomes, failures, cuts,
+        and, with a budget, what it spent and whether the budget stopped it."""
         write_manifest(output_dir, [file_manifest(turns_path), file_manifest(convs_path)],
                        command="generate", outcomes=dict(self.outcomes),
-                       failures=self.failures.to_dict(), cut_outputs=dict(self.cut), **self.run_info)
+                       failures=self.failures.to_dict(), cut_outputs=dict(self.cut),
+                       **self.budget.manifest(), **self.run_info)
 
     def _count(self, record: ConversationRecord) -> None:
         self.outcomes[record.status] += 1

@@ -11,7 +11,8 @@ interval and paired differences against the first system, on the same tasks and 
 
 A conversation that failed (the simulator or a backend gave up) is recorded with its reason and
 the error's message, left out of every figure and counted per system; a rerun retries it and the
-summary reads the latest record of each item. An assistant reply cut by the length limit is the
+summary reads the latest record of each item. A conversation cut off by the budget
+(``collabrl.budget``) writes no record. An assistant reply cut by the length limit is the
 system's own behaviour: the conversation is scored as it went, and the cut is counted.
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from collabrl.aio import map_bounded
+from collabrl.budget import Budget
 from collabrl.config import EvalConfig, EvalSystem
 from collabrl.failures import FailureTally
 from collabrl.metrics.base import Metric, applies_to
@@ -85,8 +86,10 @@ class Evaluation:
     """Runs (system x task x seed) conversations and scores them."""
 
     def __init__(self, config: EvalConfig, *, policies: dict[str, Policy], user: UserSimulator,
-                 task_metrics: list[Metric], judge: InteractivityJudge) -> None:
+                 task_metrics: list[Metric], judge: InteractivityJudge,
+                 budget: Budget | None = None) -> None:
         self.config = config
+        self.budget = budget or Budget()
         self.policies = policies
         self.user = user
         self.task_metrics = task_metrics
@@ -115,7 +118,7 @@ class Evaluation:
                 if on_done is not None:
                     on_done(record)
 
-            await map_bounded(one, todo, self.config.conversations_in_flight)
+            await self.budget.map_bounded(one, todo, self.config.conversations_in_flight)
         return out
 
     async def conversation(self, system: str, task: Task, seed: int) -> EvalRecord:

@@ -2,8 +2,9 @@
 
 Order, inside out: the model -> ``LimitedBackend`` (concurrency, requests per minute; shared by
 roles bound to the same server, so the server sees one limit) ->
-``RetryingBackend`` (a call backing off holds no slot) -> ``CachedBackend`` (hits skip limits and
-retries) -> ``MeteredBackend`` (counts what the caller saw). ``Roles`` owns the backends of a
+``RetryingBackend`` (a call backing off holds no slot) -> ``BudgetGuard`` (only with a budget:
+counts and caps the calls that reach a model) -> ``CachedBackend`` (hits skip limits, retries and
+the budget) -> ``MeteredBackend`` (counts what the caller saw). ``Roles`` owns the backends of a
 run, the shared cache and the usage meter, and closes them all at the end.
 
 ``cache.mode: replay`` needs no model, key or server: API backends are built as usual (they
@@ -21,6 +22,7 @@ from collabrl.backends.base import Backend
 from collabrl.backends.cache import CachedBackend, CacheMode, ResponseCache
 from collabrl.backends.limits import LimitedBackend
 from collabrl.backends.retry import RetryingBackend
+from collabrl.budget import Budget
 from collabrl.config import BackendConfig, Config, ConfigError, HFLocalBackendConfig
 from collabrl.types import Completion, GenerationParams, Message
 
@@ -96,8 +98,9 @@ def wrap_backend(
     meter: UsageMeter,
     cache: ResponseCache | None,
     cache_mode: CacheMode = "readwrite",
+    budget: Budget | None = None,
 ) -> MeteredBackend:
-    """An already rate-limited backend with retries, cache and accounting for one role."""
+    """An already rate-limited backend with retries, budget, cache and accounting for one role."""
     usage = meter.role(role, cfg.price)
 
     def count_retry(error, delay) -> None:
@@ -107,6 +110,8 @@ def wrap_backend(
         usage.cache_hits += n
 
     backend: Backend = RetryingBackend(limited, cfg.retry, on_retry=count_retry)
+    if budget is not None:
+        backend = budget.guard(backend, role, cfg.price)
     if cache is not None:
         backend = CachedBackend(backend, cache, on_hit=count_hits, mode=cache_mode, role=role)
     return MeteredBackend(backend, usage)
@@ -127,13 +132,16 @@ class Roles:
         use_cache: bool = True,
         models: Mapping[str, Backend] | None = None,
         meter: UsageMeter | None = None,
+        budget: Budget | None = None,
     ) -> None:
         """``use_cache=False`` turns the cache off whatever ``config.cache.mode`` says.
         ``models`` supplies ready model backends by role (e.g. a live policy in training).
         Those roles are never cached: their weights may change between calls. ``meter`` adds
-        this run's usage to an existing meter (several stages of one job)."""
+        this run's usage to an existing meter (several stages of one job). ``budget`` caps the
+        calls of every role (``collabrl.budget``); without it nothing is capped."""
         self.config = config
         self.meter = meter if meter is not None else UsageMeter()
+        self.budget = budget
         self.cache_mode = config.cache.mode if use_cache else "off"
         self.cache = None
         if self.cache_mode != "off":
@@ -149,7 +157,7 @@ class Roles:
             cache = None if role in self._given else self.cache
             self._backends[role] = wrap_backend(
                 self._limited(role, cfg), cfg, role=role, meter=self.meter, cache=cache,
-                cache_mode=self.cache_mode,
+                cache_mode=self.cache_mode, budget=self.budget,
             )
         return self._backends[role]
 

@@ -4,6 +4,9 @@ Each command lives in its own module here and registers its parser; async work i
 ``asyncio.run`` at this boundary and nowhere else. Config, path, task-file, cache and backend
 errors end the command with one line, ``error: ...`` naming the key or file, and exit status 2
 instead of a traceback; commands check their paths before they start (``cli/paths.py``).
+Exit statuses: 0 done, 1 the run failed (a failure rate over its threshold, every item failed),
+2 bad input (config, paths, tasks, cache, backend setup), 3 stopped by the budget
+(``collabrl.budget``: rerun to continue).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from rich.markdown import Markdown
 
 from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
+from collabrl.budget import EXIT_BUDGET, Budget
 from collabrl.cli.common import (
     add_config_args,
     add_keep_failed,
@@ -27,13 +28,14 @@ from collabrl.sandbox import sandbox_record
 from collabrl.tasks.base import load_tasks
 
 
-def build_evaluation(config: Config, roles: Roles) -> Evaluation:
+def build_evaluation(config: Config, roles: Roles, budget: Budget | None = None) -> Evaluation:
     build = metric_builder(roles)
     metrics = [build(spec, "eval.task_metrics") for spec in config.eval.task_metrics]
     policies = {s.name: system_policy(s, roles.__getitem__, lambda r: config.role(r).generation)
                 for s in config.eval.systems}
     return Evaluation(config.eval, policies=policies, user=build_simulator(config, roles),
-                      task_metrics=metrics, judge=InteractivityJudge(metric_backend(roles, config.eval.judge_role)))
+                      task_metrics=metrics, budget=budget,
+                      judge=InteractivityJudge(metric_backend(roles, config.eval.judge_role)))
 
 
 async def evaluate(config: Config, meter: UsageMeter | None = None, *,
@@ -46,13 +48,20 @@ async def evaluate(config: Config, meter: UsageMeter | None = None, *,
         raise ConfigError(sandbox["refused"])  # before any conversation runs
     systems = [s.name for s in config.eval.systems]
     total = len(tasks) * len(systems) * config.eval.seeds
-    async with Roles(config, meter=meter) as roles:
-        evaluation = build_evaluation(config, roles)
+    budget = Budget(config.budget)
+    async with Roles(config, meter=meter, budget=budget) as roles:
+        evaluation = build_evaluation(config, roles, budget)
         with progress_bar() as progress:
             bar = progress.add_task("eval", total=total, status="")
-            await evaluation.run(tasks, on_done=lambda record: progress.advance(bar),
-                                 retry_failed=not keep_failed)
-        summary = write_summary(config.eval, systems, **({"sandbox": sandbox} if sandbox else {}))
+
+            def on_done(record) -> None:
+                progress.advance(bar)
+                task = progress.tasks[bar]
+                progress.update(bar, status=budget.status(task.completed, total))
+
+            await evaluation.run(tasks, on_done=on_done, retry_failed=not keep_failed)
+        summary = write_summary(config.eval, systems, **({"sandbox": sandbox} if sandbox else {}),
+                                **budget.manifest())
         console.print(Markdown(table_markdown(summary, systems)))
         console.print(roles.meter.table())
     console.print(f"records, summary.json and table.md in {config.eval.output_dir}")
@@ -61,6 +70,9 @@ async def evaluate(config: Config, meter: UsageMeter | None = None, *,
         message = all_failed_message("conversations", failed, evaluation.failures)
         print_error(message)
         return 1
+    if budget.stopped:
+        print_error(budget.message())
+        return EXIT_BUDGET
     return 0
 
 

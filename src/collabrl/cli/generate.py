@@ -8,6 +8,7 @@ import json
 
 from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
+from collabrl.budget import EXIT_BUDGET, Budget
 from collabrl.cli.common import (
     add_config_args,
     add_keep_failed,
@@ -52,10 +53,8 @@ async def gated(config: Config, tasks: list[Task]) -> list[Task]:
     return kept
 
 
-def _status(roles: Roles, engine: DataEngine) -> str:
-    cost = roles.meter.total_cost
-    spent = "-" if cost is None else f"{cost:.4f}"
-    return f"failed {engine.outcomes['failed']}  cost {spent}"
+def _status(engine: DataEngine, completed: int, total: int) -> str:
+    return f"failed {engine.outcomes['failed']}  {engine.budget.status(completed, total)}"
 
 
 async def generate(config: Config, meter: UsageMeter | None = None, *,
@@ -63,20 +62,25 @@ async def generate(config: Config, meter: UsageMeter | None = None, *,
     check_output_dir(config.generate.output_dir, "generate.output_dir")
     check_cache(config)
     tasks = await gated(config, generation_tasks(config))
-    async with Roles(config, meter=meter) as roles:
+    budget = Budget(config.budget)
+    async with Roles(config, meter=meter, budget=budget) as roles:
         policy = build_assistant(config, roles)
         proactive = Policy(policy.backend, policy.params, system_prompt=load_prompt("proactive"))
         sandbox = await sandbox_record(config, config.reward.metrics, tasks)
         engine = DataEngine(config.generate, user=build_simulator(config, roles), policy=policy,
                             proactive=proactive, reward=build_reward(config, roles),
-                            run_info={"sandbox": sandbox} if sandbox else None)
+                            run_info={"sandbox": sandbox} if sandbox else None, budget=budget)
         stopped = None
         with progress_bar() as progress:
             bar = progress.add_task("generate", total=len(tasks), status="")
             try:
+                def on_done(record) -> None:
+                    progress.advance(bar)
+                    task = progress.tasks[bar]
+                    progress.update(bar, status=_status(engine, task.completed, task.total))
+
                 await engine.run(tasks, config.generate.output_dir, retry_failed=not keep_failed,
-                                 on_done=lambda record: progress.update(
-                                     bar, advance=1, status=_status(roles, engine)))
+                                 on_done=on_done)
             except EngineStopped as error:
                 stopped = error
         console.print(f"outcomes: {dict(engine.outcomes)}; failure reasons: "
@@ -89,6 +93,9 @@ async def generate(config: Config, meter: UsageMeter | None = None, *,
     if stopped is not None:
         print_error(stopped)
         return 1
+    if budget.stopped:
+        print_error(budget.message())
+        return EXIT_BUDGET
     return 0
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
-from collabrl.aio import map_bounded
 from collabrl.backends.stack import Roles
+from collabrl.budget import EXIT_BUDGET, Budget
 from collabrl.cli.common import (
     add_config_args,
     add_keep_failed,
@@ -47,7 +47,8 @@ async def simulate(config: Config, *, keep_failed: bool = False) -> int:
     todo = [t for t in tasks if t.id not in finished]
     ended: Counter[str] = Counter()
     failures = FailureTally()
-    async with Roles(config) as roles:
+    budget = Budget(config.budget)
+    async with Roles(config, budget=budget) as roles:
         user, assistant = build_simulator(config, roles), build_assistant(config, roles)
         with JsonlAppender(output) as out, progress_bar() as progress:
             bar = progress.add_task("simulate", total=len(tasks), completed=len(finished), status="")
@@ -59,17 +60,22 @@ async def simulate(config: Config, *, keep_failed: bool = False) -> int:
                 if run.failed:
                     failures.add(run.error or run.ended, run.error_detail)
                 progress.advance(bar)
+                task_bar = progress.tasks[bar]
+                progress.update(bar, status=budget.status(task_bar.completed, task_bar.total))
 
-            await map_bounded(one, todo, CONVERSATIONS_IN_FLIGHT)
+            await budget.map_bounded(one, todo, CONVERSATIONS_IN_FLIGHT)
         write_manifest(output.parent, [file_manifest(output)], command="simulate",
-                       ended=dict(ended), failures=failures.to_dict())
-        console.print(f"{len(todo)} conversations simulated ({len(finished)} already done): "
+                       ended=dict(ended), failures=failures.to_dict(), **budget.manifest())
+        console.print(f"{sum(ended.values())} conversations simulated ({len(finished)} already done): "
                       + ", ".join(f"{k}={v}" for k, v in sorted(ended.items())))
         console.print(f"written to {output}")
         console.print(roles.meter.table())
-    if todo and len(failures) == len(todo):
-        print_error(all_failed_message("conversations", len(todo), failures))
+    if ended and len(failures) == sum(ended.values()):
+        print_error(all_failed_message("conversations", len(failures), failures))
         return 1
+    if budget.stopped:
+        print_error(budget.message())
+        return EXIT_BUDGET
     return 0
 
 
