@@ -18,6 +18,9 @@ Two rules, in this order:
   abandoned: it writes no conversation record, so a rerun does it again, with its answered
   requests from the cache.
 
+The online training recipes apply the same rules with a round, update or trainer step as the
+unit (``may_start`` with none in flight; ``collabrl.train.common.budgeted``).
+
 A stopped command writes ``stopped: "budget"``, ``spent`` and ``budget`` in its manifest and
 exits with status 3. Each invocation counts from zero: a rerun (with the same or a larger cap)
 continues where the last one stopped and pays only for what is still to do.
@@ -118,6 +121,15 @@ class Budget:
                             f"{projected:g} projected with {in_flight + 1} more conversations)")
         return None
 
+    def may_start(self, in_flight: int = 0) -> bool:
+        """Whether one more unit of work (a conversation; a training round or step) may start
+        with ``in_flight`` running; when not, records why in ``stopped``. ``finished`` counts
+        the units done, so the projection is spent + spent per finished unit x (in flight + 1)."""
+        if reason := self.refusal(in_flight):
+            self.stopped = self.stopped or reason
+            return False
+        return True
+
     def check(self) -> None:
         """Raise ``BudgetExceeded`` when a cap is reached."""
         if reason := self.reached():
@@ -133,8 +145,7 @@ class Budget:
         def admitted() -> Iterator[T]:
             nonlocal in_flight
             for item in items:
-                if reason := self.refusal(in_flight):
-                    self.stopped = self.stopped or reason
+                if not self.may_start(in_flight):
                     return
                 in_flight += 1
                 yield item
@@ -164,10 +175,14 @@ class Budget:
 
     def message(self) -> str:
         """The one line of a stopped run: why, what it spent, how to continue."""
-        return (f"stopped on the budget: {self.stopped}; {self.finished} conversations finished, "
-                f"{self.abandoned} abandoned; spent {_figures(asdict(self.total))}. Rerun to "
-                "continue (raise the cap if needed): finished conversations are skipped and "
-                "answered requests come from the cache.")
+        return self.stop_line(f"{self.finished} conversations finished, {self.abandoned} "
+                              "abandoned", "Rerun to continue (raise the cap if needed): finished "
+                              "conversations are skipped and answered requests come from the cache.")
+
+    def stop_line(self, done: str, resume: str) -> str:
+        """``stopped on the budget: <why>; <done>; spent <figures>. <resume>``."""
+        return (f"stopped on the budget: {self.stopped}; {done}; spent "
+                f"{_figures(asdict(self.total))}. {resume}")
 
     def status(self, completed: int, total: int) -> str:
         """``spent 0.0123 -> ~0.0456``: money (tokens when no role has a price), and the

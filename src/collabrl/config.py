@@ -517,8 +517,9 @@ class BudgetCaps(StrictModel):
 
 
 class BudgetConfig(BudgetCaps):
-    """Caps on one invocation of generate, eval or simulate (train ignores them): near a cap
-    no new conversation starts; at a cap no new call starts (README, "Budget")."""
+    """Caps on one invocation of generate, eval, simulate or an online training recipe (offline
+    sft/dpo ignore them): near a cap no new conversation, round or step starts; at a cap no new
+    call starts (README, "Budget")."""
 
     roles: dict[str, BudgetCaps] = Field(
         default_factory=dict, description="caps on one role's spend, besides the whole run's"

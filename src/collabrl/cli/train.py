@@ -4,7 +4,7 @@ adapter into a plain model, and talk to a checkpoint in the terminal.
 ``train`` imports its recipe (``collabrl.train.<method>``) only when asked, so the rest of the
 command line works without the training extra. Expected failures end with one line, no
 traceback: a checkpoint that cannot be resumed, missing or unusable data (exit 2), a NaN/inf loss
-(exit 1). Under ``accelerate launch -m collabrl train ...`` every process runs this; only rank 0
+(exit 1), an online recipe stopped by its ``budget`` (exit 3: what was spent, how to continue). Under ``accelerate launch -m collabrl train ...`` every process runs this; only rank 0
 prints where the model went.
 """
 
@@ -17,10 +17,11 @@ import os
 import sys
 from typing import TextIO
 
+from collabrl.budget import EXIT_BUDGET
 from collabrl.cli.common import add_config_args, console, load, print_error
 from collabrl.cli.paths import check_output_dir
 from collabrl.train.adapters import ModelFolderError
-from collabrl.train.common import CheckpointError, NonFiniteLossError
+from collabrl.train.common import BudgetStop, CheckpointError, NonFiniteLossError
 from collabrl.train.data import TrainingDataError
 from collabrl.types import GenerationParams, Message
 
@@ -57,6 +58,8 @@ def run_train(args: argparse.Namespace) -> int:
         final = recipe.train(config)
     except NonFiniteLossError as error:
         return _error(error, code=1)
+    except BudgetStop as error:
+        return _error(error, code=EXIT_BUDGET)
     except (CheckpointError, TrainingDataError, OSError) as error:  # OSError: e.g. no such model
         return _error(error)
     if os.environ.get("RANK", "0") == "0":

@@ -8,18 +8,23 @@ that would otherwise be copied five times. Guarantees kept here:
   scheduler, RNG and trainer state); otherwise the recipe refuses with the missing files named;
 - a NaN or infinite loss stops training at that step, before the optimizer applies it, so the
   last saved checkpoint stays the last good one (transformers' ``logging_nan_inf_filter`` only
-  hides such losses from the logs).
+  hides such losses from the logs);
+- an online recipe stopped by its ``budget`` raises ``BudgetStop`` after recording the stop, with
+  the one line ``collabrl train`` prints before exiting with ``EXIT_BUDGET``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from collabrl.budget import Budget, BudgetExceeded
 from collabrl.config import LoraSettings, TrainConfig
 
+T = TypeVar("T")
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 RNG_FILE_PREFIX = "rng_state"
 
@@ -42,6 +47,34 @@ class CheckpointError(RuntimeError):
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; nothing from that step was applied."""
+
+
+class BudgetStop(RuntimeError):
+    """The budget stopped an online recipe; its last complete checkpoint is intact and
+    ``run_info.json`` says ``stopped: "budget"``. The message: why, the spend, how to go on."""
+
+
+def budgeted(budget: Budget, work: Callable[..., T], *args: Any) -> T | None:
+    """``work(*args)`` (one round or update), or None when the budget does not let it start (the
+    projection rule, one unit more) or stops it midway (``BudgetExceeded``, raised before any
+    model call, so before the update): the caller discards it. ``budget.stopped`` says why."""
+    if not budget.may_start():
+        return None
+    try:
+        result = work(*args)
+    except BudgetExceeded:
+        budget.abandoned += 1
+        return None
+    budget.finished += 1
+    return result
+
+
+def budget_stop(budget: Budget, done: str, checkpoint: Path | str | None) -> BudgetStop:
+    """The ``BudgetStop`` of a recipe that finished ``done`` (e.g. "2 rounds") in this run."""
+    then = (f"resume continues from {checkpoint}" if checkpoint
+            else "no checkpoint was written yet, so a rerun starts over")
+    return BudgetStop(budget.stop_line(f"{done} finished in this run",
+                                       f"Rerun with a larger budget to continue: {then}."))
 
 
 def torch_dtype(name: str):

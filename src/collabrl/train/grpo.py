@@ -17,16 +17,34 @@ adapter and ``beta > 0``, TRL adds a frozen copy of the starting adapter named `
 reference; only the trained ``default`` adapter is written to ``output_dir/final``.
 Generation inside the reward runs in eval mode without gradients (``HFLocalBackend`` switches the
 model and restores its training mode), between TRL's own generation and its loss computation.
+
+Budget (``collabrl.budget``; a trainer step is the unit): the roles MR calls (user, judge, the
+live policy as future assistant: tokens and requests, money only with a price) are behind its
+guard; TRL's own sampling of the replies is not a role call and is not counted. TRL cannot
+drop a step half-way, so the stop comes at a step's end (``BudgetCallback``): after each step,
+when spent + spent per finished step would exceed a cap, training stops and that step is
+checkpointed. When a cap is reached *inside* a step, the reward function returns ``None`` for
+every reply of that batch (advantage 0: no reward signal), the step still completes (its
+optimizer step still moves the weights through AdamW's momentum and, with ``beta > 0``, the KL
+term), and then training stops with a checkpoint of it. Either way ``run_info.json`` records
+``stopped: "budget"``, the spend and ``last_checkpoint``, no ``final`` is written and
+``BudgetStop`` is raised; a rerun with a larger cap resumes from that checkpoint. A capped
+budget needs one process: each process would count only its own calls and stop on its own.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
+from collabrl.budget import Budget, BudgetExceeded
 from collabrl.config import Config, ConfigError
 from collabrl.train.common import (
+    budget_stop,
     checkpoint_to_resume,
     load_policy,
     stop_on_non_finite_loss,
@@ -54,34 +72,59 @@ def train(config: Config) -> Path:
     tc, settings = config.train, config.train.grpo
     if settings.max_completion_length >= tc.max_length:
         raise ConfigError("train.grpo.max_completion_length must be below train.max_length")
+    budget = Budget(config.budget)
+    if budget.capped and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("a budget caps GRPO on one process only (each process would count "
+                          "its own calls): launch one process or drop the budget section")
     prefixes = load_prefixes(config, settings.prefixes)
     checkpoint = checkpoint_to_resume(tc)
     set_seed(tc.seed)  # before the adapter's random init, so equal configs give equal runs
     model, tokenizer = load_policy(tc)
     tokenizer.padding_side = "left"  # TRL pads prompts on the left for generation
-    budget = tc.max_length - settings.max_completion_length
+    room = tc.max_length - settings.max_completion_length
     rows = [{"prompt": prompt, "prefix_index": i} for i, p in enumerate(prefixes)
-            if (prompt := policy_prompt(p, config.assistant.system_prompt, tokenizer, budget))]
+            if (prompt := policy_prompt(p, config.assistant.system_prompt, tokenizer, room))]
     if not rows:
-        raise ConfigError(f"no prefix fits in {budget} prompt tokens; raise train.max_length")
-    with MRScorer(config, live_policy_backend(config, model, tokenizer)) as scorer:
+        raise ConfigError(f"no prefix fits in {room} prompt tokens; raise train.max_length")
+    with MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer:
         trainer = build_trainer(config, model, tokenizer, Dataset.from_list(rows),
                                 multiturn_reward_function(scorer, prefixes))
+        trainer.add_callback(BudgetCallback(budget))
         stop_on_non_finite_loss(trainer)
         trainer.train(resume_from_checkpoint=checkpoint)
         counts = {"scored_replies": scorer.scored, "unscored_replies": scorer.unscored}
         usage = scorer.roles.meter.to_dict()
+    facts = {"trainer": type(trainer).__name__, "prefixes": len(prefixes), "prompts": len(rows),
+             "prompts_too_long": len(prefixes) - len(rows), "resumed_from": checkpoint,
+             "steps": trainer.state.global_step, "usage": usage, **counts, **budget.manifest()}
+    if budget.stopped:
+        latest = tc.output_dir / f"checkpoint-{trainer.state.global_step}"
+        latest = latest if latest.is_dir() else None
+        write_run_info(tc, "grpo", **facts, last_checkpoint=latest and str(latest))
+        raise budget_stop(budget, f"{budget.finished} steps", latest)
     final = tc.output_dir / "final"
     if isinstance(model, PeftModel):
         model.save_pretrained(str(final), selected_adapters=["default"])
     else:
         trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
-    write_run_info(tc, "grpo", trainer=type(trainer).__name__, prefixes=len(prefixes),
-                   prompts=len(rows), prompts_too_long=len(prefixes) - len(rows),
-                   resumed_from=checkpoint, steps=trainer.state.global_step, usage=usage,
-                   **counts)
+    write_run_info(tc, "grpo", **facts)
     return final
+
+
+class BudgetCallback(TrainerCallback):
+    """Counts finished steps; ends training with a checkpoint after the step past which the
+    budget allows no other (a cap reached, or the projection of one more step over a cap)."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.budget.finished += 1
+        if not self.budget.may_start():
+            control.should_training_stop = True
+            control.should_save = True
+        return control
 
 
 def multiturn_reward_function(scorer: MRScorer, prefixes: list[Prefix]) -> RewardFunction:
@@ -95,7 +138,10 @@ def multiturn_reward_function(scorer: MRScorer, prefixes: list[Prefix]) -> Rewar
                          log_metric: Callable[[str, float], None] | None = None,
                          **_: Any) -> list[float | None]:
         replies = [str(c[-1]["content"]).strip() for c in completions]  # conversational
-        rewards = scorer.rewards([prefixes[i] for i in prefix_index], replies)
+        try:
+            rewards = scorer.rewards([prefixes[i] for i in prefix_index], replies)
+        except BudgetExceeded:  # no signal from this batch; BudgetCallback ends the step's run
+            rewards = [None] * len(replies)
         if log_metric is not None:
             log_metric("mr/unscored_share", sum(r is None for r in rewards) / len(rewards))
         return rewards

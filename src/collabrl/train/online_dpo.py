@@ -24,6 +24,13 @@ tokenizer, ``optimizer.pt``, ``rng_state.pth`` and ``online_dpo_state.json`` (ro
 per-round statistics), written to a temporary folder and renamed, so a crash never leaves half a
 checkpoint. A rerun resumes at round N + 1 and refuses a checkpoint with missing files. A NaN or
 infinite loss or gradient stops the run before anything of that step is applied.
+
+Budget (``collabrl.budget``; a round is the unit): the user, judge and live-policy roles are
+behind its guard. A round does not start when spent + spent per finished round would exceed a
+cap; a round in which a cap is reached (its model calls all come before its update) is dropped
+whole. Either way ``round-N`` of the last finished round is the checkpoint, ``run_info.json``
+records ``stopped: "budget"``, the spend and ``last_checkpoint``, no ``final`` is written, and
+``BudgetStop`` is raised; a rerun with a larger cap resumes at round N + 1.
 """
 
 from __future__ import annotations
@@ -46,10 +53,18 @@ import torch.nn.functional as F
 from transformers import set_seed
 from trl.trainer.utils import selective_log_softmax, use_adapter
 
+from collabrl.budget import Budget
 from collabrl.config import Config, ConfigError, TrainConfig
 from collabrl.export import dpo_pair
 from collabrl.reward import CandidateReward
-from collabrl.train.common import CheckpointError, NonFiniteLossError, load_policy, write_run_info
+from collabrl.train.common import (
+    CheckpointError,
+    NonFiniteLossError,
+    budget_stop,
+    budgeted,
+    load_policy,
+    write_run_info,
+)
 from collabrl.train.prefixes import (
     MRScorer,
     Prefix,
@@ -81,16 +96,25 @@ def train(config: Config) -> Path:
     reference = _reference(model, tc)
     optimizer = torch.optim.AdamW(_trainable(model), lr=settings.learning_rate, weight_decay=0.0)
     history = [] if checkpoint is None else _restore(checkpoint, optimizer)
-    with MRScorer(config, live_policy_backend(config, model, tokenizer)) as scorer:
+    budget, latest = Budget(config.budget), checkpoint
+    with MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer:
         for index in range(len(history), settings.rounds):
-            history.append(_round(index, prefixes, config, model, tokenizer, reference,
-                                  optimizer, scorer))
-            _save_round(tc.output_dir, model, tokenizer, optimizer, history)
+            stats = budgeted(budget, _round, index, prefixes, config, model, tokenizer,
+                             reference, optimizer, scorer)
+            if stats is None:
+                break
+            history.append(stats)
+            latest = _save_round(tc.output_dir, model, tokenizer, optimizer, history)
         usage = scorer.roles.meter.to_dict()
+    facts = {"rounds": history, "prefixes": len(prefixes), "usage": usage,
+             "reference": _reference_name(model, tc), "resumed_from": _name(checkpoint),
+             **budget.manifest()}
+    if budget.stopped:
+        write_run_info(tc, "online_dpo", **facts, last_checkpoint=_name(latest))
+        raise budget_stop(budget, f"{budget.finished} rounds", latest)
     final = tc.output_dir / "final"
     _save_weights(model, tokenizer, final)
-    write_run_info(tc, "online_dpo", rounds=history, prefixes=len(prefixes), usage=usage,
-                   reference=_reference_name(model, tc), resumed_from=_name(checkpoint))
+    write_run_info(tc, "online_dpo", **facts)
     return final
 
 

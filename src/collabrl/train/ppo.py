@@ -30,6 +30,15 @@ the last checkpoint exactly (updates are seeded from ``(train.seed, update)``) a
 with missing files. A NaN or infinite loss or gradient norm stops training before the optimizer
 step, leaving the last checkpoint as the last good state.
 
+Budget (``collabrl.budget``; an update is the unit): the policy, user and judge roles of the
+rollouts are behind its guard (the live policy counts tokens and requests; money only with a
+price). An update does not start when spent + spent per finished update would exceed a cap; an
+update in which a cap is reached is dropped whole (its model calls all come before the
+optimisation) and the RNG states are put back as they were before it. Then the last finished
+update is checkpointed (if ``save_steps`` had not), ``run_info.json`` records
+``stopped: "budget"``, the spend and ``last_checkpoint``, no ``final`` is written and
+``BudgetStop`` is raised; a rerun with a larger cap resumes from that checkpoint.
+
 Devices: this recipe runs on one device (the first GPU, else the CPU); sampling, MR scoring and
 optimisation alternate in one process. For larger models, point the user and judge roles at a
 served model (vLLM/SGLang) and keep this process for the policy. It is not a DDP/FSDP recipe:
@@ -54,10 +63,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from collabrl.budget import Budget
 from collabrl.config import Config, ConfigError, TrainConfig
 from collabrl.train.common import (
     CheckpointError,
     NonFiniteLossError,
+    budget_stop,
+    budgeted,
     load_policy,
     write_run_info,
 )
@@ -246,11 +258,13 @@ def _optimizer_step(actor: ActorCritic, optimizer, max_norm: float, update: int)
 
 
 def run_update(config: Config, actor: ActorCritic, optimizer, prefixes: list[Prefix],
-               update: int) -> dict:
-    """Sample, score, and optimise on one batch of prefixes; the update's metrics."""
+               update: int, budget: Budget | None = None) -> dict:
+    """Sample, score, and optimise on one batch of prefixes; the update's metrics. Every
+    model call (so a ``BudgetExceeded``) comes before the optimisation."""
     train = config.train
     chosen = update_prefixes(prefixes, update, train.ppo.rollouts, train.seed)
-    rollouts = asyncio.run(collect_rollouts(config, actor.model, actor.tokenizer, chosen, update))
+    rollouts = asyncio.run(collect_rollouts(config, actor.model, actor.tokenizer, chosen, update,
+                                            budget))
     scored = [r for r in rollouts if r.mr is not None]
     metrics: dict = {
         "reward_mean": statistics.fmean(r.mr for r in scored) if scored else None,
@@ -297,10 +311,7 @@ def save_checkpoint(actor: ActorCritic, optimizer, state: dict, output_dir: Path
     tmp.mkdir(parents=True)
     actor.save(tmp)
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(),
-           "torch": torch.get_rng_state(),
-           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    torch.save(rng, tmp / RNG_FILE)
+    torch.save(rng_state(), tmp / RNG_FILE)
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, allow_nan=False))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
@@ -311,13 +322,22 @@ def restore_checkpoint(folder: Path, optimizer, device) -> dict:
     """Load the optimizer and RNG states (last, after every model is built); the PPO state."""
     optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location=device,
                                          weights_only=True))
-    rng = torch.load(folder / RNG_FILE, weights_only=False)  # our own file: python/numpy states
+    set_rng_state(torch.load(folder / RNG_FILE, weights_only=False))  # ours: python/numpy states
+    return json.loads((folder / STATE_FILE).read_text())
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(rng: dict) -> None:
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    return json.loads((folder / STATE_FILE).read_text())
 
 
 class Reporter:
@@ -371,18 +391,30 @@ def train(config: Config) -> Path:
     state: dict = {"update": 0, "history": []}
     if checkpoint is not None:
         state = restore_checkpoint(checkpoint, optimizer, actor.device)
-    write_run_info(train_config, "ppo", prefixes=len(prefixes),
-                   resumed_from=None if checkpoint is None else str(checkpoint))
-    reporter = Reporter(train_config)
+    facts = {"prefixes": len(prefixes), "resumed_from": None if checkpoint is None else str(checkpoint)}
+    write_run_info(train_config, "ppo", **facts)
+    budget, latest, reporter = Budget(config.budget), checkpoint, Reporter(train_config)
     try:
         for update in range(state["update"], settings.updates):
-            metrics = run_update(config, actor, optimizer, prefixes, update)
+            before = rng_state()
+            metrics = budgeted(budget, run_update, config, actor, optimizer, prefixes, update,
+                               budget)
+            if metrics is None:
+                set_rng_state(before)  # as if the dropped update never started
+                break
             state = {"update": update + 1, "history": [*state["history"], metrics]}
             reporter.log(update + 1, metrics)
             if (update + 1) % train_config.save_steps == 0 or update + 1 == settings.updates:
-                save_checkpoint(actor, optimizer, state, train_config.output_dir)
+                latest = save_checkpoint(actor, optimizer, state, train_config.output_dir)
     finally:
         reporter.close()
+    if budget.stopped:
+        if state["update"] and (latest is None or latest.name != f"checkpoint-{state['update']}"):
+            latest = save_checkpoint(actor, optimizer, state, train_config.output_dir)
+        write_run_info(train_config, "ppo", **facts, updates=state["update"],
+                       last_checkpoint=latest and str(latest), **budget.manifest())
+        raise budget_stop(budget, f"{budget.finished} updates", latest)
+    write_run_info(train_config, "ppo", **facts, updates=state["update"], **budget.manifest())
     final = train_config.output_dir / "final"
     actor.save(final)
     actor.tokenizer.save_pretrained(str(final))

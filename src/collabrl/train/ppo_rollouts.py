@@ -23,6 +23,7 @@ import torch
 from collabrl.backends.errors import BackendError
 from collabrl.backends.hf_local import HFLocalBackend
 from collabrl.backends.stack import Roles
+from collabrl.budget import Budget
 from collabrl.components import build_assistant, build_reward
 from collabrl.config import Config, HFLocalBackendConfig
 from collabrl.train.prefixes import Prefix, policy_prompt
@@ -74,8 +75,9 @@ def rollout_config(config: Config, update: int) -> Config:
 
 
 async def collect_rollouts(config: Config, model: Any, tokenizer: Any, prefixes: list[Prefix],
-                           update: int) -> list[Rollout]:
-    """One reply per prefix from the live ``model``, each scored with MR, in prefix order.
+                           update: int, budget: Budget | None = None) -> list[Rollout]:
+    """One reply per prefix from the live ``model``, each scored with MR, in prefix order;
+    every role behind ``budget``'s guard when given (``BudgetExceeded`` at a cap).
 
     The prompt is the assistant's view of the prefix, its oldest messages dropped to leave
     ``max_tokens`` of ``train.max_length`` for the reply (a prefix that cannot fit is skipped
@@ -84,7 +86,7 @@ async def collect_rollouts(config: Config, model: Any, tokenizer: Any, prefixes:
     role = seeded.roles[POLICY_ROLE]
     live = HFLocalBackend(model, tokenizer, max_batch_size=getattr(role, "max_batch_size", 16),
                           name=f"live:{config.train.model}")
-    async with Roles(seeded, models={POLICY_ROLE: live}) as roles:
+    async with Roles(seeded, models={POLICY_ROLE: live}, budget=budget) as roles:
         assistant = build_assistant(seeded, roles, POLICY_ROLE)
         reward = build_reward(seeded, roles)
         params = assistant.params.model_copy(

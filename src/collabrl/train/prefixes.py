@@ -14,7 +14,9 @@ policy answer them, and score the answers with MR. This module holds the parts b
   ``reward.future_assistant_role`` (the paper: during online training the future assistant is
   the policy itself). It owns one event loop, so synchronous code (TRL's reward function, a
   round loop) can call it; inside, all candidates, futures and judges run concurrently.
-  A reply whose MR could not be computed gets ``None`` and is counted, never 0.
+  A reply whose MR could not be computed gets ``None`` and is counted, never 0. With a budget,
+  every role's calls (the live policy's too: tokens and requests, no money without a price)
+  pass its guard, which raises ``BudgetExceeded`` at a cap.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, TypeVar
 
 from collabrl.backends.base import Backend
 from collabrl.backends.stack import Roles
+from collabrl.budget import Budget
 from collabrl.components import build_reward
 from collabrl.config import Config, ConfigError, HFLocalBackendConfig
 from collabrl.engine import TURNS_FILE
@@ -137,16 +140,17 @@ def with_live_policy_role(config: Config) -> Config:
 class MRScorer:
     """MR of replies to prefixes, the live policy playing the future assistant.
 
-    Use as a context manager (it owns an event loop and the run's backends). ``score`` gives the
+    Use as a context manager (it owns an event loop and the run's backends); with ``budget``,
+    every role (the live policy too) is behind its guard. ``score`` gives the
     full ``CandidateReward``s, ``rewards`` one ``float | None`` per reply (TRL's reward shape).
     ``scored`` and ``unscored`` count the replies seen so far.
     """
 
-    def __init__(self, config: Config, policy: Backend) -> None:
+    def __init__(self, config: Config, policy: Backend, budget: Budget | None = None) -> None:
         config = with_live_policy_role(config)
         self.policy_role = config.reward.future_assistant_role
         self._loop = asyncio.new_event_loop()
-        self.roles = Roles(config, models={self.policy_role: policy})
+        self.roles = Roles(config, models={self.policy_role: policy}, budget=budget)
         try:
             self.reward = build_reward(config, self.roles)
         except BaseException:
