@@ -17,6 +17,7 @@ from test_engine_resume import N_TASKS, canonical, records, write_setup
 from collabrl.testing.fake_server_process import FakeServerProcess
 
 pytestmark = pytest.mark.slow
+LATENCY = 0.1  # seconds per request: the window in which the kill must land
 
 
 def generate(folder, *overrides):
@@ -31,12 +32,14 @@ def kill_at_the_cap(process, server, cap):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and server.request_count < cap:
         time.sleep(0.01)
-    time.sleep(random.uniform(0, 0.03))  # within the calls in flight at the cap (latency 0.03)
+    # A moment within the calls in flight at the cap: each takes LATENCY, so the process is
+    # still finishing them (seeded, so every run kills at the same moment after the cap).
+    time.sleep(random.Random(7).uniform(0, LATENCY / 4))
     os.kill(process.pid, signal.SIGKILL)
 
 
 def test_kill_9_during_a_budget_stop_then_rerun_equals_an_uncapped_run(tmp_path):
-    with FakeServerProcess(latency=0.03, roleplay=True) as server:
+    with FakeServerProcess(latency=LATENCY, roleplay=True) as server:
         ref, run = tmp_path / "ref", tmp_path / "run"
         write_setup(ref, server.base_url)
         write_setup(run, server.base_url)
