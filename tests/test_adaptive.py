@@ -87,6 +87,18 @@ async def test_a_middle_candidate_stops_once_it_is_neither_best_nor_worst():
     assert all(r.stopped == "settled" for r in results)
 
 
+async def test_a_cut_candidate_cannot_settle_the_race_as_the_best():
+    # c0 (cut: only ever a rejected reply) is clearly best; the pair the export would form is
+    # c1 vs c2, which are close, so the race must keep sampling them to samples_max.
+    values = [[1.0, 0.95], [0.5, 0.6], [0.55, 0.45]]
+    mr, _ = reward_with(values, rule())
+    results = await mr.score(TASK, PREFIX, ["c0", "c1", "c2"], choosable=[False, True, True])
+    assert [(r.stopped, len(r.samples)) for r in results[1:]] == [("max_samples", 16)] * 2
+    assert results[0].stopped == "settled" and len(results[0].samples) < 16  # never best or worst
+    unaware, _ = reward_with(values, rule())
+    assert all(r.stopped == "settled" for r in await unaware.score(TASK, PREFIX, ["c0", "c1", "c2"]))
+
+
 async def test_estimate_mode_stops_at_the_target_standard_error():
     target = 0.1
     mr, _ = reward_with([[0.4, 0.6], [0.0, 1.0]], rule("estimate", target_stderr=target, samples_max=64))

@@ -97,30 +97,40 @@ class AdaptiveSampling:
         mean = math.fsum(rewards) / n
         return math.sqrt((math.fsum((r - mean) ** 2 for r in rewards) + width**2 / 4) / n / n)
 
-    def settled(self, rewards: Sequence[Sequence[float]], sampling: Sequence[bool]) -> list[bool]:
+    def settled(self, rewards: Sequence[Sequence[float]], sampling: Sequence[bool],
+                choosable: Sequence[bool] | None = None) -> list[bool]:
         """Which of the still ``sampling`` candidates need no more futures, given each
-        candidate's scored rewards so far (stopped candidates keep their last interval)."""
+        candidate's scored rewards so far (stopped candidates keep their last interval).
+        ``choosable`` marks the candidates the export may take as a pair's chosen reply (a reply
+        cut by the length limit may only be rejected); all of them when None."""
         if self.mode == "estimate":
             return [s and self.stderr(r) <= self.target_stderr for r, s in zip(rewards, sampling)]
+        choosable = list(choosable) if choosable is not None else [True] * len(rewards)
+        if not any(choosable):  # no pair can be exported: nothing to race for
+            return list(sampling)
         bounds = [self.interval(r, len(rewards)) for r in rewards]
         lows, highs = [b[0] for b in bounds], [b[1] for b in bounds]
-        could_best = [h >= max(lows) for h in highs]
+        best_low = max(lo for lo, c in zip(lows, choosable) if c)
+        could_best = [c and h >= best_low for h, c in zip(highs, choosable)]
         could_worst = [lo <= min(highs) for lo in lows]
-        decided = self._pair_settled(rewards, lows, highs) or max(highs) - min(lows) < self.min_gap
+        reachable = max(h for h, c in zip(highs, choosable) if c) - min(lows) >= self.min_gap
+        decided = self._pair_settled(rewards, lows, highs, choosable) or not reachable
         return [s and (decided or not (b or w))
                 for s, b, w in zip(sampling, could_best, could_worst)]
 
     def _pair_settled(self, rewards: Sequence[Sequence[float]], lows: list[float],
-                      highs: list[float]) -> bool:
-        """Whether the pair the export would form now (highest mean, lowest mean; the first
-        on ties) is ordered, and ``min_gap`` apart, by the intervals."""
+                      highs: list[float], choosable: list[bool]) -> bool:
+        """Whether the pair the export would form now (the highest mean among the choosable,
+        the lowest mean of all; the first on ties) is ordered, and ``min_gap`` apart, by the
+        intervals."""
         scored = [i for i, r in enumerate(rewards) if r]
-        if len(scored) < 2:
+        best_of = [i for i in scored if choosable[i]]
+        if len(scored) < 2 or not best_of:
             return False
         means = {i: math.fsum(rewards[i]) / len(rewards[i]) for i in scored}
-        best = max(scored, key=means.__getitem__)
+        best = max(best_of, key=means.__getitem__)
         worst = min(scored, key=means.__getitem__)
-        return lows[best] - highs[worst] >= self.min_gap
+        return best != worst and lows[best] - highs[worst] >= self.min_gap
 
 
 def t_quantile(p: float, df: int) -> float:

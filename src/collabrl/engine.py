@@ -283,7 +283,8 @@ class DataEngine:
                      candidates: list[Candidate]) -> list[CandidateReward | None]:
         """MR of every candidate; a cut one is not scored (None) unless cut_candidates='scored'."""
         scored = [c for c in candidates if not c.cut or self.config.cut_candidates == "scored"]
-        rewards = iter(await self.reward.score(task, conversation, [c.text for c in scored]))
+        rewards = iter(await self.reward.score(task, conversation, [c.text for c in scored],
+                                               choosable=[not c.cut for c in scored]))
         out = [next(rewards) if c in scored else None for c in candidates]
         self.cut["candidates"] += sum(c.cut for c in candidates)
         self.cut["futures"] += sum(s.future.cut_replies > 0 for r in out if r for s in r.samples)

@@ -95,13 +95,16 @@ class MultiturnReward:
         self.adaptive = adaptive if sampler.window else None  # window 0: one future, nothing to race
 
     async def score(
-        self, task: Task, prefix: Conversation, candidates: Sequence[str]
+        self, task: Task, prefix: Conversation, candidates: Sequence[str],
+        choosable: Sequence[bool] | None = None,
     ) -> list[CandidateReward]:
-        """MR for each candidate reply to ``prefix`` (which ends with a user message)."""
+        """MR for each candidate reply to ``prefix`` (which ends with a user message).
+        ``choosable``: which candidates may become a pair's chosen reply (adaptive ``pairs``
+        races for those; a cut reply may only be rejected); all when None."""
         if prefix.last is None or prefix.last.role != "user":
             raise ValueError("candidates answer a prefix that ends with a user message")
         if self.adaptive is not None:
-            return await self._race(task, prefix, candidates, self.adaptive)
+            return await self._race(task, prefix, candidates, self.adaptive, choosable)
         return list(await asyncio.gather(*(self.score_one(task, prefix, c) for c in candidates)))
 
     async def score_one(self, task: Task, prefix: Conversation, candidate: str) -> CandidateReward:
@@ -115,7 +118,8 @@ class MultiturnReward:
         return summarise(candidate, list(samples), self.metrics)
 
     async def _race(self, task: Task, prefix: Conversation, candidates: Sequence[str],
-                    rule: AdaptiveSampling) -> list[CandidateReward]:
+                    rule: AdaptiveSampling,
+                    choosable: Sequence[bool] | None = None) -> list[CandidateReward]:
         """Rounds of futures for the candidates the rule has not stopped (collabrl.adaptive)."""
         conversations = [prefix.append("assistant", c) for c in candidates]
         samples: list[list[SampleScore]] = [[] for _ in candidates]
@@ -127,7 +131,7 @@ class MultiturnReward:
             for (i, _), sample in zip(wanted, done):
                 samples[i].append(sample)
             rewards = [[s.reward for s in ss if s.reward is not None] for ss in samples]
-            settled = rule.settled(rewards, [reason is None for reason in stopped])
+            settled = rule.settled(rewards, [reason is None for reason in stopped], choosable)
             for i in sampling:
                 if settled[i]:
                     stopped[i] = "settled"
