@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from test_engine_resume import N_TASKS, canonical, records, write_setup
+from test_engine_resume import N_TASKS, assert_same_records, write_setup
 
 from collabrl.testing.fake_server_process import FakeServerProcess
 
@@ -57,9 +57,4 @@ def test_kill_9_during_a_budget_stop_then_rerun_equals_an_uncapped_run(tmp_path)
     for name in ("conversations.jsonl", "turns.jsonl"):
         lines = (run / "out" / name).read_text().splitlines()
         assert all(json.loads(line) for line in lines)  # every line parses
-    convs, turns = records(run, "conversations.jsonl"), records(run, "turns.jsonl")
-    assert len({c["conversation_id"] for c in convs}) == len(convs) == N_TASKS
-    keys = [(t["conversation_id"], t["turn"]) for t in turns]
-    assert len(keys) == len(set(keys))
-    assert canonical(convs) == canonical(records(ref, "conversations.jsonl"))
-    assert canonical(turns) == canonical(records(ref, "turns.jsonl"))
+    assert_same_records(run, ref)

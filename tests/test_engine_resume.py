@@ -64,6 +64,16 @@ def canonical(rows):
     return sorted(json.dumps(r, sort_keys=True) for r in rows)
 
 
+def assert_same_records(run, ref):
+    """``run`` holds every conversation once, no turn twice, and the same records as ``ref``."""
+    convs, turns = records(run, "conversations.jsonl"), records(run, "turns.jsonl")
+    assert len({c["conversation_id"] for c in convs}) == len(convs) == N_TASKS
+    keys = [(t["conversation_id"], t["turn"]) for t in turns]
+    assert len(keys) == len(set(keys))
+    assert canonical(convs) == canonical(records(ref, "conversations.jsonl"))
+    assert canonical(turns) == canonical(records(ref, "turns.jsonl"))
+
+
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
     with FakeServerProcess(latency=0.03, roleplay=True) as server:
         ref, run = tmp_path / "ref", tmp_path / "run"
@@ -83,12 +93,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
         assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
         rerun_requests = server.requests[before:]
 
-    convs, turns = records(run, "conversations.jsonl"), records(run, "turns.jsonl")
-    assert len({c["conversation_id"] for c in convs}) == len(convs) == N_TASKS
-    keys = [(t["conversation_id"], t["turn"]) for t in turns]
-    assert len(keys) == len(set(keys))
-    assert canonical(convs) == canonical(records(ref, "conversations.jsonl"))
-    assert canonical(turns) == canonical(records(ref, "turns.jsonl"))
+    assert_same_records(run, ref)
     # Conversations finished before the kill cost the rerun no request at all ...
     markers = {cid: f"Topic{cid[-2:]} zebra{cid[-2:]}" for cid in done_before}
     for request in rerun_requests:

@@ -63,7 +63,7 @@ class Spend:
         if price is None or self.usd is None:
             self.usd = None
         else:
-            self.usd += (prompt * price.input_per_mtok + completion * price.output_per_mtok) / 1e6
+            self.usd += price.cost(prompt, completion)
 
 
 class Budget:

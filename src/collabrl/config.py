@@ -48,6 +48,10 @@ class PriceConfig(StrictModel):
         ge=0, description="price of a million output (completion) tokens"
     )
 
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The price of that many prompt and completion tokens."""
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+
 
 class _BackendConfig(StrictModel):
     max_concurrency: int = Field(default=16, ge=1, description="calls in flight at once")

@@ -23,6 +23,7 @@ from collabrl.backends.errors import BackendError
 from collabrl.simulator import UserSimulator
 from collabrl.types import Conversation, GenerationParams, Message, Task, Usage
 
+FAILED_ENDS = ("user_error", "policy_error")  # how a failed rollout ended (not scored, retried)
 CUT_FLAG = "policy_cut"  # an assistant reply the length limit cut, flagged at its message index
 EndReason = Literal["user_terminated", "turn_limit", "user_error", "policy_error"]
 
@@ -45,7 +46,7 @@ class Rollout(BaseModel):
 
     @property
     def failed(self) -> bool:
-        return self.ended in ("user_error", "policy_error")
+        return self.ended in FAILED_ENDS
 
     @property
     def cut_replies(self) -> int:

@@ -43,10 +43,7 @@ class RoleUsage:
     def cost(self) -> float | None:
         if self.price is None:
             return None
-        return (
-            self.prompt_tokens * self.price.input_per_mtok
-            + self.completion_tokens * self.price.output_per_mtok
-        ) / 1e6
+        return self.price.cost(self.prompt_tokens, self.completion_tokens)
 
     def to_dict(self) -> dict:
         return {

@@ -1,15 +1,19 @@
-"""Pieces every CLI command shares: the console, config arguments, error lines, progress bars."""
+"""Pieces every CLI command shares: the console, config arguments, error lines, progress bars,
+and the exit status of a run over many items."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from collabrl.budget import EXIT_BUDGET, Budget
 from collabrl.config import Config, load_config
+from collabrl.failures import FailureTally, all_failed_message
 
 # Outside a terminal (logs, CI) rich would assume 80 columns and squeeze the tables.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -50,3 +54,26 @@ def progress_bar() -> Progress:
     """Conversations done / total, elapsed time, and a free ``status`` field (cost, failures)."""
     return Progress(TextColumn("conversations"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+
+
+def advance(progress: Progress, bar, status: Callable[[int, int], str]) -> None:
+    """One more item done on ``bar``; its status field from (completed, total)."""
+    progress.advance(bar)
+    task = progress.tasks[bar]
+    progress.update(bar, status=status(task.completed, task.total))
+
+
+def run_exit_status(ran: int, failures: FailureTally, budget: Budget,
+                    stopped: object = None) -> int:
+    """A run's exit status, its reason printed as one error line: 1 when it stopped early
+    (``stopped``: why) or every one of the ``ran`` items failed, 3 when the budget stopped it,
+    else 0."""
+    if stopped is None and ran and len(failures) == ran:
+        stopped = all_failed_message("conversations", ran, failures)
+    if stopped is not None:
+        print_error(stopped)
+        return 1
+    if budget.stopped:
+        print_error(budget.message())
+        return EXIT_BUDGET
+    return 0

@@ -9,20 +9,20 @@ from rich.markdown import Markdown
 
 from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
-from collabrl.budget import EXIT_BUDGET, Budget
+from collabrl.budget import Budget
 from collabrl.cli.common import (
     add_config_args,
     add_keep_failed,
+    advance,
     console,
     load,
-    print_error,
     progress_bar,
+    run_exit_status,
 )
 from collabrl.cli.paths import check_cache, check_output_dir
 from collabrl.components import build_simulator, metric_backend, metric_builder
 from collabrl.config import Config, ConfigError
 from collabrl.evaluate import Evaluation, system_policy, table_markdown, write_summary
-from collabrl.failures import all_failed_message
 from collabrl.metrics.interactivity import InteractivityJudge
 from collabrl.sandbox import sandbox_record
 from collabrl.tasks.base import load_tasks
@@ -53,27 +53,14 @@ async def evaluate(config: Config, meter: UsageMeter | None = None, *,
         evaluation = build_evaluation(config, roles, budget)
         with progress_bar() as progress:
             bar = progress.add_task("eval", total=total, status="")
-
-            def on_done(record) -> None:
-                progress.advance(bar)
-                task = progress.tasks[bar]
-                progress.update(bar, status=budget.status(task.completed, total))
-
-            await evaluation.run(tasks, on_done=on_done, retry_failed=not keep_failed)
+            await evaluation.run(tasks, on_done=lambda _: advance(progress, bar, budget.status),
+                                 retry_failed=not keep_failed)
         summary = write_summary(config.eval, systems, **({"sandbox": sandbox} if sandbox else {}),
                                 **budget.manifest())
         console.print(Markdown(table_markdown(summary, systems)))
         console.print(roles.meter.table())
     console.print(f"records, summary.json and table.md in {config.eval.output_dir}")
-    failed = len(evaluation.failures)
-    if failed and failed == evaluation.evaluated:
-        message = all_failed_message("conversations", failed, evaluation.failures)
-        print_error(message)
-        return 1
-    if budget.stopped:
-        print_error(budget.message())
-        return EXIT_BUDGET
-    return 0
+    return run_exit_status(evaluation.evaluated, evaluation.failures, budget)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -8,21 +8,21 @@ import json
 
 from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
-from collabrl.budget import EXIT_BUDGET, Budget
+from collabrl.budget import Budget
 from collabrl.cli.common import (
     add_config_args,
     add_keep_failed,
+    advance,
     console,
     load,
-    print_error,
     progress_bar,
+    run_exit_status,
 )
 from collabrl.cli.paths import check_cache, check_input_dir, check_output_dir
 from collabrl.components import build_assistant, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
 from collabrl.engine import DataEngine, EngineStopped
 from collabrl.export import export
-from collabrl.failures import all_failed_message
 from collabrl.prompts import load_prompt
 from collabrl.rollout import Policy
 from collabrl.sandbox import check_task_set, sandbox_for, sandbox_record
@@ -53,10 +53,6 @@ async def gated(config: Config, tasks: list[Task]) -> list[Task]:
     return kept
 
 
-def _status(engine: DataEngine, completed: int, total: int) -> str:
-    return f"failed {engine.outcomes['failed']}  {engine.budget.status(completed, total)}"
-
-
 async def generate(config: Config, meter: UsageMeter | None = None, *,
                    keep_failed: bool = False) -> int:
     check_output_dir(config.generate.output_dir, "generate.output_dir")
@@ -71,16 +67,15 @@ async def generate(config: Config, meter: UsageMeter | None = None, *,
                             proactive=proactive, reward=build_reward(config, roles),
                             run_info={"sandbox": sandbox} if sandbox else None, budget=budget)
         stopped = None
+
+        def engine_status(completed: int, total: int) -> str:
+            return f"failed {engine.outcomes['failed']}  {budget.status(completed, total)}"
+
         with progress_bar() as progress:
             bar = progress.add_task("generate", total=len(tasks), status="")
             try:
-                def on_done(record) -> None:
-                    progress.advance(bar)
-                    task = progress.tasks[bar]
-                    progress.update(bar, status=_status(engine, task.completed, task.total))
-
                 await engine.run(tasks, config.generate.output_dir, retry_failed=not keep_failed,
-                                 on_done=on_done)
+                                 on_done=lambda _: advance(progress, bar, engine_status))
             except EngineStopped as error:
                 stopped = error
         console.print(f"outcomes: {dict(engine.outcomes)}; failure reasons: "
@@ -88,15 +83,8 @@ async def generate(config: Config, meter: UsageMeter | None = None, *,
                       f"{dict(engine.cut) or 'none'}")
         console.print(f"records in {config.generate.output_dir}")
         console.print(roles.meter.table())
-    if stopped is None and engine.outcomes["failed"] and not engine.outcomes["ok"]:
-        stopped = all_failed_message("conversations", engine.outcomes["failed"], engine.failures)
-    if stopped is not None:
-        print_error(stopped)
-        return 1
-    if budget.stopped:
-        print_error(budget.message())
-        return EXIT_BUDGET
-    return 0
+    ran = engine.outcomes["ok"] + engine.outcomes["failed"]
+    return run_exit_status(ran, engine.failures, budget, stopped)
 
 
 def run_export(config: Config) -> int:

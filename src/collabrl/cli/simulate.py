@@ -13,28 +13,28 @@ from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
 from collabrl.backends.stack import Roles
-from collabrl.budget import EXIT_BUDGET, Budget
+from collabrl.budget import Budget
 from collabrl.cli.common import (
     add_config_args,
     add_keep_failed,
+    advance,
     console,
     load,
     positive_int,
-    print_error,
     progress_bar,
+    run_exit_status,
 )
 from collabrl.cli.paths import check_cache, check_output_file
 from collabrl.components import build_assistant, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
-from collabrl.failures import FailureTally, all_failed_message
+from collabrl.failures import FailureTally
 from collabrl.records import JsonlAppender, file_manifest, latest_by, read_jsonl, write_manifest
 from collabrl.reward import CandidateReward
-from collabrl.rollout import run_conversation
+from collabrl.rollout import FAILED_ENDS, run_conversation
 from collabrl.tasks.base import load_tasks
 from collabrl.types import Conversation, Message, Task
 
 CONVERSATIONS_IN_FLIGHT = 64
-FAILED = ("user_error", "policy_error")  # rollout end reasons of a failed conversation
 
 
 async def simulate(config: Config, *, keep_failed: bool = False) -> int:
@@ -43,7 +43,7 @@ async def simulate(config: Config, *, keep_failed: bool = False) -> int:
     tasks = load_tasks(config.simulate.tasks, "simulate.tasks")
     output = config.simulate.output
     latest = latest_by(read_jsonl(output), "task_id") if output.exists() else {}
-    finished = {tid for tid, row in latest.items() if row["ended"] not in FAILED or keep_failed}
+    finished = {tid for tid, row in latest.items() if row["ended"] not in FAILED_ENDS or keep_failed}
     todo = [t for t in tasks if t.id not in finished]
     ended: Counter[str] = Counter()
     failures = FailureTally()
@@ -59,9 +59,7 @@ async def simulate(config: Config, *, keep_failed: bool = False) -> int:
                 ended[run.ended] += 1
                 if run.failed:
                     failures.add(run.error or run.ended, run.error_detail)
-                progress.advance(bar)
-                task_bar = progress.tasks[bar]
-                progress.update(bar, status=budget.status(task_bar.completed, task_bar.total))
+                advance(progress, bar, budget.status)
 
             await budget.map_bounded(one, todo, CONVERSATIONS_IN_FLIGHT)
         write_manifest(output.parent, [file_manifest(output)], command="simulate",
@@ -70,13 +68,7 @@ async def simulate(config: Config, *, keep_failed: bool = False) -> int:
                       + ", ".join(f"{k}={v}" for k, v in sorted(ended.items())))
         console.print(f"written to {output}")
         console.print(roles.meter.table())
-    if ended and len(failures) == sum(ended.values()):
-        print_error(all_failed_message("conversations", len(failures), failures))
-        return 1
-    if budget.stopped:
-        print_error(budget.message())
-        return EXIT_BUDGET
-    return 0
+    return run_exit_status(sum(ended.values()), failures, budget)
 
 
 class RewardRequest(BaseModel):
