@@ -8,6 +8,7 @@ named in the config is the role used, everywhere. Each role's sampling defaults 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from collabrl.adaptive import AdaptiveSampling
 from collabrl.backends.base import Backend
@@ -18,18 +19,46 @@ from collabrl.metrics.base import Metric
 from collabrl.metrics.extraction import ArtifactExtractor
 from collabrl.metrics.last_reply import LastReplyExtractor
 from collabrl.metrics.registry import build_metric
+from collabrl.personas import PersonaSet, load_personas
+from collabrl.plugins import PluginError, resolve
 from collabrl.reward import MultiturnReward, WeightedMetric
 from collabrl.rollout import ForwardSampler, Policy
+from collabrl.rule_user import RuleUser
 from collabrl.simulator import UserSimulator
 
 
-def build_simulator(config: Config, roles: Roles) -> UserSimulator:
+def _llm_user(config: Config, roles: Roles) -> UserSimulator:
     role = config.user.role
     return UserSimulator(
         roles[role], config.role(role).generation,
         max_reasks=config.user.max_reasks, leak_words=config.user.leak_words,
         reply_format=config.user.reply_format, cut_messages=config.user.cut_messages,
     )
+
+
+BUILTIN_USER_KINDS: dict[str, Callable[[Config, Roles], Any]] = {
+    "llm": _llm_user,
+    "rule": lambda config, roles: RuleUser(),
+}
+
+
+def build_simulator(config: Config, roles: Roles) -> UserSimulator | RuleUser:
+    """The user of ``user.kind``: a built-in kind, or user code called as ``(config, roles)``
+    that returns an object with ``UserSimulator``'s ``next_turn(task, conversation,
+    sample_index) -> UserTurn``."""
+    try:
+        factory = resolve("users", config.user.kind, BUILTIN_USER_KINDS)
+    except PluginError as error:
+        raise ConfigError(f"user.kind: {error}") from None
+    if not callable(factory):
+        raise ConfigError(f"user.kind {config.user.kind!r}: not callable as (config, roles)")
+    return factory(config, roles)
+
+
+def build_personas(config: Config) -> PersonaSet | None:
+    """The persona set of ``user.personas`` (None: no personas). Whatever kind of user plays
+    the conversation, the persona is sampled and recorded; the LLM simulator also reads it."""
+    return load_personas(config.user.personas)
 
 
 def build_assistant(config: Config, roles: Roles, role: str | None = None) -> Policy:
@@ -74,9 +103,10 @@ def build_metrics(config: Config, roles: Roles) -> dict[str, WeightedMetric]:
     build = metric_builder(roles)
     metrics: dict[str, WeightedMetric] = {}
     for spec in config.reward.metrics:
-        if spec.name in metrics:
-            raise ConfigError(f"reward.metrics lists {spec.name!r} twice")
-        metrics[spec.name] = WeightedMetric(build(spec, "reward.metrics"), spec.weight)
+        metric = build(spec, "reward.metrics")  # keyed by its own name: a plugin's, not its reference
+        if metric.name in metrics:
+            raise ConfigError(f"reward.metrics lists {metric.name!r} twice")
+        metrics[metric.name] = WeightedMetric(metric, spec.weight)
     return metrics
 
 
@@ -100,8 +130,9 @@ def build_reward(config: Config, roles: Roles) -> MultiturnReward:
         samples=config.reward.samples,
         window=config.reward.window,
     )
+    metrics = build_metrics(config, roles)  # its errors already name reward.metrics
     try:
-        return MultiturnReward(build_metrics(config, roles), sampler,
+        return MultiturnReward(metrics, sampler,
                                cut_futures=config.reward.cut_futures,
                                adaptive=adaptive_sampling(config))
     except ValueError as error:

@@ -6,6 +6,12 @@ reference (``my_pkg.metrics:Politeness``, imported from ``sys.path``, so a file 
 config works after ``PYTHONPATH=.``); an entry point in the group ``collabrl.<kind>`` of an
 installed package (``[project.entry-points."collabrl.metrics"] politeness = "my_pkg:Politeness"``).
 A reference that cannot be loaded is an error that names it and says why; nothing falls back.
+
+What each kind's name must point to is defined where that kind is built: a metric factory
+``(options, tools) -> Metric`` (``collabrl.metrics.registry``), a ``TaskSet``
+(``collabrl.tasks.registry``), a ``JudgePrompt`` (``collabrl.metrics.prompt_judge``) and a user
+factory ``(config, roles)`` (``collabrl.components.build_simulator``); the README's "Plugins"
+section shows all four, and ``examples/plugin/`` is a package with one of each.
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ from typing import Literal, TypeVar
 
 PluginKind = Literal["metrics", "tasks", "judges", "users"]
 PLUGIN_KINDS: tuple[PluginKind, ...] = ("metrics", "tasks", "judges", "users")
+# How errors name one plugin of each kind, and several.
+NOUNS: dict[PluginKind, tuple[str, str]] = {
+    "metrics": ("metric", "metrics"),
+    "tasks": ("task set", "task sets"),
+    "judges": ("judge", "judges"),
+    "users": ("user simulator", "user simulators"),
+}
 T = TypeVar("T")
 
 
@@ -60,7 +73,7 @@ def _load_entry_point(kind: PluginKind, entry: EntryPoint) -> object:
     try:
         return entry.load()
     except Exception as error:  # noqa: BLE001 - any import-time failure of user code
-        raise PluginError(f"{kind} entry point {entry.name!r} ({entry.value}, package "
+        raise PluginError(f"{NOUNS[kind][0]} entry point {entry.name!r} ({entry.value}, package "
                           f"{entry.dist.name if entry.dist else '?'}): cannot load: "
                           f"{type(error).__name__}: {error}") from None
 
@@ -75,8 +88,9 @@ def resolve(kind: PluginKind, name: str, builtins: Mapping[str, T]) -> T | objec
     entries = installed(kind)
     if name in entries:
         return _load_entry_point(kind, entries[name])
-    known = ", ".join([*builtins, *sorted(set(entries) - set(builtins))]) or "none"
-    raise PluginError(f"unknown {kind[:-1]} {name!r}; known: {known}; or give user code as "
+    one, several = NOUNS[kind]
+    known = ", ".join(known_names(kind, builtins)) or "none"
+    raise PluginError(f"unknown {one} {name!r}; known {several}: {known}; or give user code as "
                       f"module:attribute, or install a package with a "
                       f"{entry_point_group(kind)!r} entry point")
 

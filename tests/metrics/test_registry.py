@@ -68,3 +68,12 @@ def test_unknown_names_and_options_are_errors():
         Roles().build("bleu", {"role": "judge"})
     with pytest.raises(ValueError, match="form"):
         Roles().build("token_efficiency", {"form": "linear"})
+
+
+def test_interactivity_scale_option_reaches_the_judge():
+    roles = Roles()
+    assert roles.build("interactivity").judge.grades == {"3": 1.0, "2": 0.5, "1": 0.0}
+    thirds = roles.build("interactivity", {"scale": "thirds"})
+    assert thirds.scale == "thirds" and thirds.judge.grades["1"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="interactivity scale"):
+        roles.build("interactivity", {"scale": "0-10"})

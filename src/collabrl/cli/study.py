@@ -20,7 +20,7 @@ from collabrl.cli.common import console, positive_int, print_error
 from collabrl.cli.paths import check_output_dir, check_output_file
 from collabrl.study.assignment import assign
 from collabrl.study.config import StudyConfig, load_study_config
-from collabrl.tasks.base import load_tasks
+from collabrl.tasks.registry import load_tasks
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:

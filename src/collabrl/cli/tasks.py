@@ -1,5 +1,8 @@
 """``collabrl tasks list|show|export``: see the named task sets and turn one into a task file.
 
+``list`` shows the built-in sets, then those installed packages add as plugins (entry-point
+group ``collabrl.tasks``); ``show`` and ``export`` also take a ``module:attribute`` reference.
+
 ``export`` writes the JSONL that ``load_task_file`` reads, so a set can be inspected, edited
 and then used anywhere a task file is accepted. Unknown names, missing packages and an
 unreachable hub end the command with a message (exit status 2), not a traceback.
@@ -26,7 +29,7 @@ def _size(info: TaskSetInfo) -> str:
     if info.hub is not None:
         return "hub"
     if info.size is None:
-        return f"[yellow]pip install {info.requires}[/yellow]"
+        return f"[yellow]pip install {info.requires}[/yellow]" if info.requires else "?"
     return str(info.size)
 
 
@@ -35,7 +38,7 @@ def tasks_list(args: argparse.Namespace) -> int:
     for column in ("name", "artifact", "size", "source", "license", "default metrics"):
         table.add_column(column)
     for info in available_task_sets():
-        table.add_row(info.name, info.artifact, _size(info), escape(info.source),
+        table.add_row(escape(info.name), info.artifact, _size(info), escape(info.source),
                       escape(info.license), ", ".join(info.metrics))
     console.print(table)
     console.print("Hub sets read a local copy with --path (a save_to_disk folder or a data file).",
@@ -80,7 +83,7 @@ def tasks_export(args: argparse.Namespace) -> int:
 
 
 def _selection_args(parser: argparse.ArgumentParser, limit: int | None) -> None:
-    parser.add_argument("name", help="task set name (see `collabrl tasks list`)")
+    parser.add_argument("name", help="task set name (see `collabrl tasks list`) or module:attribute")
     parser.add_argument("--split", choices=SPLITS, help="only the train or the test split")
     parser.add_argument("--limit", type=positive_int, default=limit, help="at most this many tasks")
     parser.add_argument("--path", help="read the set from this local copy instead")

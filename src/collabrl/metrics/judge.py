@@ -142,7 +142,11 @@ class LLMJudge:
         }
         call = call_id(self.template, bodies)
         framed = {key: frame(key.upper(), body, call) for key, body in bodies.items()}
-        return render_prompt(self.template, id=call, **framed), call
+        return self.fill(id=call, **framed), call
+
+    def fill(self, **values: str) -> str:
+        """The template with its placeholders filled; here a prompt file of collabrl/prompts."""
+        return render_prompt(self.template, **values)
 
     async def judge(self, conversation: Conversation, task: Task, **extra: str) -> Score:
         """Grade ``conversation``; unreadable, cut, refused or failed judging is unscored."""

@@ -33,7 +33,7 @@ from collabrl.study.context import StudyContext, study_context
 from collabrl.study.db import open_database
 from collabrl.study.security import HardeningMiddleware, RateLimiter
 from collabrl.study.store import Store
-from collabrl.tasks.base import load_tasks
+from collabrl.tasks.registry import load_tasks
 
 HERE = Path(__file__).parent
 CSRF_KEY = "csrf_key"

@@ -2,17 +2,16 @@
 
 A line holds the Task fields: ``id``, ``description``, ``intent`` (the hidden full request),
 optional ``reference``, ``artifact`` (answer / code / document / none) and ``metadata``. Errors
-name the file, the line and the field, so a broken task file is fixed in one go.
+name the file, the line and the field, so a broken task file is fixed in one go. Named sets
+and config sources are read by ``collabrl.tasks.registry``, which builds on this.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from collabrl.config import TaskSource, TaskSources
 from collabrl.records import read_jsonl
 from collabrl.types import Task
 
@@ -52,29 +51,3 @@ def load_task_file(path: str | Path, limit: int | None = None) -> list[Task]:
     if not tasks:
         raise TaskFileError(f"task file {path} holds no tasks")
     return tasks
-
-
-def load_tasks(source: TaskSources | None, what: str) -> list[Task]:
-    """The tasks ``source`` names (one source or a list, in order); ``what`` (e.g.
-    ``generate.tasks``) is used in errors. Ids must be unique across all sources."""
-    if source is None or source == []:
-        raise TaskFileError(f"{what} is not set: give {{set: NAME}} or {{path: FILE.jsonl}}")
-    if isinstance(source, list):
-        return _unique_ids([t for one in source for t in _load_source(one)], what)
-    return _load_source(source)
-
-
-def _unique_ids(tasks: list[Task], what: str) -> list[Task]:
-    clashes = sorted(i for i, n in Counter(t.id for t in tasks).items() if n > 1)
-    if clashes:
-        raise TaskFileError(f"{what}: task ids appear in more than one source: "
-                            f"{', '.join(clashes[:5])}")
-    return tasks
-
-
-def _load_source(source: TaskSource) -> list[Task]:
-    if source.set is None:
-        return load_task_file(source.path, source.limit)
-    from collabrl.tasks.registry import load_task_set
-
-    return load_task_set(source.set, split=source.split, limit=source.limit, path=source.path)
