@@ -20,6 +20,9 @@ ones through the response cache, appending only turn records it does not have ye
 costs no repeated request, no duplicate and no broken line. Conversations run concurrently
 (bounded, so memory stays flat); a failure rate over the threshold stops the run, and so does
 the budget (``collabrl.budget``): a conversation cut off by it writes no conversation record.
+With ``user.personas`` set, each task's conversation meets the persona of (task id, seed 0),
+attached to the task so its sampled futures play the same person; the conversation record
+carries it (``persona``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from collabrl.backends.errors import BackendError
 from collabrl.budget import Budget
 from collabrl.config import GenerateConfig
 from collabrl.failures import FailureTally
+from collabrl.personas import PersonaSet, cast, persona_of
 from collabrl.records import JsonlAppender, file_manifest, latest_by, read_jsonl, write_manifest
 from collabrl.reward import CandidateReward, MultiturnReward
 from collabrl.rollout import Policy
@@ -99,6 +103,7 @@ class ConversationRecord(BaseModel):
     detail: str | None = None
     turns: int
     messages: list[Message]
+    persona: dict[str, Any] | None = None
 
 
 class _Failed(Exception):
@@ -163,8 +168,10 @@ class DataEngine:
         reward: MultiturnReward,
         run_info: dict[str, Any] | None = None,
         budget: Budget | None = None,
+        personas: PersonaSet | None = None,
     ) -> None:
         self.config = config
+        self.personas = personas
         self.budget = budget or Budget()
         self.run_info = run_info or {}
         self.user = user
@@ -182,11 +189,13 @@ class DataEngine:
     async def run(
         self, tasks: Iterable[Task], output_dir: Path,
         on_done: Callable[[ConversationRecord], None] | None = None, *, retry_failed: bool = True,
+        on_turn: Callable[[TurnRecord], None] | None = None,
     ) -> Counter[str]:
         """Build conversations for ``tasks`` not yet finished in ``output_dir``; return outcomes.
 
         A conversation whose latest record failed is built again unless ``retry_failed`` is
-        False; its earlier turns come from the response cache."""
+        False; its earlier turns come from the response cache. ``on_turn`` sees every turn this
+        run builds (replayed ones too), before its conversation's ``on_done``."""
         output_dir.mkdir(parents=True, exist_ok=True)
         turns_path, convs_path = output_dir / TURNS_FILE, output_dir / CONVERSATIONS_FILE
         latest = latest_by(_existing(convs_path), "conversation_id")
@@ -196,6 +205,8 @@ class DataEngine:
         with JsonlAppender(turns_path) as turns_out, JsonlAppender(convs_path) as convs_out:
 
             def write_turn(record: TurnRecord) -> None:
+                if on_turn is not None:
+                    on_turn(record)
                 if record.key not in written:
                     written.add(record.key)
                     turns_out.append(record)
@@ -237,6 +248,7 @@ class DataEngine:
 
     async def conversation(self, task: Task, write_turn: Callable[[TurnRecord], None]) -> ConversationRecord:
         conversation = Conversation()
+        task = cast(task, self.personas, 0)
         try:
             opening = await self.user.next_turn(task, conversation)
             if opening.failure or opening.terminated or not opening.message:
@@ -256,6 +268,7 @@ class DataEngine:
             conversation_id=task.id, task_id=task.id, status=status, ended=ended,
             reason=failure and failure.reason, detail=failure and failure.detail,
             turns=len(conversation.turns("assistant")), messages=list(conversation.messages),
+            persona=persona_of(task),
         )
 
     async def _turn(self, task: Task, conversation: Conversation, turn: int,

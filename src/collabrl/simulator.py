@@ -12,7 +12,9 @@ re-asked with a request to be shorter, and stays a ``user_cut`` failure if every
 with the plain format, ``cut_messages="trim"`` instead keeps its whole sentences (flagged
 ``trimmed_after_cut``), for small models that cannot be made to write less.
 Health flags catch the classic simulator failures: talking like an assistant, pasting the hidden
-request, saying nothing.
+request, saying nothing. A task that carries a persona (``collabrl.personas``: picked per
+conversation, attached to the task) gets a "Who you are" section in the prompt; without one the
+prompt is exactly the persona-free prompt.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from collabrl.backends.base import Backend
 from collabrl.backends.errors import BackendError
+from collabrl.personas import persona_block
 from collabrl.prompts import load_prompt, render_prompt
 from collabrl.types import Completion, Conversation, GenerationParams, Message, Task, Usage
 
@@ -169,7 +172,7 @@ class UserSimulator:
         """The simulator's messages: its instructions, then the conversation role-flipped."""
         answer_format = load_prompt(f"user_simulator_format_{self.reply_format}").strip()
         system = render_prompt("user_simulator", description=task.description, intent=task.intent,
-                               answer_format=answer_format)
+                               persona=persona_block(task), answer_format=answer_format)
         view = list(conversation.for_user_simulator().messages)
         if view and view[-1].role != "user":
             raise ValueError("the user simulator speaks after the assistant, not twice in a row")

@@ -100,3 +100,15 @@ def test_scorer_gives_mr_per_reply_and_none_when_unscored(run):
         tokens = sum(approx_token_count(m.content) for m in prefix.conversation.turns("assistant"))
         assert reward == pytest.approx(1 - 0.02 * (tokens + approx_token_count(reply) + 1))
     assert len(policy.calls) == 8
+
+
+def test_prefixes_play_the_persona_their_generate_conversation_had(run):
+    from collabrl.components import build_personas
+    from collabrl.personas import persona_of
+
+    config = config_for(run).model_copy(deep=True)
+    assert all(persona_of(p.task) is None for p in load_prefixes(config, run / "generate"))
+    config.user.personas = "default"
+    personas = build_personas(config)
+    for prefix in load_prefixes(config, run / "generate"):
+        assert persona_of(prefix.task) == personas.pick(prefix.task.id, 0).record()

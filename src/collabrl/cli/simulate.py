@@ -1,5 +1,6 @@
 """``collabrl simulate`` (whole conversations for a task file) and ``collabrl reward`` (MR of
-candidate replies to one conversation prefix)."""
+candidate replies to one conversation prefix). With ``user.personas`` set, both meet the persona
+of (task id, seed 0), and each simulate record names it."""
 
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from collabrl.cli.common import (
     run_exit_status,
 )
 from collabrl.cli.paths import check_cache, check_output_file
-from collabrl.components import build_assistant, build_reward, build_simulator
+from collabrl.components import build_assistant, build_personas, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
 from collabrl.failures import FailureTally
+from collabrl.personas import cast, persona_of
 from collabrl.records import JsonlAppender, file_manifest, latest_by, read_jsonl, write_manifest
 from collabrl.reward import CandidateReward
 from collabrl.rollout import FAILED_ENDS, run_conversation
-from collabrl.tasks.base import load_tasks
+from collabrl.tasks.registry import load_tasks
 from collabrl.types import Conversation, Message, Task
 
 CONVERSATIONS_IN_FLIGHT = 64
@@ -41,6 +43,7 @@ async def simulate(config: Config, *, keep_failed: bool = False) -> int:
     check_output_file(config.simulate.output, "simulate.output")
     check_cache(config)
     tasks = load_tasks(config.simulate.tasks, "simulate.tasks")
+    personas = build_personas(config)
     output = config.simulate.output
     latest = latest_by(read_jsonl(output), "task_id") if output.exists() else {}
     finished = {tid for tid, row in latest.items() if row["ended"] not in FAILED_ENDS or keep_failed}
@@ -50,16 +53,18 @@ async def simulate(config: Config, *, keep_failed: bool = False) -> int:
     budget = Budget(config.budget)
     async with Roles(config, budget=budget) as roles:
         user, assistant = build_simulator(config, roles), build_assistant(config, roles)
-        with JsonlAppender(output) as out, progress_bar() as progress:
-            bar = progress.add_task("simulate", total=len(tasks), completed=len(finished), status="")
+        with (JsonlAppender(output) as out,
+              progress_bar("simulate", len(tasks), completed=len(finished)) as progress):
 
             async def one(task: Task) -> None:
+                task = cast(task, personas, 0)
                 run = await run_conversation(task, assistant, user, config.simulate.max_turns)
-                out.append({"task_id": task.id, **run.model_dump(mode="json")})
+                out.append({"task_id": task.id, "persona": persona_of(task),
+                            **run.model_dump(mode="json")})
                 ended[run.ended] += 1
                 if run.failed:
                     failures.add(run.error or run.ended, run.error_detail)
-                advance(progress, bar, budget.status)
+                advance(progress, budget.status)
 
             await budget.map_bounded(one, todo, CONVERSATIONS_IN_FLIGHT)
         write_manifest(output.parent, [file_manifest(output)], command="simulate",
@@ -116,7 +121,8 @@ async def score_candidates(config: Config, request: RewardRequest, k: int, outpu
             replies = await build_assistant(config, roles).reply(prefix, n=k)
             candidates = [c.text for c in replies]
         try:
-            results = await build_reward(config, roles).score(request.task, prefix, candidates)
+            task = cast(request.task, build_personas(config), 0)
+            results = await build_reward(config, roles).score(task, prefix, candidates)
         except ValueError as error:  # e.g. the prefix does not end with a user turn
             raise ConfigError(str(error)) from None
         console.print(reward_table(results))

@@ -31,11 +31,13 @@ from typing import Any, TypeVar
 from collabrl.backends.base import Backend
 from collabrl.backends.stack import Roles
 from collabrl.budget import Budget
-from collabrl.components import build_reward
+from collabrl.components import build_personas, build_reward
 from collabrl.config import Config, ConfigError, HFLocalBackendConfig
 from collabrl.engine import TURNS_FILE
+from collabrl.personas import cast
 from collabrl.records import read_jsonl
 from collabrl.reward import CandidateReward
+from collabrl.tasks.registry import generation_tasks
 from collabrl.types import Conversation, Message, Task
 
 T = TypeVar("T")
@@ -59,14 +61,15 @@ def load_prefixes(config: Config, folder: Path) -> list[Prefix]:
     """Every prefix of ``folder/turns.jsonl``, sorted by key then shuffled with ``train.seed``.
 
     Tasks come from the config's ``generate`` section (``generation_tasks``), which must name the
-    tasks of that run; a prefix whose task is unknown is an error, not silently skipped.
+    tasks of that run; a prefix whose task is unknown is an error, not silently skipped. With
+    ``user.personas`` each task plays the persona its generate conversation had (seed 0), so the
+    live futures' user is the same person.
     """
-    from collabrl.cli.generate import generation_tasks
-
     path = Path(folder) / TURNS_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `collabrl generate` first")
-    tasks = {task.id: task for task in generation_tasks(config)}
+    personas = build_personas(config)
+    tasks = {task.id: cast(task, personas, 0) for task in generation_tasks(config)}
     found: dict[tuple[str, int], Prefix] = {}
     missing: set[str] = set()
     for record in read_jsonl(path):
