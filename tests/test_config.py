@@ -89,3 +89,11 @@ def test_apply_override_creates_sections():
     data = {}
     apply_override(data, "a.b.c=[1, 2]")
     assert data == {"a": {"b": {"c": [1, 2]}}}
+
+
+def test_train_report_to_names_where_it_moved(config_file):
+    with pytest.raises(ConfigError, match=r"train.report_to moved to tracking.report_to"):
+        load_config(config_file, ["train.report_to=[tensorboard]"])
+    assert load_config(config_file, ["tracking.report_to=[tensorboard]"]).train.tracking.report_to == [
+        "tensorboard"
+    ]

@@ -56,7 +56,7 @@ def hashes(folder):
 
 def test_two_updates_train_the_adapter_and_the_value_head(run, tiny_model, capsys):
     config = ppo_config(run, tiny_model)
-    config.train.report_to = ["tensorboard"]
+    config.tracking.report_to = ["tensorboard"]
     final = ppo.train(config)
     out = run / "out"
     assert "ppo update 2/2: reward_mean" in capsys.readouterr().out

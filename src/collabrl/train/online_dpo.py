@@ -12,7 +12,9 @@ The DPO step is a compact loop of our own rather than TRL's ``DPOTrainer``: a tr
 would rebuild its optimizer, scheduler and data pipeline every few dozen pairs, and exact
 round-by-round resumption needs the optimizer and RNG state carried across rounds anyway.
 The loss is the sigmoid DPO loss on summed reply log-probabilities; AdamW, constant learning
-rate (the number of steps is only known round by round), gradients clipped at norm 1.
+rate (the number of steps is only known round by round), gradients clipped at norm 1. It runs in
+one process on one device: a launch with several processes (``torchrun``, ``accelerate launch``)
+is refused before anything loads.
 
 Reference model: the policy as it was when online DPO started, fixed for the whole run. With a
 fresh LoRA adapter that is the base model (adapter disabled); with ``init_adapter`` (the offline
@@ -57,12 +59,15 @@ from collabrl.budget import Budget
 from collabrl.config import Config, ConfigError, TrainConfig
 from collabrl.export import dpo_pair
 from collabrl.reward import CandidateReward
+from collabrl.tracking import open_tracker, require_trackers
+from collabrl.tracking_figures import online_dpo_figures
 from collabrl.train.common import (
     CheckpointError,
     NonFiniteLossError,
     budget_stop,
     budgeted,
     load_policy,
+    refuse_multiple_processes,
     write_run_info,
 )
 from collabrl.train.prefixes import (
@@ -86,6 +91,8 @@ Rows = list[tuple[list[int], int]]  # token ids, index of the first reply token
 
 def train(config: Config) -> Path:
     """Run the remaining rounds of online DPO; returns the folder of the final weights."""
+    refuse_multiple_processes("online-dpo")
+    require_trackers(config.tracking)
     tc, settings = config.train, config.train.online_dpo
     if settings.max_completion_length >= tc.max_length:
         raise ConfigError("train.online_dpo.max_completion_length must be below train.max_length")
@@ -97,13 +104,16 @@ def train(config: Config) -> Path:
     optimizer = torch.optim.AdamW(_trainable(model), lr=settings.learning_rate, weight_decay=0.0)
     history = [] if checkpoint is None else _restore(checkpoint, optimizer)
     budget, latest = Budget(config.budget), checkpoint
-    with MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer:
+    with (MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer,
+          open_tracker(config.tracking, tc.output_dir, config.model_dump(mode="json"),
+                       "online-dpo") as tracker):
         for index in range(len(history), settings.rounds):
             stats = budgeted(budget, _round, index, prefixes, config, model, tokenizer,
                              reference, optimizer, scorer)
             if stats is None:
                 break
             history.append(stats)
+            tracker.scalars(online_dpo_figures(stats, scorer.roles.meter), index + 1)
             latest = _save_round(tc.output_dir, model, tokenizer, optimizer, history)
         usage = scorer.roles.meter.to_dict()
     facts = {"rounds": history, "prefixes": len(prefixes), "usage": usage,
@@ -170,10 +180,15 @@ def _round_stats(index: int, too_long: int, scored: list[list[CandidateReward]],
     def mean(xs: list[float]) -> float | None:
         return statistics.fmean(xs) if xs else None
 
+    metrics = sorted({name for r in rewards for name in r.metric_means})
     return {
         "round": index + 1, "prefixes": len(scored), "prompts_too_long": too_long,
         "replies": len(rewards), "unscored_replies": len(rewards) - len(values),
         "unscored_futures": sum(r.unscored for r in rewards), "mean_mr": mean(values),
+        "std_mr": statistics.pstdev(values) if values else None,
+        "metric_means": {name: mean([v for r in rewards
+                                     if (v := r.metric_means.get(name)) is not None])
+                         for name in metrics},
         "pairs": len(pairs), "pair_filter": dict(counts),
         "mean_mr_chosen": mean([p["mr_chosen"] for p in pairs]),
         "mean_mr_rejected": mean([p["mr_rejected"] for p in pairs]),

@@ -65,12 +65,15 @@ from safetensors.torch import load_file, save_file
 
 from collabrl.budget import Budget
 from collabrl.config import Config, ConfigError, TrainConfig
+from collabrl.tracking import open_tracker, require_trackers
+from collabrl.tracking_figures import ppo_figures
 from collabrl.train.common import (
     CheckpointError,
     NonFiniteLossError,
     budget_stop,
     budgeted,
     load_policy,
+    refuse_multiple_processes,
     write_run_info,
 )
 from collabrl.train.ppo_math import gae, kl_penalised_rewards, ppo_losses, whiten
@@ -341,19 +344,12 @@ def set_rng_state(rng: dict) -> None:
 
 
 class Reporter:
-    """Per-update metrics to the console, and to TensorBoard / W&B when ``report_to`` asks."""
+    """Per-update metrics to the console, and to the tracker ``tracking.report_to`` asks for."""
 
-    def __init__(self, config: TrainConfig) -> None:
-        self.total = config.ppo.updates
-        self.writer = self.run = None
-        if "tensorboard" in config.report_to:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(config.output_dir / "runs"))
-        if "wandb" in config.report_to:
-            import wandb
-
-            self.run = wandb.init(config=config.model_dump(mode="json"), dir=str(config.output_dir))
+    def __init__(self, config: Config) -> None:
+        self.total = config.train.ppo.updates
+        self.tracker = open_tracker(config.tracking, config.train.output_dir,
+                                    config.model_dump(mode="json"), "ppo")
 
     def log(self, step: int, metrics: dict) -> None:
         numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
@@ -361,17 +357,10 @@ class Reporter:
         reasons = metrics.get("unscored_reasons")
         print(f"ppo update {step}/{self.total}: {shown}" + (f"  ({reasons})" if reasons else ""),
               flush=True)
-        for name, value in numbers.items():
-            if self.writer is not None:
-                self.writer.add_scalar(f"ppo/{name}", value, step)
-        if self.run is not None:
-            self.run.log({f"ppo/{k}": v for k, v in numbers.items()}, step=step)
+        self.tracker.scalars(ppo_figures(metrics), step)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.run is not None:
-            self.run.finish()
+        self.tracker.close()
 
 
 def train(config: Config) -> Path:
@@ -379,9 +368,8 @@ def train(config: Config) -> Path:
     adapter folder ``<train.output_dir>/final`` (adapter, value head, tokenizer)."""
     from transformers import set_seed
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("the PPO recipe runs on one device: launch it as one process "
-                          "(without torchrun or accelerate launch)")
+    refuse_multiple_processes("ppo")
+    require_trackers(config.tracking)
     train_config, settings = config.train, config.train.ppo
     prefixes = load_prefixes(config, settings.prefixes)
     checkpoint = checkpoint_to_resume(train_config)
@@ -393,7 +381,7 @@ def train(config: Config) -> Path:
         state = restore_checkpoint(checkpoint, optimizer, actor.device)
     facts = {"prefixes": len(prefixes), "resumed_from": None if checkpoint is None else str(checkpoint)}
     write_run_info(train_config, "ppo", **facts)
-    budget, latest, reporter = Budget(config.budget), checkpoint, Reporter(train_config)
+    budget, latest, reporter = Budget(config.budget), checkpoint, Reporter(config)
     try:
         for update in range(state["update"], settings.updates):
             before = rng_state()
