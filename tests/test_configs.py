@@ -134,3 +134,70 @@ def test_ppo_config_passes_the_recipes_checks(monkeypatch):
         ppo.train(config)
     assert config.roles["policy"].model == config.train.model
     assert config.train.ppo.rollouts == 64  # the paper's batch
+
+
+DEEPSPEED = [p for p in ACCELERATE if "deepspeed" in p.name]
+
+
+def _deepspeed_launch(path: Path, monkeypatch):
+    """(launcher arguments, DeepSpeedPlugin) as ``accelerate launch --config_file path`` makes
+    them: the launcher's own parsing, its environment for the processes, the plugin built from it."""
+    launch = pytest.importorskip("accelerate.commands.launch")
+    from accelerate.utils import DeepSpeedPlugin
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+
+    args = launch.launch_command_parser().parse_args(
+        ["--config_file", str(path), "-m", "collabrl", "train", "sft"])
+    args, defaults, _ = launch._validate_launch_command(args)
+    args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+    _, env = prepare_deepspeed_cmd_env(args)
+    for name, value in env.items():
+        if name.startswith("ACCELERATE_"):
+            monkeypatch.setenv(name, value)
+    plugin = DeepSpeedPlugin()
+    plugin.set_mixed_precision(args.mixed_precision)
+    return args, plugin
+
+
+@pytest.mark.parametrize("path", DEEPSPEED, ids=lambda p: p.name)
+def test_deepspeed_config_reaches_the_processes_as_written(path, monkeypatch):
+    """The ZeRO stage, offloading and the 16-bit gather reach accelerate's DeepSpeedPlugin; the
+    batch values stay "auto" so the collabrl config (through TRL) sets them."""
+    import yaml
+
+    written = yaml.safe_load(path.read_text())["deepspeed_config"]
+    args, plugin = _deepspeed_launch(path, monkeypatch)
+    assert args.use_deepspeed and args.num_processes == 8
+    zero = plugin.deepspeed_config["zero_optimization"]
+    assert zero["stage"] == written["zero_stage"]
+    assert zero["offload_optimizer"]["device"] == written["offload_optimizer_device"]
+    assert zero["offload_param"]["device"] == written["offload_param_device"]
+    # ZeRO-3 gathers the shards into one file at save time, or `final` would hold only shards
+    assert zero["stage3_gather_16bit_weights_on_model_save"] == (written["zero_stage"] == 3)
+    assert plugin.zero3_init_flag == (written["zero_stage"] == 3)
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+        assert plugin.deepspeed_config[key] == "auto", key
+    assert plugin.deepspeed_config["bf16"]["enabled"] == (args.mixed_precision == "bf16")
+
+
+@pytest.mark.parametrize("path", DEEPSPEED, ids=lambda p: p.name)
+def test_deepspeed_accepts_the_filled_config(path, monkeypatch, tmp_path):
+    """With the shipped recipe's batch settings filled in as the trainer does, DeepSpeed's own
+    config parser accepts the result (needs deepspeed, in the train extra)."""
+    pytest.importorskip("deepspeed")
+    from deepspeed.runtime.config import DeepSpeedConfig
+    from transformers import TrainingArguments
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+    shipped = path.read_text().splitlines()[0].split("--config ")[-1].split()[0]
+    train = load_config(ROOT / shipped).train
+    trainer_args = TrainingArguments(  # before the launcher's environment: no process group
+        output_dir=str(tmp_path), per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps, use_cpu=True)
+    _, plugin = _deepspeed_launch(path, monkeypatch)
+    filled = HfTrainerDeepSpeedConfig(plugin.deepspeed_config)
+    filled.trainer_config_process(trainer_args)
+    parsed = DeepSpeedConfig(filled.config)
+    assert parsed.zero_optimization_stage == plugin.zero_stage
+    assert parsed.train_micro_batch_size_per_gpu == train.per_device_batch_size
+    assert parsed.train_batch_size == train.per_device_batch_size * train.gradient_accumulation_steps

@@ -4,8 +4,10 @@ adapter into a plain model, and talk to a checkpoint in the terminal.
 ``train`` imports its recipe (``collabrl.train.<method>``) only when asked, so the rest of the
 command line works without the training extra. Expected failures end with one line, no
 traceback: a checkpoint that cannot be resumed, missing or unusable data (exit 2), a NaN/inf loss
-(exit 1), an online recipe stopped by its ``budget`` (exit 3: what was spent, how to continue). Under ``accelerate launch -m collabrl train ...`` every process runs this; only rank 0
-prints where the model went.
+(exit 1), an online recipe stopped by its ``budget`` (exit 3: what was spent, how to continue),
+a one-device recipe (online DPO, PPO) launched as several processes (exit 2). Under
+``accelerate launch -m collabrl train ...`` or ``torchrun`` every process runs this: only rank 0
+prints where the model went, and each leaves the process group before it exits.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TextIO
 from collabrl.budget import EXIT_BUDGET
 from collabrl.cli.common import add_config_args, console, load, print_error
 from collabrl.cli.paths import check_output_dir
+from collabrl.console_log import log_file
 from collabrl.train.adapters import ModelFolderError
 from collabrl.train.common import BudgetStop, CheckpointError, NonFiniteLossError
 from collabrl.train.data import TrainingDataError
@@ -54,17 +57,36 @@ def run_train(args: argparse.Namespace) -> int:
     recipe = _import_recipe(args.method)
     if isinstance(recipe, str):
         return _error(recipe)
+    finished = False
     try:
-        final = recipe.train(config)
+        with log_file(config.train.output_dir, f"train {args.method}"):
+            final = recipe.train(config)
+        finished = True
     except NonFiniteLossError as error:
         return _error(error, code=1)
     except BudgetStop as error:
         return _error(error, code=EXIT_BUDGET)
     except (CheckpointError, TrainingDataError, OSError) as error:  # OSError: e.g. no such model
         return _error(error)
+    finally:
+        _leave_process_group(finished)
     if os.environ.get("RANK", "0") == "0":
         console.print(f"{args.method}: model saved to {final}", highlight=False)
     return 0
+
+
+def _leave_process_group(finished: bool) -> None:
+    """End this process's part of a multi-process run: a launched process that exits with its
+    process group still open, or closes it while another still talks to it, can abort in the
+    backend's threads (exit status -6 for a run that finished). Processes that ``finished`` wait
+    for each other first; one that failed leaves at once (the others may never get here).
+    Torch is not imported for this: without it there is no process group."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is None or not distributed.is_available() or not distributed.is_initialized():
+        return
+    if finished:
+        distributed.barrier()
+    distributed.destroy_process_group()
 
 
 def run_merge(args: argparse.Namespace) -> int:

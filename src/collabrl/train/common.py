@@ -10,23 +10,31 @@ that would otherwise be copied five times. Guarantees kept here:
   last saved checkpoint stays the last good one (transformers' ``logging_nan_inf_filter`` only
   hides such losses from the logs);
 - an online recipe stopped by its ``budget`` raises ``BudgetStop`` after recording the stop, with
-  the one line ``collabrl train`` prints before exiting with ``EXIT_BUDGET``.
+  the one line ``collabrl train`` prints before exiting with ``EXIT_BUDGET``;
+- under a multi-process launch (``torchrun``, ``accelerate launch``, ``mpirun``) the TRL recipes
+  run as ONE data-parallel training whatever the dtype: gloo on CPUs, nccl on CUDA GPUs. Without
+  ``use_cpu`` transformers gives a CPU-only machine no process group, so each process silently
+  trained alone into the same folder. The recipes that run on one device refuse such a launch.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from collabrl.budget import Budget, BudgetExceeded
-from collabrl.config import LoraSettings, TrainConfig
+from collabrl.config import ConfigError, LoraSettings, TrainConfig
+from collabrl.tracking import trainer_tracking
 
 T = TypeVar("T")
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 RNG_FILE_PREFIX = "rng_state"
+# What torchrun/accelerate launch (WORLD_SIZE) and MPI launchers set to the number of processes.
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 # A ChatML template with {% generation %} markers, for tokenizers whose own template lacks them,
 # so that TRL can compute the loss on assistant tokens only.
@@ -151,7 +159,7 @@ def load_policy(config: TrainConfig, init_adapter: Path | None = None,
     tokenizer = load_tokenizer(path, assistant_markers)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(config.dtype))
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()  # transformers 5's name for it
     if init_adapter is not None:
         return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True), tokenizer
     if config.lora is not None:
@@ -159,10 +167,71 @@ def load_policy(config: TrainConfig, init_adapter: Path | None = None,
     return model, tokenizer
 
 
-def trainer_arguments(config: TrainConfig, learning_rate: float, epochs: float) -> dict[str, Any]:
-    """Keyword arguments shared by every TRL config class (SFTConfig, DPOConfig, GRPOConfig)."""
+def launched_processes() -> int:
+    """How many processes the launcher started (1 when the command runs on its own)."""
+    for name in WORLD_SIZE_VARIABLES:
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return 1
+
+
+def refuse_multiple_processes(method: str) -> None:
+    """Stop a recipe that runs on one device when it was launched as several processes, before it
+    loads anything: each process would train its own copy into the same folder."""
+    processes = launched_processes()
+    if processes > 1:
+        raise ConfigError(
+            f"the {method} recipe runs on one device, but {processes} processes were launched: "
+            f"run `collabrl train {method}` as one process, without torchrun or accelerate launch")
+
+
+def device_arguments(bf16: bool) -> dict[str, Any]:
+    """``use_cpu`` and ``ddp_backend`` for the TRL config: one distributed training over all
+    launched processes (gloo on CPUs, nccl on CUDA GPUs), and bf16 on a CPU (AVX512-BF16/AMX),
+    which transformers refuses without a bf16 GPU unless told to train on the CPU."""
+    import torch
+    from accelerate.utils import parse_flag_from_env
     from transformers.utils import is_torch_bf16_gpu_available
 
+    several = launched_processes() > 1
+    on_cpu = ((bf16 and not is_torch_bf16_gpu_available())
+              or (several and not torch.cuda.is_available())
+              or parse_flag_from_env("ACCELERATE_USE_CPU"))  # accelerate launch --cpu
+    backend = None
+    if several:
+        backend = "gloo" if on_cpu else "nccl" if torch.cuda.is_available() else None
+    return {"use_cpu": on_cpu, "ddp_backend": backend}
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def parallelism(args) -> dict[str, Any]:
+    """How a TRL trainer's work is spread: processes, backend, device and effective batch."""
+    device = args.device.type  # reading it sets up ``args.distributed_state``
+    state = args.distributed_state
+    return {"world_size": args.world_size, "backend": state.backend,
+            "distributed_type": state.distributed_type.value, "device": device,
+            "effective_batch": (args.per_device_train_batch_size
+                                * args.gradient_accumulation_steps * args.world_size)}
+
+
+def parallelism_line(method: str, facts: dict[str, Any]) -> str:
+    """The console line that says whether this is one run over several processes."""
+    deepspeed = ", DeepSpeed" if facts["distributed_type"] == "DEEPSPEED" else ""
+    if facts["world_size"] == 1:
+        return (f"{method}: one process on {facts['device']}{deepspeed}, "
+                f"batch {facts['effective_batch']}")
+    return (f"{method}: one data-parallel run over world size {facts['world_size']} "
+            f"({facts['backend']} on {facts['device']}{deepspeed}), effective batch "
+            f"{facts['effective_batch']}; rank 0 writes the outputs")
+
+
+def trainer_arguments(config: TrainConfig, learning_rate: float, epochs: float) -> dict[str, Any]:
+    """Keyword arguments shared by every TRL config class (SFTConfig, DPOConfig, GRPOConfig)."""
     bf16 = str(torch_dtype(config.dtype)) == "torch.bfloat16"
     return {
         "output_dir": str(config.output_dir),
@@ -174,14 +243,13 @@ def trainer_arguments(config: TrainConfig, learning_rate: float, epochs: float) 
         "seed": config.seed,
         "data_seed": config.seed,
         "bf16": bf16,
-        # bf16 chosen for a CPU (AVX512-BF16/AMX): transformers refuses bf16 without a bf16 GPU
-        # unless told to train on the CPU
-        "use_cpu": bf16 and not is_torch_bf16_gpu_available(),
+        **device_arguments(bf16),
+        "dataloader_pin_memory": _cuda_available(),  # pinned memory only speeds copies to a GPU
         "logging_steps": config.logging_steps,
         "save_steps": config.save_steps,
         "save_strategy": "steps",
-        "report_to": list(config.report_to) or "none",
-        "gradient_checkpointing": config.gradient_checkpointing,
+        **trainer_tracking(config.tracking),
+        "activation_checkpointing": config.gradient_checkpointing,
         "max_length": config.max_length,
     }
 
@@ -255,12 +323,17 @@ def fit_trainer(trainer, config: TrainConfig, reports: list, resume: str | None,
     """Train a TRL trainer (resuming from ``resume`` if given), save ``output_dir/final``, and
     record the run; data reports are printed and written by the main process only."""
     main = trainer.is_world_process_zero()
-    facts: dict[str, Any] = {"data": {r.name: r.as_dict() for r in reports}, "resumed_from": resume}
+    facts: dict[str, Any] = {"data": {r.name: r.as_dict() for r in reports}, "resumed_from": resume,
+                             "parallelism": parallelism(trainer.args)}
     if main:
+        print(parallelism_line(method, facts["parallelism"]))
         for report in reports:
             print(report.summary())
         write_run_info(config, method, **facts)
-    result = trainer.train(resume_from_checkpoint=resume)
+    from collabrl.train.progress import show_progress
+
+    with show_progress(trainer):
+        result = trainer.train(resume_from_checkpoint=resume)
     final = config.output_dir / "final"
     trainer.save_model(str(final))  # every process: ZeRO-3 gathers the shards here
     if main:

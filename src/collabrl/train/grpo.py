@@ -30,11 +30,15 @@ term), and then training stops with a checkpoint of it. Either way ``run_info.js
 ``stopped: "budget"``, the spend and ``last_checkpoint``, no ``final`` is written and
 ``BudgetStop`` is raised; a rerun with a larger cap resumes from that checkpoint. A capped
 budget needs one process: each process would count only its own calls and stop on its own.
+
+Under ``accelerate launch``/``torchrun`` it is one data-parallel run (``trainer_arguments``): each
+process samples and scores its share of the prompts with its own copy of the live policy, the
+gradients are averaged, and only rank 0 writes ``final`` and ``run_info.json``: its reply counts
+are summed over the processes, its ``usage`` is rank 0's own.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +50,10 @@ from collabrl.config import Config, ConfigError
 from collabrl.train.common import (
     budget_stop,
     checkpoint_to_resume,
+    launched_processes,
     load_policy,
+    parallelism,
+    parallelism_line,
     stop_on_non_finite_loss,
     trainer_arguments,
     write_run_info,
@@ -59,6 +66,7 @@ from collabrl.train.prefixes import (
     load_prefixes,
     policy_prompt,
 )
+from collabrl.train.progress import show_progress
 
 RewardFunction = Callable[..., list[float | None]]
 
@@ -73,7 +81,7 @@ def train(config: Config) -> Path:
     if settings.max_completion_length >= tc.max_length:
         raise ConfigError("train.grpo.max_completion_length must be below train.max_length")
     budget = Budget(config.budget)
-    if budget.capped and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if budget.capped and launched_processes() > 1:
         raise ConfigError("a budget caps GRPO on one process only (each process would count "
                           "its own calls): launch one process or drop the budget section")
     prefixes = load_prefixes(config, settings.prefixes)
@@ -91,25 +99,40 @@ def train(config: Config) -> Path:
                                 multiturn_reward_function(scorer, prefixes))
         trainer.add_callback(BudgetCallback(budget))
         stop_on_non_finite_loss(trainer)
-        trainer.train(resume_from_checkpoint=checkpoint)
-        counts = {"scored_replies": scorer.scored, "unscored_replies": scorer.unscored}
+        main, spread = trainer.is_world_process_zero(), parallelism(trainer.args)
+        if main:
+            print(parallelism_line("grpo", spread))
+        with show_progress(trainer):
+            trainer.train(resume_from_checkpoint=checkpoint)
+        counts = summed_over_processes(trainer, {"scored_replies": scorer.scored,
+                                                 "unscored_replies": scorer.unscored})
         usage = scorer.roles.meter.to_dict()
     facts = {"trainer": type(trainer).__name__, "prefixes": len(prefixes), "prompts": len(rows),
              "prompts_too_long": len(prefixes) - len(rows), "resumed_from": checkpoint,
-             "steps": trainer.state.global_step, "usage": usage, **counts, **budget.manifest()}
+             "steps": trainer.state.global_step, "usage": usage, "parallelism": spread,
+             **counts, **budget.manifest()}
     if budget.stopped:
         latest = tc.output_dir / f"checkpoint-{trainer.state.global_step}"
         latest = latest if latest.is_dir() else None
         write_run_info(tc, "grpo", **facts, last_checkpoint=latest and str(latest))
         raise budget_stop(budget, f"{budget.finished} steps", latest)
     final = tc.output_dir / "final"
-    if isinstance(model, PeftModel):
-        model.save_pretrained(str(final), selected_adapters=["default"])
-    else:
-        trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    write_run_info(tc, "grpo", **facts)
+    if not isinstance(model, PeftModel):
+        trainer.save_model(str(final))  # every process: ZeRO-3 gathers the shards here
+    if main:  # the weights are the same on every process; rank 0 writes them
+        if isinstance(model, PeftModel):
+            model.save_pretrained(str(final), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(final))
+        write_run_info(tc, "grpo", **facts)
     return final
+
+
+def summed_over_processes(trainer, counts: dict[str, int]) -> dict[str, int]:
+    """``counts`` added up over every process of the run (each scores only its own replies)."""
+    import torch
+
+    values = torch.tensor(list(counts.values()), device=trainer.args.device)
+    return dict(zip(counts, trainer.accelerator.reduce(values, reduction="sum").tolist()))
 
 
 class BudgetCallback(TrainerCallback):
