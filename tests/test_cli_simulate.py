@@ -44,11 +44,28 @@ def test_reward_scores_candidates_and_writes_details(workdir, capsys):
     assert [r["reply"][:5] for r in results] == ["Sure!", "The a"]
     for r in results:
         assert len(r["samples"]) == 3 and r["unscored"] == 0
-        # interactivity 1 (GRADE: 3) + accuracy 1 (27 extracted) + a small token penalty
-        assert 1.9 < r["mr"] < 2.0
-        assert r["metric_means"]["interactivity"] == 1.0
         future = r["samples"][0]["future"]["conversation"]["messages"]
-        assert future[1]["role"] == "assistant" and len(future) >= 3
+        assert future[1]["role"] == "assistant" and len(future) >= 2
+    asks, guesses = results
+    # the question leads to the right answer (27) with an engaged assistant: 1 + 1 - tokens
+    assert asks["metric_means"] == {"interactivity": 1.0, "accuracy": 1.0,
+                                    "token_efficiency": pytest.approx(-0.022, abs=0.01)}
+    # the wrong guess (42) ends the chat: no accuracy, judged passive
+    assert guesses["metric_means"]["accuracy"] == 0.0
+    assert guesses["metric_means"]["interactivity"] == 0.0
+    assert asks["mr"] > 1.9 and guesses["mr"] < 0.1 and asks["mr"] - guesses["mr"] > 1.5
+
+
+def test_scripted_replies_fit_each_task(workdir):
+    """configs/scripted.yaml answers each example task in kind: a poem, the sum, an email."""
+    assert main(["simulate", "--config", "configs/scripted.yaml"]) == 0
+    records = {r["task_id"]: r for r in read_jsonl(workdir / "runs/scripted/conversations.jsonl")}
+    final = {tid: r["conversation"]["messages"][-1]["content"] for tid, r in records.items()}
+    assert "leaves 27" in final["math-apples"]
+    assert "rain" in final["poem-autumn"] and "apples" not in final["poem-autumn"]
+    assert "Dear landlord" in final["email-landlord"] and "apples" not in final["email-landlord"]
+    opening = records["poem-autumn"]["conversation"]["messages"][0]["content"]
+    assert "poem" in opening and all(not r["flags"] for r in records.values())
 
 
 def test_reward_samples_candidates_when_none_given(workdir, capsys):

@@ -61,6 +61,24 @@ async def test_roles_cache_hits_are_metered_and_free(tmp_path):
     assert (usage.calls, usage.cache_hits, usage.completion_tokens) == (1, 1, 0)
 
 
+async def test_cache_hits_count_requests_like_calls(tmp_path):
+    """A request for n samples is one call and, served from the cache, one hit (not n): the
+    usage table never shows more cache hits than calls; the samples are counted apart."""
+    config = _config(tmp_path)
+    params = GenerationParams(n=3, temperature=1.0)
+    for _ in range(2):
+        async with Roles(config) as roles:
+            outs = await roles["user"].generate(MSG, params)
+            await roles["user"].generate(MSG, params.model_copy(update={"first_sample": 1}))
+            usage = roles.meter.roles["user"]
+    assert all(c.cached for c in outs)
+    assert (usage.calls, usage.cache_hits, usage.samples, usage.cached_samples) == (2, 2, 6, 6)
+    assert usage.to_dict()["cached_samples"] == 6
+    row = next(line for line in _render(roles.meter).splitlines() if "user" in line)
+    cells = [cell.strip() for cell in row.split("│") if cell.strip()]
+    assert cells[:3] == ["user", "2", "2"]  # role, calls, cache hits
+
+
 async def test_roles_retry_transient_errors_and_count_them(tmp_path):
     config = _config(tmp_path, "roles.user.retry.initial_backoff_s=0.001", "cache.enabled=false")
     failures = [TransientError("503", status=503)]

@@ -53,3 +53,17 @@ async def test_from_config():
     backend = ScriptedBackend.from_config(cfg)
     assert (await backend.generate(msgs("hi there"), GenerationParams()))[0].text == "hey"
     assert (await backend.generate(msgs("yo"), GenerationParams()))[0].text == "x"
+
+
+async def test_a_rule_with_request_contains_also_needs_that_text_anywhere_in_the_request():
+    cfg = load_config(None, [
+        "roles.u.kind=scripted", "roles.u.replies=[generic]",
+        "roles.u.rules=[{contains: start, request_contains: poem, reply: a poem please},"
+        " {contains: start, reply: an email please}]",
+    ]).role("u")
+    backend = ScriptedBackend.from_config(cfg)
+    poem = [Message(role="system", content="The user wants a poem."), *msgs("start")]
+    email = [Message(role="system", content="The user wants an email."), *msgs("start")]
+    assert (await backend.generate(poem, GenerationParams()))[0].text == "a poem please"
+    assert (await backend.generate(email, GenerationParams()))[0].text == "an email please"
+    assert (await backend.generate(msgs("poem"), GenerationParams()))[0].text == "generic"

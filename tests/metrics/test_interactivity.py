@@ -41,3 +41,30 @@ def test_itr_rejects_empty_or_out_of_range_grades():
         itr_from_grades([])
     with pytest.raises(ValueError, match=r"\[1, 3\]"):
         itr_from_grades([4])
+
+
+@pytest.mark.parametrize(
+    "scale, values",
+    [("unit", (1.0, 0.5, 0.0)), ("thirds", (1.0, 2 / 3, 1 / 3)), ("itr", (1.0, -1.0, -3.0))],
+)
+async def test_scale_maps_each_grade_and_keeps_it(conversation, poem_task, scale, values):
+    for grade, value in zip(("3", "2", "1"), values):
+        metric = InteractivityJudge(ScriptedBackend([f"GRADE $call_id: {grade}"]), scale=scale)
+        score = await metric(conversation, poem_task)
+        assert score.value == pytest.approx(value) and score.detail["grade"] == grade
+
+
+async def test_itr_scale_averages_to_the_papers_itr(conversation, poem_task):
+    """A mean of the itr-scale values, times 100, is the ITR that eval reports."""
+    grades = ["3", "3", "2", "1"]
+    values = [
+        (await InteractivityJudge(ScriptedBackend([f"GRADE $call_id: {g}"]), scale="itr")(
+            conversation, poem_task)).value
+        for g in grades
+    ]
+    assert 100 * sum(values) / len(values) == pytest.approx(itr_from_grades(grades))
+
+
+def test_unknown_scale_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="unit, thirds, itr.*'percent'"):
+        InteractivityJudge(ScriptedBackend(["GRADE $call_id: 3"]), scale="percent")

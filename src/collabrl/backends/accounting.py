@@ -6,6 +6,10 @@ callbacks. At the end of a command, ``UsageMeter.table()`` renders one row per r
 optional per-role price table from the config (currency units per million tokens). A streamed
 reply counts as one call and one sample, with its time and failure, but no tokens (a text stream
 does not report them).
+
+Calls and cache hits are counted in the same unit, requests: a call asking for n samples is one
+call, and one cache hit when the cache answered any of its samples, so hits never exceed calls.
+The samples the cache served are counted apart (``cached_samples``, next to ``samples``).
 """
 
 from __future__ import annotations
@@ -32,12 +36,18 @@ class RoleUsage:
     calls: int = 0
     samples: int = 0
     cache_hits: int = 0
+    cached_samples: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     price: PriceConfig | None = None
+
+    def record_cache_hit(self, samples: int) -> None:
+        """One call the cache answered ``samples`` samples of (the cache's ``on_hit``)."""
+        self.cache_hits += 1
+        self.cached_samples += samples
 
     @property
     def cost(self) -> float | None:
@@ -50,6 +60,7 @@ class RoleUsage:
             "calls": self.calls,
             "samples": self.samples,
             "cache_hits": self.cache_hits,
+            "cached_samples": self.cached_samples,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "retries": self.retries,

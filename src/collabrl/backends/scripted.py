@@ -36,15 +36,22 @@ def _count_tokens(text: str) -> int:
     return len(text.split())
 
 
+def _mentions(messages: Sequence[Message], text: str | None) -> bool:
+    """True when ``text`` is None or some message of the request contains it."""
+    return text is None or any(text in m.content for m in messages)
+
+
 class ScriptedBackend:
     """Replies with ``reply_fn(messages, params, sample_index)``, or the first matching rule, or
-    the next item of ``replies`` (cycled, one per sample)."""
+    the next item of ``replies`` (cycled, one per sample). A rule is (needle, reply) or
+    (needle, reply, request_needle): it matches when the last message contains the needle and,
+    if given, some message of the request (system prompt included) the request needle."""
 
     def __init__(
         self,
         replies: Sequence[str] | str = ("OK.",),
         *,
-        rules: Sequence[tuple[str, str]] = (),
+        rules: Sequence[tuple[str, str] | tuple[str, str, str | None]] = (),
         reply_fn: ReplyFn | None = None,
         name: str = "scripted",
     ) -> None:
@@ -59,7 +66,7 @@ class ScriptedBackend:
 
     @classmethod
     def from_config(cls, cfg) -> ScriptedBackend:
-        return cls(cfg.replies, rules=[(r.contains, r.reply) for r in cfg.rules])
+        return cls(cfg.replies, rules=[(r.contains, r.reply, r.request_contains) for r in cfg.rules])
 
     def identity(self) -> dict[str, str]:
         return {"kind": "scripted", "model": self.name}
@@ -114,8 +121,8 @@ class ScriptedBackend:
             result = self._reply_fn(messages, params, index)
             return await result if inspect.isawaitable(result) else result
         last = messages[-1].content if messages else ""
-        for needle, reply in self._rules:
-            if needle in last:
+        for needle, reply, *context in self._rules:
+            if needle in last and _mentions(messages, context[0] if context else None):
                 return reply
         if not self._replies:
             raise RequestRejectedError(f"no scripted rule matches the last message: {last[:80]!r}")

@@ -106,14 +106,12 @@ def wrap_backend(
     def count_retry(error, delay) -> None:
         usage.retries += 1
 
-    def count_hits(n: int) -> None:
-        usage.cache_hits += n
-
     backend: Backend = RetryingBackend(limited, cfg.retry, on_retry=count_retry)
     if budget is not None:
         backend = budget.guard(backend, role, cfg.price)
     if cache is not None:
-        backend = CachedBackend(backend, cache, on_hit=count_hits, mode=cache_mode, role=role)
+        backend = CachedBackend(backend, cache, on_hit=usage.record_cache_hit, mode=cache_mode,
+                                role=role)
     return MeteredBackend(backend, usage)
 
 

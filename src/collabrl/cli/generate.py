@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 
 from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
@@ -19,19 +18,19 @@ from collabrl.cli.common import (
     run_exit_status,
 )
 from collabrl.cli.paths import check_cache, check_input_dir, check_output_dir
-from collabrl.components import build_assistant, build_reward, build_simulator
+from collabrl.components import build_assistant, build_personas, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
-from collabrl.engine import DataEngine, EngineStopped
+from collabrl.console_log import log_file, uses_local_models
+from collabrl.engine import CONVERSATIONS_FILE, DataEngine, EngineStopped
 from collabrl.export import export
 from collabrl.prompts import load_prompt
+from collabrl.records import latest_by, read_jsonl
 from collabrl.rollout import Policy
 from collabrl.sandbox import check_task_set, sandbox_for, sandbox_record
-from collabrl.tasks.base import load_tasks
+from collabrl.tasks.registry import generation_tasks
+from collabrl.tracking import open_tracker, require_trackers
+from collabrl.tracking_figures import GenerateFigures
 from collabrl.types import Task
-
-
-def generation_tasks(config: Config) -> list[Task]:
-    return load_tasks(config.generate.tasks, "generate.tasks")
 
 
 async def gated(config: Config, tasks: list[Task]) -> list[Task]:
@@ -53,37 +52,58 @@ async def gated(config: Config, tasks: list[Task]) -> list[Task]:
     return kept
 
 
+def already_done(config: Config, tasks: list[Task], *, keep_failed: bool) -> int:
+    """How many of ``tasks`` the output folder already finished: the ones a rerun skips (the
+    data engine's rule: the latest record is ok, or failed with ``--keep-failed``)."""
+    path = config.generate.output_dir / CONVERSATIONS_FILE
+    latest = latest_by(read_jsonl(path), "conversation_id") if path.exists() else {}
+    done = {cid for cid, r in latest.items() if r["status"] == "ok" or keep_failed}
+    return sum(task.id in done for task in tasks)
+
+
 async def generate(config: Config, meter: UsageMeter | None = None, *,
                    keep_failed: bool = False) -> int:
     check_output_dir(config.generate.output_dir, "generate.output_dir")
     check_cache(config)
+    require_trackers(config.tracking)
     tasks = await gated(config, generation_tasks(config))
     budget = Budget(config.budget)
-    async with Roles(config, meter=meter, budget=budget) as roles:
+    async with (Roles(config, meter=meter, budget=budget) as roles,
+                open_tracker(config.tracking, config.generate.output_dir,
+                             config.model_dump(mode="json"), "generate") as tracker):
         policy = build_assistant(config, roles)
         proactive = Policy(policy.backend, policy.params, system_prompt=load_prompt("proactive"))
         sandbox = await sandbox_record(config, config.reward.metrics, tasks)
         engine = DataEngine(config.generate, user=build_simulator(config, roles), policy=policy,
                             proactive=proactive, reward=build_reward(config, roles),
-                            run_info={"sandbox": sandbox} if sandbox else None, budget=budget)
+                            run_info={"sandbox": sandbox} if sandbox else None, budget=budget,
+                            personas=build_personas(config))
         stopped = None
 
         def engine_status(completed: int, total: int) -> str:
             return f"failed {engine.outcomes['failed']}  {budget.status(completed, total)}"
 
-        with progress_bar() as progress:
-            bar = progress.add_task("generate", total=len(tasks), status="")
+        figures = GenerateFigures()
+
+        def on_done(record) -> None:
+            figures.add_conversation(record)
+            tracker.scalars(figures.figures(engine.cut["futures"], roles.meter), figures.done)
+            advance(progress, engine_status)
+
+        already = already_done(config, tasks, keep_failed=keep_failed)
+        with progress_bar("generate", len(tasks), completed=already) as progress:
             try:
                 await engine.run(tasks, config.generate.output_dir, retry_failed=not keep_failed,
-                                 on_done=lambda _: advance(progress, bar, engine_status))
+                                 on_done=on_done, on_turn=figures.add_turn)
             except EngineStopped as error:
                 stopped = error
-        console.print(f"outcomes: {dict(engine.outcomes)}; failure reasons: "
+        ran = engine.outcomes["ok"] + engine.outcomes["failed"]
+        console.print(f"{ran} conversations built ({already} already done); "
+                      f"outcomes: {dict(engine.outcomes) or 'none'}; failure reasons: "
                       f"{dict(engine.failure_reasons) or 'none'}; cut by the length limit: "
                       f"{dict(engine.cut) or 'none'}")
         console.print(f"records in {config.generate.output_dir}")
         console.print(roles.meter.table())
-    ran = engine.outcomes["ok"] + engine.outcomes["failed"]
     return run_exit_status(ran, engine.failures, budget, stopped)
 
 
@@ -94,16 +114,36 @@ def run_export(config: Config) -> int:
         report = export(config.export)
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
-    console.print(json.dumps(report, indent=2))
-    console.print(f"written to {config.export.output_dir}")
+    rows = ", ".join(f"{name} {count}" for name, count in report["rows"].items())
+    console.print(f"export: {rows} rows; DPO turns {_counts(report['dpo'])}; SFT conversations "
+                  f"{_counts(report['sft'])}", highlight=False)
+    console.print(f"written to {config.export.output_dir} (counts also in its manifest.json)")
     return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """``collabrl generate``, library output in ``<generate.output_dir>/collabrl.log``."""
+    config = load(args)
+    with log_file(config.generate.output_dir, "generate", local_models=uses_local_models(config)):
+        return asyncio.run(generate(config, keep_failed=args.keep_failed))
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in counts.items()) or "none"
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """``collabrl export``, library output in ``<export.output_dir>/collabrl.log``."""
+    config = load(args)
+    with log_file(config.export.output_dir, "export"):
+        return run_export(config)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     gen = commands.add_parser("generate", help="the data engine: scored multi-turn conversations")
     add_config_args(gen)
     add_keep_failed(gen)
-    gen.set_defaults(func=lambda args: asyncio.run(generate(load(args), keep_failed=args.keep_failed)))
+    gen.set_defaults(func=run_generate)
     exp = commands.add_parser("export", help="DPO pairs and SFT rows from generate's output")
     add_config_args(exp)
-    exp.set_defaults(func=lambda args: run_export(load(args)))
+    exp.set_defaults(func=export_command)

@@ -9,7 +9,8 @@ and newlines included), with 4-gram uniform weights and no smoothing. Character 
 shared by almost any two English texts, so that variant rewards surface similarity and is not
 comparable with word BLEU. We compute the same quantity with sacrebleu's character tokenizer
 (smoothing off, no effective order), after mapping each whitespace character to a private
-stand-in so that, as in NLTK, spaces count as characters.
+stand-in so that, as in NLTK, spaces count as characters. ``configs/paper-doc.yaml`` (paper
+mode) uses it, in the reward and in eval, so that its numbers compare with the paper's Table 1.
 
 Both extract the document with the shared ``ArtifactExtractor``. No reference or a failed
 extraction -> unscored; an extractor that finds no document -> 0.

@@ -5,7 +5,8 @@ CollabLLM's intrinsic reward penalises long assistant output. Two forms are supp
 * ``form="penalty"`` (the paper): ``-min(lam * tokens, 1)``, lam = 5e-4 for code and math,
   1e-4 for documents. Already a cost: give it a positive weight.
 * ``form="kilotokens"`` (the original code): ``tokens / 1000``, to be given a *negative* weight
-  (e.g. -0.5 or -0.1), with no clamp.
+  (e.g. -0.5 or -0.1), with no clamp. Paper mode (``configs/paper-*.yaml``) uses it with weight
+  -0.5 for code and math and -0.1 for documents: -lam x tokens for the paper's lam, unclamped.
 
 Only assistant messages are counted. The default counter approximates BPE tokens with a regex
 (letter runs, numbers in chunks of up to three digits, each other symbol); it needs no model

@@ -1,25 +1,41 @@
 """Interactivity: an LLM judge rates how well the assistant engaged with the user.
 
 The judge (prompt ``judge_interactivity``) picks one of three levels: 3 = highly interactive
-(asked the questions that mattered, adapted to the answers), 2 = somewhat, 1 = passive. The
-reward uses them as 1 / 0.5 / 0. The paper reports interactivity (ITR) on another scale: each
-grade S becomes 2 * (S - 2.5), averaged and multiplied by 100 (``itr_from_grades``); on
-grades {3, 2, 1} that scale runs from -300 (all passive) to 100 (all highly interactive).
+(asked the questions that mattered, adapted to the answers), 2 = somewhat, 1 = passive. How a
+grade S becomes the metric's value is the ``scale`` option (``INTERACTIVITY_SCALES``):
+
+* ``"unit"`` (default, the paper's text): 1 / 0.5 / 0, so R* adds at most 1 for engagement.
+* ``"thirds"`` (the original CollabLLM code, paper mode): S / 3, i.e. 1 / 0.667 / 0.333; its
+  judge rescaled every grade by ``x / 3`` before adding it to the reward, so even a passive
+  reply earns 1/3.
+* ``"itr"``: 2 * (S - 2.5), i.e. 1 / -1 / -3, the per-conversation value behind the paper's
+  reported ITR (a mean of it times 100 is ITR), for a reward on exactly the reported scale.
+
+Whatever the scale, the grade is kept in ``detail["grade"]`` and ``collabrl eval`` reports ITR
+from it on the paper's scale (``itr_from_grades``): mean of 2 * (S - 2.5), times 100, which on
+grades {3, 2, 1} runs from -300 (all passive) to 100 (all highly interactive).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from collabrl.backends.base import Backend
 from collabrl.metrics.judge import DEFAULT_JUDGE_PARAMS, LLMJudge
 from collabrl.types import Conversation, GenerationParams, Score, Task
 
-INTERACTIVITY_GRADES = {"3": 1.0, "2": 0.5, "1": 0.0}
+InteractivityScale = Literal["unit", "thirds", "itr"]
+INTERACTIVITY_SCALES: dict[str, dict[str, float]] = {
+    "unit": {"3": 1.0, "2": 0.5, "1": 0.0},
+    "thirds": {"3": 1.0, "2": 2 / 3, "1": 1 / 3},
+    "itr": {"3": 1.0, "2": -1.0, "1": -3.0},
+}
+INTERACTIVITY_GRADES = INTERACTIVITY_SCALES["unit"]
 
 
 class InteractivityJudge:
-    """Value 1 / 0.5 / 0 for grades 3 / 2 / 1; the grade is kept in ``detail["grade"]``."""
+    """The judge's grade 3 / 2 / 1 as a value on ``scale``; the grade is kept in ``detail["grade"]``."""
 
     name = "interactivity"
 
@@ -30,9 +46,15 @@ class InteractivityJudge:
         template: str = "judge_interactivity",
         params: GenerationParams = DEFAULT_JUDGE_PARAMS,
         max_reasks: int = 2,
+        scale: InteractivityScale = "unit",
     ) -> None:
+        if scale not in INTERACTIVITY_SCALES:
+            raise ValueError(
+                f"interactivity scale must be one of {', '.join(INTERACTIVITY_SCALES)}, not {scale!r}"
+            )
+        self.scale = scale
         self.judge = LLMJudge(
-            backend, template, INTERACTIVITY_GRADES, params=params, max_reasks=max_reasks
+            backend, template, INTERACTIVITY_SCALES[scale], params=params, max_reasks=max_reasks
         )
 
     async def __call__(self, conversation: Conversation, task: Task) -> Score:
