@@ -1,16 +1,21 @@
-"""The efficacy benchmark's controlled pieces: its request file, the scripted user that reveals
-the hidden detail only when asked, and the deterministic reward. No model is loaded."""
+"""The efficacy benchmark's wiring: its run is the demo config with its own sizes and folders,
+its report reads the eval summary, and the reward it trains on prefers the question that gets
+the detail. No model is loaded."""
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
 
 from collabrl.backends.scripted import ScriptedBackend
+from collabrl.config import load_config
+from collabrl.evaluate import summarise
+from collabrl.metrics.clarification import DetailSuccess, asks_question
+from collabrl.metrics.turn_cost import TurnCost
 from collabrl.reward import MultiturnReward, WeightedMetric
 from collabrl.rollout import ForwardSampler, Policy
-from collabrl.simulator import UserSimulator
+from collabrl.rule_user import RuleUser
+from collabrl.tasks.registry import load_task_set
 from collabrl.types import Conversation, GenerationParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,61 +30,56 @@ def bench():
     return module
 
 
-@pytest.fixture(scope="module")
-def rows(bench):
-    return bench.load_requests(bench.REQUESTS)
+def test_the_run_is_the_demo_config_in_the_workdir(bench, tmp_path):
+    args = bench.parse_args(["--quick", "--max-tokens", "24"])
+    config = load_config(bench.BASE_CONFIG, bench.overrides(args, tmp_path))
+    assert config.user.kind == "rule" and config.generate.max_turns == 1
+    assert config.generate.tasks.limit == 24 and config.eval.tasks.limit == 22
+    assert config.generate.tasks.split == "train" and config.eval.tasks.split == "test"
+    assert config.roles["trained"].adapter == config.train.output_dir / "final"
+    assert all(config.roles[r].generation.max_tokens == 24 for r in ("policy", "base", "trained"))
+    for path in (config.cache.path, config.generate.output_dir, config.eval.output_dir,
+                 config.train.dpo.data, config.demo.report):
+        assert tmp_path in Path(path).parents
 
 
-def test_request_file_is_what_the_templates_make(bench, rows):
-    assert rows == json.loads(json.dumps(bench.make_requests()))
+def row(system, task, first_reply, score, turns, group=None):
+    messages = [{"role": "user", "content": "..."}, {"role": "assistant", "content": first_reply}]
+    return {"system": system, "task_id": task, "seed": 0, "metric": "detail_success",
+            "score": score, "itr_grade": None, "assistant_tokens": 30, "turns": turns,
+            "satisfied": bool(score), "error": None, "messages": messages, "group": group}
 
 
-def test_eval_requests_are_held_out(rows):
-    train = [r for r in rows if r["split"] == "train"]
-    held_out = [r for r in rows if r["split"] == "eval"]
-    assert len(train) >= 100 and len(held_out) >= 60
-    assert not {r["template"] for r in train} & {r["template"] for r in held_out}
-    for split in (train, held_out):
-        assert len({r["request"] for r in split}) == len(split)  # no two prompts read the same
-    for r in rows:
-        assert r["keyword"] in r["detail"] and r["keyword"].lower() not in r["request"].lower()
+def test_the_report_reads_success_asking_and_the_over_asking_check(bench):
+    records = [row("base", f"t{i}", "Here you go.", 0.0, 3) for i in range(4)]
+    records += [row("trained", f"t{i}", "Who is it for?", 1.0, 2) for i in range(4)]
+    records += [row("base", "c0", "Dear Maya.", 1.0, 1, "complete requests"),
+                row("trained", "c0", "Who?", 1.0, 2, "complete requests")]
+    summary = summarise(records, ["base", "trained"], resamples=200)
+    success = bench.figures(summary, bench.NEEDS_DETAIL, "score")
+    assert success["base"] == 0.0 and success["trained"] == 1.0 and success["n"] == 4
+    assert success["trained_minus_base"] == 1.0 and success["trained_ci95"] == [1.0, 1.0]
+    asks = bench.figures(summary, bench.COMPLETE, "asks_first")
+    assert asks["base"] == 0.0 and asks["trained"] == 1.0
+    assert bench.figures(summary, bench.COMPLETE, "turns")["trained"] == 2.0
 
 
-def _user(bench, task):
-    return UserSimulator(ScriptedBackend(reply_fn=bench.ScriptedUser([task])), max_reasks=0)
-
-
-async def test_scripted_user_reveals_the_detail_only_when_asked(bench, rows):
-    task = bench.to_task(rows[0])
-    user = _user(bench, task)
-    opening = await user.next_turn(task, Conversation())
-    assert opening.message == rows[0]["request"] and not opening.terminated
-    start = Conversation().append("user", opening.message)
-
-    asked = await user.next_turn(task, start.append("assistant", "Sure! Who is it for?"))
-    assert asked.message == rows[0]["detail"] and not asked.terminated
-    guessed = await user.next_turn(task, start.append("assistant", "Happy birthday, dear friend!"))
-    assert rows[0]["keyword"] not in guessed.message and not guessed.terminated
-    done = await user.next_turn(task, start.append("assistant", f"Happy birthday, {rows[0]['keyword']}!"))
-    assert done.terminated
-
-
-async def test_reward_prefers_the_question_that_gets_the_detail(bench, rows):
-    row = rows[0]
-    task = bench.to_task(row)
-    keyword = row["keyword"]
+async def test_reward_prefers_the_question_that_gets_the_detail():
+    task = load_task_set("clarify-chat", "train", limit=1)[0]
+    keyword = task.metadata["detail_keywords"][0]
 
     def assistant(messages, params, index):  # uses the detail once the user has given it
         return f"Happy birthday, {keyword}!" if keyword in messages[-1].content else "Happy birthday!"
 
     policy = Policy(ScriptedBackend(reply_fn=assistant), GenerationParams())
     reward = MultiturnReward(
-        {"detail_in_final_reply": WeightedMetric(bench.DetailInFinalReply(), 1.0),
-         "turn_cost": WeightedMetric(bench.TurnCost(), 1.0)},
-        ForwardSampler(_user(bench, task), policy, samples=2, window=1),
+        {"detail_success": WeightedMetric(DetailSuccess(), 1.0),
+         "turn_cost": WeightedMetric(TurnCost(0.05), 1.0)},
+        ForwardSampler(RuleUser(), policy, samples=2, window=1),
     )
-    prefix = Conversation().append("user", row["request"])
+    prefix = Conversation().append("user", task.metadata["opening"])
     ask, guess = await reward.score(task, prefix, ["Who is the friend?", "Happy birthday, friend!"])
-    assert ask.mr == pytest.approx(1 - 2 * bench.TURN_COST)
-    assert guess.mr == pytest.approx(-2 * bench.TURN_COST)
-    assert bench.asks_question(ask.reply) and not bench.asks_question(guess.reply)
+    assert ask.mr == pytest.approx(1 - 2 * 0.05)
+    assert guess.mr == pytest.approx(-2 * 0.05)
+    assert asks_question(ask.reply) and not asks_question(guess.reply)
+

@@ -66,10 +66,11 @@ def test_table_has_the_paper_shape():
     records += [record("base", "c0", 0, 0.0, 1, 1590, "pass_rate")]
     table = table_markdown(summarise(records, ["base", "proactive"], resamples=200), ["base", "proactive"])
     lines = table.splitlines()
-    assert lines[0] == ("| System | Accuracy (%) | Accuracy tok (k) | Accuracy ITR | Pass rate (%) "
-                        "| Pass rate tok (k) | Pass rate ITR |")
-    assert lines[2].startswith("| base | 50.0 [50.0, 50.0] | 2.49 [2.49, 2.49] | -100.0")
-    assert lines[3].startswith("| proactive | 100.0") and lines[3].endswith("| - | - | - |")
+    assert lines[0] == ("| System | Accuracy (%) | Accuracy: turns | Accuracy: tok (k) | Accuracy: ITR "
+                        "| Pass rate (%) | Pass rate: turns | Pass rate: tok (k) | Pass rate: ITR |")
+    assert lines[2].startswith("| base | 50.0 [50.0, 50.0] | 2.00 [2.00, 2.00] | 2.49 [2.49, 2.49] "
+                               "| -100.0")
+    assert lines[3].startswith("| proactive | 100.0") and lines[3].endswith("| - | - | - | - |")
     assert "proactive vs base, Accuracy score: +50.00" in table
 
 
@@ -110,3 +111,29 @@ def test_eval_rerun_retries_failed_items_unless_told_to_keep_them(workdir, capsy
     summary = json.loads((out / "summary.json").read_text())
     base = summary["accuracy"]["systems"]["base"]
     assert base["failed"] == 0 and base["conversations"] == 2  # math-apples x 2 seeds
+
+
+def asking(system, task, first_reply, score, group=None):
+    """A clarify-chat record: its first assistant reply, task success and eval group."""
+    messages = [{"role": "user", "content": "Write a note."},
+                {"role": "assistant", "content": first_reply}]
+    return {**record(system, task, 0, score, None, 100, metric="detail_success"),
+            "messages": messages, "group": group}
+
+
+def test_first_replies_that_ask_and_complete_requests_are_reported_apart():
+    records = [asking("base", "t0", "Here is a note.", 0.0), asking("base", "t1", "Who is it for?", 1.0),
+               asking("trained", "t0", "Who is it for?", 1.0), asking("trained", "t1", "Who?", 1.0),
+               asking("base", "c0", "Here it is.", 1.0, "complete requests"),
+               asking("trained", "c0", "Who?", 1.0, "complete requests")]
+    summary = summarise(records, ["base", "trained"], resamples=200)
+    assert set(summary) == {"detail_success", "detail_success / complete requests"}
+    needs = summary["detail_success"]["systems"]
+    assert needs["base"]["asks_first"]["mean"] == 50.0 and needs["trained"]["asks_first"]["mean"] == 100.0
+    complete = summary["detail_success / complete requests"]["systems"]
+    assert complete["base"]["asks_first"]["mean"] == 0.0 and complete["trained"]["score"]["n"] == 1
+    table = table_markdown(summary, ["base", "trained"])
+    header = table.splitlines()[0]
+    assert "Task success (%)" in header and "Task success (complete requests): asks first (%)" in header
+    assert "ITR" not in header  # no system has a grade: the column is left out
+    assert "trained vs base, Task success asks_first: +50.00" in table

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from collabrl.types import GenerationParams
 
@@ -113,6 +121,11 @@ class HFLocalBackendConfig(_BackendConfig):
 class ScriptedRule(StrictModel):
     contains: str = Field(description="reply when the last message contains this text")
     reply: str = Field(description="the reply")
+    request_contains: str | None = Field(
+        default=None,
+        description="and, when set, some message of the request (the system prompt included) "
+        "contains this text: e.g. a word of the task's intent, for replies per task",
+    )
 
 
 class ScriptedBackendConfig(_BackendConfig):
@@ -170,7 +183,13 @@ class CacheConfig(StrictModel):
 class SimulatorConfig(StrictModel):
     """The simulated user."""
 
-    role: str = Field(default="user", description="role whose backend plays the user")
+    kind: str = Field(
+        default="llm",
+        description="llm: a model (roles.<role>) plays the user; rule: the rule-based user of "
+        "collabrl.rule_user (no model; tasks with opening/detail metadata); or user code as "
+        "module:attribute / an installed collabrl.users entry point, called (config, roles)",
+    )
+    role: str = Field(default="user", description="role whose backend plays the user (kind llm)")
     reply_format: Literal["json", "plain"] = Field(
         default="json",
         description="json: {thought, message, terminate} (capable models); plain: the message "
@@ -183,6 +202,12 @@ class SimulatorConfig(StrictModel):
         "format, trim to its last whole sentence (flagged trimmed_after_cut)",
     )
     leak_words: int = Field(default=12, ge=1, description="shared words that flag intent leakage")
+    personas: str | None = Field(
+        default=None,
+        description="who the user is, one persona per conversation picked from (task, seed): "
+        "'default' (the shipped set), a YAML/JSONL persona file, or null (no persona); kind llm "
+        "plays it, other kinds ignore it, records name it either way",
+    )
 
 
 class AssistantConfig(StrictModel):
@@ -359,12 +384,19 @@ class EvalConfig(StrictModel):
         description="the systems compared; the first is the reference for paired differences",
     )
     seeds: int = Field(default=3, ge=1, description="conversations per task and system")
+    success_threshold: float = Field(
+        default=1.0,
+        description="pass^k: a conversation succeeds when its task score (0-1) is >= this "
+        "(accuracy, pass rate: 1.0 = solved; BLEU needs a lower level)",
+    )
     max_turns: int = Field(default=7, ge=1, description="assistant turns per conversation")
     task_metrics: list[MetricSpec] = Field(
         default_factory=lambda: [MetricSpec(name=n) for n in ("accuracy", "pass_rate", "bleu")],
         description="the first that applies to a task's artifact scores it",
     )
-    judge_role: str = Field(default="judge", description="role of the interactivity judge")
+    judge_role: str | None = Field(
+        default="judge", description="role of the interactivity judge; null: no ITR grade"
+    )
     conversations_in_flight: int = Field(default=64, ge=1, description="conversations at once")
     bootstrap_resamples: int = Field(
         default=2000, ge=100, description="resamples behind each bootstrap interval"
@@ -448,8 +480,34 @@ class PPOSettings(StrictModel):
     max_grad_norm: float = Field(default=1.0, gt=0, description="gradients clipped to this norm")
 
 
+class TrackingConfig(StrictModel):
+    """Experiment tracking for generate, eval and every train recipe (README, "Tracking")."""
+
+    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(
+        default_factory=list, description="where run figures go; [] tracks nothing"
+    )
+    log_dir: Path | None = Field(
+        default=None,
+        description="TensorBoard event folder; null: runs/ in the command's output folder",
+    )
+    run_name: str | None = Field(
+        default=None,
+        description="the run's name in W&B / Trackio; null: the stage (generate, eval, ppo, ...)",
+    )
+    project: str = Field(default="collabrl", description="W&B / Trackio project")
+
+    @field_validator("report_to")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"names a tracker twice: {value}")
+        return value
+
+
 class TrainConfig(StrictModel):
     """``collabrl train <method>``: settings shared by every recipe, then one section each."""
+
+    _tracking: TrackingConfig = PrivateAttr(default_factory=TrackingConfig)
 
     model: str = Field(default="smollm2-135m-instruct", description="folder, hub id or alias")
     output_dir: Path = Field(default=Path("runs/train"), description="checkpoints and final/")
@@ -467,9 +525,6 @@ class TrainConfig(StrictModel):
     gradient_checkpointing: bool = Field(default=False, description="less memory, more compute")
     save_steps: int = Field(default=100, ge=1, description="steps between checkpoints")
     logging_steps: int = Field(default=10, ge=1, description="steps between log lines")
-    report_to: list[Literal["tensorboard", "wandb"]] = Field(
-        default_factory=list, description="where metrics go besides the log"
-    )
     resume: bool = Field(default=True, description="continue from the last checkpoint in output_dir")
     sft: SFTSettings = Field(
         default=SFTSettings(), description="`collabrl train sft`: fine-tuning on the best paths"
@@ -487,6 +542,19 @@ class TrainConfig(StrictModel):
     ppo: PPOSettings = Field(
         default=PPOSettings(), description="`collabrl train ppo`: value head, GAE, clipped loss, KL"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_report_to(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "report_to" in data:
+            raise ValueError("train.report_to moved to tracking.report_to (it now covers every "
+                             "stage, not only the TRL trainers)")
+        return data
+
+    @property
+    def tracking(self) -> TrackingConfig:
+        """The root config's ``tracking`` section (``Config`` hands it over), for TRL's args."""
+        return self._tracking
 
 
 class SandboxConfig(StrictModel):
@@ -562,6 +630,15 @@ class Config(StrictModel):
     budget: BudgetConfig = Field(
         default=BudgetConfig(), description="caps on spend: money, tokens, requests"
     )
+    tracking: TrackingConfig = Field(
+        default=TrackingConfig(),
+        description="experiment tracking (TensorBoard, W&B, Trackio) for every stage",
+    )
+
+    @model_validator(mode="after")
+    def _tracking_for_train(self) -> Config:
+        self.train._tracking = self.tracking
+        return self
 
     @model_validator(mode="after")
     def _role_names(self) -> Config:

@@ -14,6 +14,10 @@ the error's message, left out of every figure and counted per system; a rerun re
 summary reads the latest record of each item. A conversation cut off by the budget
 (``collabrl.budget``) writes no record. An assistant reply cut by the length limit is the
 system's own behaviour: the conversation is scored as it went, and the cut is counted.
+
+With ``user.personas`` set, conversation (task, seed) meets the persona of (task id, seed) for
+every system; each record names it, and the summary breaks every figure down per persona.
+Reliability: pass^k per system (``pass_hat_k``), the share of tasks whose k seeds all succeed.
 """
 
 from __future__ import annotations
@@ -26,11 +30,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from collabrl.breakdowns import (
+    persona_breakdown,
+    persona_markdown,
+    reliability,
+    reliability_markdown,
+)
 from collabrl.budget import Budget
 from collabrl.config import EvalConfig, EvalSystem
 from collabrl.failures import FailureTally
 from collabrl.metrics.base import Metric, applies_to
+from collabrl.metrics.clarification import asks_question
 from collabrl.metrics.interactivity import InteractivityJudge
+from collabrl.personas import PersonaSet, cast, persona_of
 from collabrl.prompts import load_prompt
 from collabrl.records import (
     JsonlAppender,
@@ -46,6 +58,7 @@ from collabrl.stats import bootstrap_mean, paired_difference
 from collabrl.types import Task
 
 RECORDS_FILE = "conversations.jsonl"
+GROUP_FIELD = "eval_group"  # task metadata that reports a task apart (e.g. "complete requests")
 KEY = ("system", "task_id", "seed")
 
 
@@ -69,8 +82,10 @@ class EvalRecord(BaseModel):
     error: str | None = None
     error_detail: str | None = None
     cut_replies: int = 0
+    group: str | None = None
     messages: list[dict[str, str]]
     flags: list[str] = []
+    persona: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -86,9 +101,10 @@ class Evaluation:
     """Runs (system x task x seed) conversations and scores them."""
 
     def __init__(self, config: EvalConfig, *, policies: dict[str, Policy], user: UserSimulator,
-                 task_metrics: list[Metric], judge: InteractivityJudge,
-                 budget: Budget | None = None) -> None:
+                 task_metrics: list[Metric], judge: InteractivityJudge | None,
+                 budget: Budget | None = None, personas: PersonaSet | None = None) -> None:
         self.config = config
+        self.personas = personas
         self.budget = budget or Budget()
         self.policies = policies
         self.user = user
@@ -122,6 +138,7 @@ class Evaluation:
         return out
 
     async def conversation(self, system: str, task: Task, seed: int) -> EvalRecord:
+        task = cast(task, self.personas, seed)
         run = await run_conversation(task, self.policies[system], self.user,
                                      self.config.max_turns, sample_index=seed)
         metric = next((m for m in self.task_metrics if applies_to(m, task)), None)
@@ -130,18 +147,20 @@ class Evaluation:
             reasons = (run.error, run.error)
         else:
             task_score = await metric(run.conversation, task) if metric else None
-            grade = await self.judge(run.conversation, task)
+            grade = await self.judge(run.conversation, task) if self.judge else None
             score = task_score.value if task_score else None
-            itr = float(grade.detail["grade"]) if grade.scored else None
-            reasons = (task_score.reason if task_score else "no_task_metric", grade.reason)
+            itr = float(grade.detail["grade"]) if grade and grade.scored else None
+            reasons = (task_score.reason if task_score else "no_task_metric",
+                       grade.reason if grade else "no_judge")
         return EvalRecord(
             system=system, task_id=task.id, seed=seed, metric=metric.name if metric else None,
             score=score, score_reason=reasons[0], itr_grade=itr, itr_reason=reasons[1],
             assistant_tokens=run.policy_usage.completion_tokens,
             turns=len(run.conversation.turns("assistant")), satisfied=run.ended == "user_terminated",
             ended=run.ended, error=run.error, error_detail=run.error_detail,
-            cut_replies=run.cut_replies, messages=run.conversation.to_openai(),
-            flags=list(run.flags),
+            cut_replies=run.cut_replies, group=task.metadata.get(GROUP_FIELD),
+            messages=run.conversation.to_openai(),
+            flags=list(run.flags), persona=persona_of(task),
         )
 
 
@@ -151,19 +170,29 @@ FIGURES: dict[str, Callable[[dict], float | None]] = {
     "itr": lambda r: None if r["itr_grade"] is None else 100 * 2 * (r["itr_grade"] - 2.5),
     "turns": lambda r: float(r["turns"]),
     "satisfied": lambda r: 100.0 * r["satisfied"],
+    "asks_first": lambda r: _asks_first(r.get("messages", [])),
 }
 
 
-def summarise(records: list[dict], systems: list[str], resamples: int = 2000) -> dict[str, Any]:
+def _asks_first(messages: list[dict[str, str]]) -> float | None:
+    """100 if the first assistant reply asks a question (contains '?'), 0 if not, None if none."""
+    first = next((m["content"] for m in messages if m["role"] == "assistant"), None)
+    return None if first is None else 100.0 * asks_question(first)
+
+
+def summarise(records: list[dict], systems: list[str], resamples: int = 2000, *,
+              seeds: int | None = None, success_threshold: float = 1.0) -> dict[str, Any]:
     """Per (metric group, system): every figure with a bootstrap interval, unscored counts, the
-    failed conversations with their reasons, and paired differences against the first system.
+    failed conversations with their reasons, and paired differences against the first system;
+    per group also the figures per persona and pass^1..pass^seeds (``collabrl.breakdowns``;
+    ``seeds`` defaults to the highest seed recorded + 1).
 
     Only the latest record of each (system, task, seed) counts, and a failed conversation (the
     simulator or the system's backend failed) is left out of every figure: it says nothing about
     the system, so it is counted, never scored as 0 tokens, 0 turns and unsatisfied."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in latest_by(records, *KEY).values():
-        groups[r["metric"] or "none"].append(r)
+        groups[group_name(r)].append(r)
     summary: dict[str, Any] = {}
     for group, rows in sorted(groups.items()):
         per_system = {s: [r for r in rows if r["system"] == s] for s in systems}
@@ -171,8 +200,20 @@ def summarise(records: list[dict], systems: list[str], resamples: int = 2000) ->
         summary[group] = {
             "systems": {s: _figures(rs, resamples) for s, rs in per_system.items() if rs},
             "paired": _paired(ok, systems, resamples),
+            "personas": persona_breakdown(rows, systems, lambda rs: _figures(rs, resamples)),
+            "reliability": reliability(rows, systems, seeds or _seeds_seen(rows), success_threshold),
         }
     return summary
+
+
+def _seeds_seen(rows: list[dict]) -> int:
+    return max(r["seed"] for r in rows) + 1
+
+
+def group_name(record: dict) -> str:
+    """A record's summary group: its task metric, then its task's ``eval_group`` if any."""
+    metric = record["metric"] or "none"
+    return f"{metric} / {record['group']}" if record.get("group") else metric
 
 
 def _figures(rows: list[dict], resamples: int) -> dict[str, Any]:
@@ -203,7 +244,19 @@ def _paired(per_system: dict[str, list[dict]], systems: list[str], resamples: in
     return diffs
 
 
-METRIC_LABELS = {"accuracy": "Accuracy", "pass_rate": "Pass rate", "bleu": "BLEU", "bleu_char": "BLEU (char)"}
+METRIC_LABELS = {"accuracy": "Accuracy", "pass_rate": "Pass rate", "bleu": "BLEU",
+                 "bleu_char": "BLEU (char)", "detail_success": "Task success"}
+# table columns: (figure, header, digits); a column no system has a value for is left out
+COLUMNS = (("score", "(%)", 1), ("asks_first", "asks first (%)", 1), ("turns", "turns", 2),
+           ("tokens_k", "tok (k)", 2), ("itr", "ITR", 1))
+NOTED = ("score", "asks_first", "turns", "tokens_k", "itr")
+
+
+def group_label(group: str) -> str:
+    """A summary group's name for tables: "Task success (complete requests)"."""
+    metric, _, subgroup = group.partition(" / ")
+    label = METRIC_LABELS.get(metric, metric)
+    return f"{label} ({subgroup})" if subgroup else label
 
 
 def _interval(est: dict | None, digits: int) -> str:
@@ -213,27 +266,31 @@ def _interval(est: dict | None, digits: int) -> str:
 
 
 def table_markdown(summary: dict[str, Any], systems: list[str]) -> str:
-    """The paper's Table 1 shape: per task metric, its value / tokens (k) / ITR per system."""
+    """The paper's Table 1 shape: per task metric (and eval group), its value / share of first
+    replies that ask / turns / tokens (k) / ITR per system; columns without values are left out."""
     groups = list(summary)
-    header = ["System"] + [f"{METRIC_LABELS.get(g, g)} {col}" for g in groups
-                           for col in ("(%)", "tok (k)", "ITR")]
+    columns = {g: [c for c in COLUMNS if any(f.get(c[0]) for f in summary[g]["systems"].values())]
+               for g in groups}
+    header = ["System"] + [f"{group_label(g)} {col}" if name == "score" else f"{group_label(g)}: {col}"
+                           for g in groups for name, col, _ in columns[g]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for system in systems:
         cells = [system]
         for group in groups:
             figures = summary[group]["systems"].get(system, {})
-            for name, digits in (("score", 1), ("tokens_k", 2), ("itr", 1)):
-                est = figures.get(name)
-                cells.append(_interval(est, digits))
+            cells.extend(_interval(figures.get(name), digits) for name, _, digits in columns[group])
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
-        f"- {d['a']} vs {d['b']}, {METRIC_LABELS.get(g, g)} {d['figure']}: {d['mean']:+.2f} "
+        f"- {d['a']} vs {d['b']}, {group_label(g)} {d['figure']}: {d['mean']:+.2f} "
         f"[{d['low']:+.2f}, {d['high']:+.2f}]" + (" (within noise)" if d["within_noise"] else "")
-        for g in groups for d in summary[g]["paired"] if d["figure"] in ("score", "itr", "tokens_k")
+        for g in groups for d in summary[g]["paired"] if d["figure"] in NOTED
     ]
     intervals = ("Values are means with 95% bootstrap intervals; paired differences on the same "
                  "tasks and seeds:")
-    return "\n".join(lines + ["", intervals, *notes, *_left_out(summary, systems)]) + "\n"
+    breakdowns = [line for g in groups for line in (
+        *reliability_markdown(group_label(g), summary[g], systems),
+        *persona_markdown(group_label(g), summary[g], systems, _interval))]
+    return "\n".join(lines + ["", intervals, *notes, *_left_out(summary, systems), *breakdowns]) + "\n"
 
 
 def _left_out(summary: dict[str, Any], systems: list[str]) -> list[str]:
@@ -258,7 +315,8 @@ def _left_out(summary: dict[str, Any], systems: list[str]) -> list[str]:
 def write_summary(config: EvalConfig, systems: list[str], **run_info: Any) -> dict[str, Any]:
     """``summary.json``, ``table.md`` and a manifest (files, failures, ``run_info``)."""
     records_path = config.output_dir / RECORDS_FILE
-    summary = summarise(list(read_jsonl(records_path)), systems, config.bootstrap_resamples)
+    summary = summarise(list(read_jsonl(records_path)), systems, config.bootstrap_resamples,
+                        seeds=config.seeds, success_threshold=config.success_threshold)
     entries = [
         file_manifest(records_path),
         write_atomic(config.output_dir / "summary.json",

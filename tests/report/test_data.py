@@ -166,3 +166,18 @@ def test_the_report_carries_the_manifest_sandbox(scripted_runs, tmp_path):
     weak = {"level": "process", "weak_isolation": True, "weaknesses": ["runs as root"]}
     (folder / "manifest.json").write_text(json.dumps({**manifest, "sandbox": weak}))
     assert load_run(folder)["sandbox"] == weak
+
+
+def test_the_headline_is_task_success_of_the_first_eval_run(scripted_runs):
+    """The page opens on summary.json's task success per system and the paired differences."""
+    data = report_data([scripted_runs["generate"], scripted_runs["eval"]])
+    summary = json.loads((scripted_runs["eval"] / "summary.json").read_text())
+    headline = data["headline"]
+    assert headline["run"] == data["runs"][1]["name"]
+    assert len(headline["charts"]) == len(summary)
+    for chart, body in zip(headline["charts"], summary.values()):
+        assert chart["bars"] == [{"name": s, **body["systems"][s]["score"]}
+                                 for s in ("base", "proactive")]
+        assert chart["base"] == "base"
+        assert chart["differences"] == [d for d in body["paired"] if d["figure"] == "score"]
+    assert report_data([scripted_runs["generate"]])["headline"] is None

@@ -75,6 +75,25 @@ def test_summary_table_shows_summary_json(open_report, report, injected_runs):
     assert run.locator("svg.chart").count() >= 4
 
 
+def test_the_page_opens_on_the_headline_above_the_runs(open_report, report, injected_runs):
+    page = open_report(report)
+    headline = page.locator("#headline")
+    assert headline.is_visible()
+    summary = json.loads((injected_runs["eval"] / "summary.json").read_text())
+    # above the tabs, so above every run's conversation browser
+    assert headline.bounding_box()["y"] < page.locator("#tabs").bounding_box()["y"]
+    charts = headline.locator("svg.chart")
+    assert charts.count() == 2 * len(summary)  # systems with intervals, differences vs base
+    assert headline.locator("svg.chart .bar").count() == sum(
+        len(g["systems"]) for g in summary.values())
+    differences = [d for g in summary.values() for d in g["paired"] if d["figure"] == "score"]
+    items = headline.locator(".headline-difference").all_inner_texts()
+    assert len(items) == len(differences)
+    for text, d in zip(items, differences):
+        assert f"[{d['low']:.1f}, {d['high']:.1f}]" in text
+        assert ("within noise" in text) == d["within_noise"]
+
+
 def test_expanding_a_candidate_shows_its_futures(open_report, report, injected_runs):
     page = open_report(report)
     run = show_tab(page, 0)

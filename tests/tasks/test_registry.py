@@ -19,12 +19,14 @@ OFFLINE = {"math-chat": 270, "code-chat": 164, "doc-chat": 20}
 def test_available_task_sets_describe_every_set():
     infos = {info.name: info for info in available_task_sets()}
     assert tuple(infos) == TASK_SET_NAMES == (
-        "math-chat", "code-chat", "doc-chat", "math-hard", "bigcodebench", "medium-doc")
+        "math-chat", "code-chat", "doc-chat", "clarify-chat", "math-hard", "bigcodebench",
+        "medium-doc")
     assert {name: infos[name].size for name in OFFLINE} == OFFLINE
     for name in ("math-hard", "bigcodebench", "medium-doc"):
         assert infos[name].size is None and infos[name].hub
     assert infos["math-hard"].hub == "lighteval/MATH-Hard"
-    assert {i.artifact for i in infos.values()} == {"answer", "code", "document"}
+    assert {i.artifact for i in infos.values()} == {"answer", "code", "document", "none"}
+    assert infos["clarify-chat"].size == 290  # its split is its own: tests/tasks/test_clarify.py
     assert infos["doc-chat"].metrics[0] == "bleu" and infos["code-chat"].metrics[0] == "pass_rate"
     assert all(info.license and info.source for info in infos.values())
 
@@ -82,7 +84,7 @@ def test_a_missing_package_says_what_to_install(monkeypatch):
 
 def test_config_lists_several_sources_in_order():
     from collabrl.config import load_config
-    from collabrl.tasks.base import load_tasks
+    from collabrl.tasks.registry import load_tasks
 
     config = load_config(None, [])
     config = config.model_copy(update={"generate": config.generate.model_validate(
@@ -96,7 +98,8 @@ def test_config_lists_several_sources_in_order():
 
 def test_the_same_task_twice_is_an_error_naming_it(tmp_path):
     from collabrl.config import TaskSource
-    from collabrl.tasks.base import TaskFileError, load_tasks
+    from collabrl.tasks.base import TaskFileError
+    from collabrl.tasks.registry import load_tasks
 
     sources = [TaskSource(set="doc-chat", limit=1), TaskSource(set="doc-chat", limit=2)]
     first = load_task_set("doc-chat", limit=1)[0].id

@@ -4,19 +4,14 @@ and the exit status of a run over many items."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from collabrl.budget import EXIT_BUDGET, Budget
 from collabrl.config import Config, load_config
 from collabrl.failures import FailureTally, all_failed_message
-
-# Outside a terminal (logs, CI) rich would assume 80 columns and squeeze the tables.
-console = Console(width=None if sys.stdout.isatty() else 140)
+from collabrl.progress import StageProgress, console
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -50,17 +45,17 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.overrides)
 
 
-def progress_bar() -> Progress:
-    """Conversations done / total, elapsed time, and a free ``status`` field (cost, failures)."""
-    return Progress(TextColumn("conversations"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+def progress_bar(stage: str, total: int, *, completed: int = 0,
+                 unit: str = "conversations") -> StageProgress:
+    """Items done / total with elapsed and remaining time: a bar on a terminal, a plain line
+    every few seconds elsewhere (``collabrl.progress``)."""
+    return StageProgress(console, stage, unit, total, completed=completed)
 
 
-def advance(progress: Progress, bar, status: Callable[[int, int], str]) -> None:
-    """One more item done on ``bar``; its status field from (completed, total)."""
-    progress.advance(bar)
-    task = progress.tasks[bar]
-    progress.update(bar, status=status(task.completed, task.total))
+def advance(progress: StageProgress, status: Callable[[int, int], str]) -> None:
+    """One more item done; the status note from (completed, total)."""
+    done = progress.completed + 1
+    progress.update(done, status=status(done, progress.total or 0))
 
 
 def run_exit_status(ran: int, failures: FailureTally, budget: Budget,

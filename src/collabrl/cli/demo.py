@@ -6,27 +6,35 @@ held-out tasks (``eval``), and the HTML report (``report``). ``--size NAME`` app
 config's ``demo.sizes[NAME]`` overrides before the command line's own (``make demo`` passes
 ``DEMO_SIZE``; CI runs a small size). A rerun continues the data engine from its records and the
 response cache, and trains and evaluates afresh: the adapter is new, so old eval records are not.
+
+Each stage shows its progress; library warnings and training logs go to ``collabrl.log`` next to
+the report (``collabrl.console_log``). The final screen is the effect (every figure of eval's
+``summary.json`` with its interval and the paired differences), the time per stage and where the
+report and the log file are.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.markdown import Markdown
 from rich.table import Table
 
 from collabrl.backends.accounting import UsageMeter
-from collabrl.cli.common import add_config_args, console, print_error
+from collabrl.cli.common import add_config_args, console, print_error, progress_bar
+from collabrl.cli.effect_table import effect_tables
 from collabrl.cli.evaluate import evaluate
 from collabrl.cli.generate import generate, run_export
 from collabrl.cli.paths import check_cache, check_output_dir, check_output_file
 from collabrl.config import Config, ConfigError, load_config
+from collabrl.console_log import log_file
+from collabrl.progress import duration
 
 SMALL_MODEL = "smollm2-135m-instruct"
 HONESTY = (
@@ -39,7 +47,7 @@ HONESTY = (
 def honesty_note(config: Config) -> str | None:
     """The warning to print when the demo's small offline model plays any role, else None."""
     roles = sorted(name for name, backend in config.roles.items()
-                   if getattr(backend, "model", None) == SMALL_MODEL)
+                   if getattr(backend, "model", None) == SMALL_MODEL and name in ("user", "judge"))
     return HONESTY.format(roles=", ".join(roles)) if roles else None
 
 
@@ -82,21 +90,35 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     start = time.monotonic()
     yield
     timings[name] = time.monotonic() - start
-    console.print(f"{name}: {timings[name]:.0f} s", highlight=False)
+    console.print(f"{name}: {duration(timings[name])}", highlight=False)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     config = demo_config(args)
     check_outputs(config)  # before the training libraries take seconds to import
+    note = honesty_note(config)
+    if note:
+        console.print(note, style="yellow")
+    with log_file(run_folder(config), "demo", local_models=True) as log:
+        status = run_stages(config, log)
+    if note and status == 0:
+        console.print(note, style="yellow")
+    return status
+
+
+def run_folder(config: Config) -> Path:
+    """Where the demo's log file goes: the folder of its report (``runs/demo``)."""
+    return config.demo.report.parent
+
+
+def run_stages(config: Config, log: Path) -> int:
+    """Every stage in order, each timed; the final screen when all ran."""
     from collabrl.models import resolve_model
     from collabrl.report import build_report
     from collabrl.train import dpo
     from collabrl.train.common import CheckpointError, NonFiniteLossError
     from collabrl.train.data import TrainingDataError
 
-    note = honesty_note(config)
-    if note:
-        console.print(note, style="yellow")
     meter, timings = UsageMeter(), {}
     with stage("model", timings):  # converts the shipped GGUF once, then reuses the folder
         console.print(f"{config.train.model} -> {resolve_model(config.train.model)}")
@@ -116,26 +138,30 @@ def run_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(config.eval.output_dir, ignore_errors=True)
         asyncio.run(evaluate(config, meter))
     with stage("report", timings):
-        report = build_report([config.generate.output_dir, config.eval.output_dir],
-                              config.demo.report, title="collabrl demo")
-    _print_outcome(config, meter, timings, report)
-    if note:
-        console.print(note, style="yellow")
+        runs = [config.eval.output_dir, config.generate.output_dir]  # the page opens on eval
+        with progress_bar("report", len(runs), unit="run folders") as progress:
+            report = build_report(runs, config.demo.report, title="collabrl demo",
+                                  progress=progress)
+    print_outcome(config, meter, timings, report, log)
     return 0
 
 
-def _print_outcome(config: Config, meter: UsageMeter, timings: dict[str, float],
-                   report: Path) -> None:
+def print_outcome(config: Config, meter: UsageMeter, timings: dict[str, float],
+                  report: Path, log: Path) -> None:
+    """The final screen: the effect with its intervals, model usage, time per stage, where the
+    report and the log file are."""
     console.rule("[bold]demo done")
-    console.print(Markdown((config.eval.output_dir / "table.md").read_text()))
+    summary = json.loads((config.eval.output_dir / "summary.json").read_text())
+    console.print(effect_tables(summary))
     console.print(meter.table("Model usage, all stages"))
-    times = Table(title="Time per stage")
+    times = Table(title="Time per stage", title_justify="left")
     times.add_column("stage")
-    times.add_column("seconds", justify="right")
+    times.add_column("time", justify="right")
     for name, seconds in [*timings.items(), ("total", sum(timings.values()))]:
-        times.add_row(name, f"{seconds:.0f}")
+        times.add_row(name, duration(seconds))
     console.print(times)
     console.print(f"report: {report.resolve()} (open it in a browser)", highlight=False)
+    console.print(f"log:    {log.resolve()} (library warnings and training logs)", highlight=False)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

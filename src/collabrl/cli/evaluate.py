@@ -20,12 +20,15 @@ from collabrl.cli.common import (
     run_exit_status,
 )
 from collabrl.cli.paths import check_cache, check_output_dir
-from collabrl.components import build_simulator, metric_backend, metric_builder
+from collabrl.components import build_personas, build_simulator, metric_backend, metric_builder
 from collabrl.config import Config, ConfigError
+from collabrl.console_log import log_file, uses_local_models
 from collabrl.evaluate import Evaluation, system_policy, table_markdown, write_summary
 from collabrl.metrics.interactivity import InteractivityJudge
 from collabrl.sandbox import sandbox_record
-from collabrl.tasks.base import load_tasks
+from collabrl.tasks.registry import load_tasks
+from collabrl.tracking import open_tracker, require_trackers
+from collabrl.tracking_figures import EvalFigures, summary_figures, usage_figures
 
 
 def build_evaluation(config: Config, roles: Roles, budget: Budget | None = None) -> Evaluation:
@@ -34,14 +37,16 @@ def build_evaluation(config: Config, roles: Roles, budget: Budget | None = None)
     policies = {s.name: system_policy(s, roles.__getitem__, lambda r: config.role(r).generation)
                 for s in config.eval.systems}
     return Evaluation(config.eval, policies=policies, user=build_simulator(config, roles),
-                      task_metrics=metrics, budget=budget,
-                      judge=InteractivityJudge(metric_backend(roles, config.eval.judge_role)))
+                      task_metrics=metrics, budget=budget, personas=build_personas(config),
+                      judge=None if config.eval.judge_role is None else
+                      InteractivityJudge(metric_backend(roles, config.eval.judge_role)))
 
 
 async def evaluate(config: Config, meter: UsageMeter | None = None, *,
                    keep_failed: bool = False) -> int:
     check_output_dir(config.eval.output_dir, "eval.output_dir")
     check_cache(config)
+    require_trackers(config.tracking)
     tasks = load_tasks(config.eval.tasks, "eval.tasks")
     sandbox = await sandbox_record(config, config.eval.task_metrics, tasks)
     if sandbox and sandbox["refused"]:
@@ -49,22 +54,37 @@ async def evaluate(config: Config, meter: UsageMeter | None = None, *,
     systems = [s.name for s in config.eval.systems]
     total = len(tasks) * len(systems) * config.eval.seeds
     budget = Budget(config.budget)
-    async with Roles(config, meter=meter, budget=budget) as roles:
+    async with (Roles(config, meter=meter, budget=budget) as roles,
+                open_tracker(config.tracking, config.eval.output_dir,
+                             config.model_dump(mode="json"), "eval") as tracker):
         evaluation = build_evaluation(config, roles, budget)
-        with progress_bar() as progress:
-            bar = progress.add_task("eval", total=total, status="")
-            await evaluation.run(tasks, on_done=lambda _: advance(progress, bar, budget.status),
-                                 retry_failed=not keep_failed)
+        figures = EvalFigures()
+
+        def on_done(record) -> None:
+            tracker.scalars(figures.add(record) | usage_figures("eval", roles.meter), figures.done)
+            advance(progress, budget.status)
+
+        with progress_bar("eval", total) as progress:
+            await evaluation.run(tasks, on_done=on_done, retry_failed=not keep_failed)
         summary = write_summary(config.eval, systems, **({"sandbox": sandbox} if sandbox else {}),
                                 **budget.manifest())
+        tracker.scalars(summary_figures(summary), figures.done)
+        tracker.text("eval/table", table_markdown(summary, systems))
         console.print(Markdown(table_markdown(summary, systems)))
         console.print(roles.meter.table())
     console.print(f"records, summary.json and table.md in {config.eval.output_dir}")
     return run_exit_status(evaluation.evaluated, evaluation.failures, budget)
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``collabrl eval``, library output in ``<eval.output_dir>/collabrl.log``."""
+    config = load(args)
+    with log_file(config.eval.output_dir, "eval", local_models=uses_local_models(config)):
+        return asyncio.run(evaluate(config, keep_failed=args.keep_failed))
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser("eval", help="evaluate systems against the user simulator")
     add_config_args(cmd)
     add_keep_failed(cmd)
-    cmd.set_defaults(func=lambda args: asyncio.run(evaluate(load(args), keep_failed=args.keep_failed)))
+    cmd.set_defaults(func=run_evaluate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from collabrl.cli.common import console, print_error
+from collabrl.cli.common import console, print_error, progress_bar
 from collabrl.cli.paths import check_output_file
 from collabrl.report import ReportError, build_report
 
@@ -13,7 +13,8 @@ from collabrl.report import ReportError, build_report
 def run_report(args: argparse.Namespace) -> int:
     check_output_file(args.output, "--output")
     try:
-        path = build_report(args.run_dirs, args.output, title=args.title)
+        with progress_bar("report", len(args.run_dirs), unit="run folders") as progress:
+            path = build_report(args.run_dirs, args.output, title=args.title, progress=progress)
     except ReportError as error:
         print_error(error)
         return 2

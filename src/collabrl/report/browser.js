@@ -3,14 +3,16 @@
  * one page of rows in the DOM; the open conversation is drawn on demand. For data-engine runs
  * each assistant turn shows its candidates side by side (MR, stderr, per-metric means, source,
  * the chosen one highlighted, judge rationales) and their sampled futures as a tree that is
- * built when expanded. */
+ * built when expanded. The simulated user's persona, when the run had one, is a filter and
+ * is shown with its attributes above the thread. */
 
 const PAGE_SIZE = 50;
 const FILTERS = [["system", "System"], ["task", "Task"], ["status", "Status"], ["ended", "Ended"],
-  ["satisfied", "Satisfied"]];
+  ["satisfied", "Satisfied"], ["persona", "Persona"]];
 
 function searchText(c) {
-  const parts = [c.task, c.system || "", c.ended, c.status, ...c.messages.map((m) => m.content)];
+  const parts = [c.task, c.system || "", c.ended, c.status, c.persona || "",
+    ...c.messages.map((m) => m.content)];
   return parts.join("\n").toLowerCase();
 }
 
@@ -111,8 +113,8 @@ class Browser {
 
   open(c) {
     const title = c.system === null ? c.task : `${c.system} · ${c.task} · seed ${c.seed}`;
-    this.detail.replaceChildren(h("h3", null, title), this.facts(c), h("div", {class: "thread"},
-      this.thread(c)));
+    this.detail.replaceChildren(h("h3", null, title), this.facts(c), personaView(c),
+      h("div", {class: "thread"}, this.thread(c)));
     this.detail.scrollTop = 0;
   }
 
@@ -140,6 +142,17 @@ class Browser {
     });
     return out.concat([...steps.values()].map(turnPanel));
   }
+}
+
+/* The simulated user's persona: its name and summary, its other attributes on demand. */
+function personaView(c) {
+  const p = c.persona_traits;
+  if (!p) return null;
+  const rest = Object.entries(p).filter(([k]) => k !== "name" && k !== "summary");
+  return h("div", {class: "persona small"}, h("strong", null, `persona: ${p.name}`),
+    p.summary ? [" · ", p.summary] : null,
+    rest.length ? lazyDetails("attributes", () => h("dl", {class: "facts"},
+      rest.map(([k, v]) => [h("dt", null, k), h("dd", null, String(v))]))) : null);
 }
 
 function turnPanel(step) {

@@ -8,7 +8,8 @@ they added (the prefix is already on the page), which keeps data-engine reports 
 size of ``turns.jsonl``. A rerun appends newer records for retried items; the report reads the
 latest of each. Failed items and replies cut by the length limit are counted, and so are the
 candidates whose adaptive sampling stopped early (``settled``) or at ``samples_max``. A run still being written (turn records of a conversation that has no
-conversation record yet) shows up as ``unfinished`` rather than being dropped.
+conversation record yet) shows up as ``unfinished`` rather than being dropped. A conversation
+whose simulated user had a persona carries it (its name, a browser filter, and its attributes).
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from collabrl.rollout import CUT_FLAG
 
 SUMMARY_FILE = "summary.json"
 FIGURE_LABELS = {"score": "Task score (%)", "tokens_k": "Assistant tokens (k)",
-                 "itr": "Interactivity (ITR)", "turns": "Turns", "satisfied": "Satisfied (%)"}
+                 "itr": "Interactivity (ITR)", "turns": "Turns", "satisfied": "Satisfied (%)",
+                 "asks_first": "First reply asks (%)"}
+# Decimals per figure: percentages and ITR one, small counts two (others: by their size).
+FIGURE_DIGITS = {"score": 1, "tokens_k": 2, "itr": 1, "turns": 2, "satisfied": 1, "asks_first": 1}
+HEADLINE_FIGURE = "score"  # task success: what the page opens on
 TABLE_COLUMNS = [("score", "(%)", 1), ("tokens_k", "tok (k)", 2), ("itr", "ITR", 1)]
 RunKind = Literal["eval", "generate"]
 
@@ -79,6 +84,7 @@ def eval_run(folder: Path) -> dict[str, Any]:
         "table": summary_table(summary, systems),
         "paired": paired_rows(summary),
         "figures": figure_bars(summary, systems),
+        "headline": headline(summary, systems),
         "plots": eval_plots([r for r in records if not r.get("error")], systems),
         "counts": eval_counts(records),
         "conversations": [eval_conversation(i, r) for i, r in enumerate(records)],
@@ -135,6 +141,23 @@ def figure_bars(summary: dict[str, Any], systems: list[str]) -> list[dict[str, A
     return charts
 
 
+def headline(summary: dict[str, Any], systems: list[str]) -> list[dict[str, Any]]:
+    """Per task metric, the result the report opens on: the headline figure (task success) of
+    every system with its 95% interval, and each system's paired difference against the first
+    system (``summary.json``'s, with its interval and whether it is within noise)."""
+    charts = []
+    for group, body in summary.items():
+        bars = [{"name": s, **body["systems"][s][HEADLINE_FIGURE]} for s in systems
+                if body["systems"].get(s, {}).get(HEADLINE_FIGURE)]
+        if not bars:
+            continue
+        differences = [d for d in body["paired"] if d["figure"] == HEADLINE_FIGURE]
+        charts.append({"group": METRIC_LABELS.get(group, group), "bars": bars,
+                       "base": differences[0]["b"] if differences else bars[0]["name"],
+                       "differences": differences})
+    return charts
+
+
 def eval_plots(records: list[dict[str, Any]], systems: list[str]) -> dict[str, Any]:
     """Task score by conversation length, and distributions of tokens, turns and ITR."""
     by_system = {s: [r for r in records if r["system"] == s] for s in systems}
@@ -172,8 +195,14 @@ def eval_conversation(index: int, r: dict[str, Any]) -> dict[str, Any]:
         "satisfied": r["satisfied"], "turns": r["turns"], "messages": _messages(r["messages"]),
         "metric": r.get("metric"), "score": r["score"], "score_reason": r.get("score_reason"),
         "itr": r["itr_grade"], "itr_reason": r.get("itr_reason"), "tokens": r["assistant_tokens"],
-        "error": r.get("error"), "flags": r.get("flags", []),
+        "error": r.get("error"), "flags": r.get("flags", []), **persona_fields(r),
     }
+
+
+def persona_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The simulated user's persona for the browser: its name (a filter) and its attributes."""
+    persona = record.get("persona")
+    return {"persona": persona["name"] if persona else None, "persona_traits": persona}
 
 
 # --- data-engine runs ------------------------------------------------------------------------
@@ -287,6 +316,7 @@ def _generate_conversation(index: int, c: dict[str, Any], turns: list[dict]) -> 
         "system": None, "status": c["status"], "ended": c["ended"], "reason": c.get("reason"),
         "satisfied": c["ended"] == "user_terminated", "turns": c["turns"],
         "messages": _messages(c["messages"]), "steps": [compact_turn(t) for t in turns],
+        **persona_fields(c),
     }
 
 

@@ -97,6 +97,37 @@ function barChart(title, bars, color) {
   return root;
 }
 
+/* diffs: [{a, b, mean, low, high, n, within_noise}] -> one row per system: its paired difference
+ * against the base with the 95% interval, and the line at 0 (no effect) */
+function differenceChart(title, diffs, color, digits) {
+  const {width, left, right, top} = CHART;
+  const row = 34;
+  const height = top + row * diffs.length + 30;
+  const lo = Math.min(0, ...diffs.map((d) => d.low));
+  const hi = Math.max(0, ...diffs.map((d) => d.high));
+  const [x0, x1] = padded(lo - (hi - lo) * 0.05, hi);
+  const labelWidth = 110;
+  const x = linear([x0, x1], [left + labelWidth, width - right]);
+  const root = svg("svg", {class: "chart difference-chart", viewBox: `0 0 ${width} ${height}`, role: "img"},
+    svg("title", null, title), svg("text", {x: left, y: 16, class: "chart-title"}, title));
+  for (const t of niceTicks(x0, x1, 4)) {
+    root.append(svg("text", {x: x(t), y: height - 8, class: "tick", "text-anchor": "middle"}, tickLabel(t)));
+  }
+  root.append(svg("line", {x1: x(0), x2: x(0), y1: top - 6, y2: height - 22, class: "zero"}));
+  diffs.forEach((d, i) => {
+    const cy = top + row * (i + 0.5);
+    const name = `${d.a} − ${d.b}`;
+    root.append(svg("text", {x: left + labelWidth - 8, y: cy + 4, class: "tick", "text-anchor": "end"},
+      name.length > 22 ? `${name.slice(0, 21)}…` : name),
+    svg("line", {x1: x(d.low), x2: x(d.high), y1: cy, y2: cy, class: "err"}),
+    svg("circle", {cx: x(d.mean), cy, r: 4.5, fill: color(d.a), class: "difference"},
+      svg("title", null, `${name}: ${fmt(d.mean)} [${fmt(d.low)}, ${fmt(d.high)}], n=${d.n}`)),
+    svg("text", {x: x(d.mean), y: cy - 8, class: "value", "text-anchor": "middle"},
+      `${d.mean >= 0 ? "+" : ""}${fmt(d.mean, digits)}`));
+  });
+  return root;
+}
+
 /* spec: {x: [...], series: [{name, points: [{mean, low, high, n} | null]}]} */
 function lineChart(title, spec, color, xLabel, yLabel) {
   const points = spec.series.flatMap((s) => s.points.filter(Boolean));

@@ -140,6 +140,41 @@ function generateView(run) {
   ];
 }
 
+/* --- headline ---------------------------------------------------------------------------- */
+
+/* One sentence per compared system: its difference in the headline figure and whether the 95%
+ * interval excludes 0. */
+function verdict(d, digits) {
+  const kind = d.within_noise ? "noise" : d.mean > 0 ? "higher" : "lower";
+  const words = d.within_noise ? "within noise (the interval contains 0)"
+    : `${kind} than ${d.b} (the interval excludes 0)`;
+  return h("li", {class: "headline-difference", "data-system": d.a},
+    `${d.a}: ${d.mean >= 0 ? "+" : ""}${fmt(d.mean, digits)} `,
+    h("span", {class: "ci"}, `[${fmt(d.low, digits)}, ${fmt(d.high, digits)}]`),
+    " ", h("span", {class: `headline-verdict ${kind}`}, words));
+}
+
+/* The page opens on the result: per task metric, every system's task success with its 95%
+ * interval, and the paired differences against the first system. */
+function headlineView(headline) {
+  const element = document.getElementById("headline");
+  if (!headline) return;
+  const systems = [...new Set(headline.charts.flatMap((c) => c.bars.map((b) => b.name)))];
+  const color = colorFor(systems);
+  element.replaceChildren();
+  append(element, [h("h2", null, "Headline result"),
+    h("p", {class: "note small"}, `From ${headline.run}: means with 95% bootstrap intervals; `,
+      "differences are paired (same tasks and seeds)."),
+    headline.charts.map((c) => h("div", {class: "headline-group"},
+      h("div", {class: "headline-charts"},
+        h("figure", {class: "card chart-card"}, barChart(`${c.group} (%) per system`, c.bars, color)),
+        c.differences.length ? h("figure", {class: "card chart-card"},
+          differenceChart(`${c.group}: difference vs ${c.base} (points)`, c.differences, color,
+            FIGURE_DIGITS.score)) : null),
+      h("ul", {class: "small"}, c.differences.map((d) => verdict(d, FIGURE_DIGITS.score)))))]);
+  element.hidden = false;
+}
+
 /* --- page -------------------------------------------------------------------------------- */
 
 /* How model-written code ran (from the run's manifest), shown above everything when it ran at
@@ -158,6 +193,7 @@ function main() {
   document.getElementById("title").textContent = data.title;
   document.getElementById("subtitle").textContent =
     `${data.runs.length} run${data.runs.length === 1 ? "" : "s"} · created ${data.created} · collabrl ${data.version}`;
+  headlineView(data.headline);
   const container = document.getElementById("runs");
   const tabs = document.getElementById("tabs");
   const views = data.runs.map(() => null);
