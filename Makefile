@@ -32,7 +32,8 @@ demo: $(STAMP)
 	$(VENV)/bin/collabrl demo --config configs/demo.yaml --size $(DEMO_SIZE)
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks examples
+	$(PY) -m ruff check src tests benchmarks examples
 
 bench: $(STAMP)
 	$(PY) benchmarks/backend_batching.py

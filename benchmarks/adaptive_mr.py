@@ -95,9 +95,13 @@ class Counted:
         self.tokens = 0
 
     def _reply(self, messages: Sequence[Message], params: GenerationParams, index: int) -> str:
-        return env_reply(self.role, [{"role": m.role, "content": m.content} for m in messages], index)
+        return env_reply(
+            self.role, [{"role": m.role, "content": m.content} for m in messages], index
+        )
 
-    async def generate(self, messages: Sequence[Message], params: GenerationParams) -> list[Completion]:
+    async def generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> list[Completion]:
         completions = await self.backend.generate(messages, params)
         self.requests += 1
         self.tokens += sum(c.usage.prompt_tokens + c.usage.completion_tokens for c in completions)
@@ -105,40 +109,74 @@ class Counted:
 
 
 def tasks(n: int) -> list[Task]:
-    return [Task(id=f"t{i}", description="a chat", intent=f"Request {i}: plan my week") for i in range(n)]
+    return [
+        Task(id=f"t{i}", description="a chat", intent=f"Request {i}: plan my week")
+        for i in range(n)
+    ]
 
 
-def scripted_engine(backends: dict[str, Counted], samples_max: int, samples_min: int,
-                    adaptive: bool, confidence: float) -> DataEngine:
+def scripted_engine(
+    backends: dict[str, Counted],
+    samples_max: int,
+    samples_min: int,
+    adaptive: bool,
+    confidence: float,
+) -> DataEngine:
     user = UserSimulator(backends["user"], max_reasks=0)
     policy = Policy(backends["policy"])
-    sampler = ForwardSampler(UserSimulator(backends["user"], max_reasks=0), Policy(backends["future"]),
-                             samples=samples_max, window=1)
-    rule = AdaptiveSampling(mode="pairs", samples_min=samples_min, samples_max=samples_max,
-                            confidence=confidence, reward_range=(0.0, 1.0), min_gap=MIN_GAP)
-    reward = MultiturnReward({"interactivity": WeightedMetric(InteractivityJudge(backends["judge"]), 1.0)},
-                             sampler, adaptive=rule if adaptive else None)
+    sampler = ForwardSampler(
+        UserSimulator(backends["user"], max_reasks=0),
+        Policy(backends["future"]),
+        samples=samples_max,
+        window=1,
+    )
+    rule = AdaptiveSampling(
+        mode="pairs",
+        samples_min=samples_min,
+        samples_max=samples_max,
+        confidence=confidence,
+        reward_range=(0.0, 1.0),
+        min_gap=MIN_GAP,
+    )
+    reward = MultiturnReward(
+        {"interactivity": WeightedMetric(InteractivityJudge(backends["judge"]), 1.0)},
+        sampler,
+        adaptive=rule if adaptive else None,
+    )
     config = GenerateConfig(candidates=3, proactive_share=0, max_turns=1, keep_futures=False)
     return DataEngine(config, user=user, policy=policy, proactive=policy, reward=reward)
 
 
 def pair_figures(folder: Path) -> dict[str, Any]:
     """Export the run's DPO pairs; count them and score each against the truth."""
-    export(ExportConfig(input_dir=folder, output_dir=folder / "export", min_gap=MIN_GAP,
-                        eval_fraction=0, save_dataset=False))
+    export(
+        ExportConfig(
+            input_dir=folder,
+            output_dir=folder / "export",
+            min_gap=MIN_GAP,
+            eval_fraction=0,
+            save_dataset=False,
+        )
+    )
     pairs = list(read_jsonl(folder / "export" / "dpo_train.jsonl"))
 
     def quality(reply: list[dict[str, str]]) -> float:
         return float(QUALITY.findall(reply[0]["content"])[-1])
 
     right = sum(quality(p["chosen"]) > quality(p["rejected"]) for p in pairs)
-    stopped = [c.get("stopped") for t in read_jsonl(folder / "turns.jsonl") for c in t["candidates"]]
-    return {"pairs": len(pairs), "accuracy": right / len(pairs) if pairs else None,
-            "stopped": {r: stopped.count(r) for r in set(stopped) if r}}
+    stopped = [
+        c.get("stopped") for t in read_jsonl(folder / "turns.jsonl") for c in t["candidates"]
+    ]
+    return {
+        "pairs": len(pairs),
+        "accuracy": right / len(pairs) if pairs else None,
+        "stopped": {r: stopped.count(r) for r in set(stopped) if r},
+    }
 
 
-async def accuracy_run(conversations: int, samples_max: int, samples_min: int, adaptive: bool,
-                       confidence: float) -> dict[str, Any]:
+async def accuracy_run(
+    conversations: int, samples_max: int, samples_min: int, adaptive: bool, confidence: float
+) -> dict[str, Any]:
     backends = {role: Counted(role) for role in ROLES}
     engine = scripted_engine(backends, samples_max, samples_min, adaptive, confidence)
     with tempfile.TemporaryDirectory() as folder:
@@ -148,8 +186,13 @@ async def accuracy_run(conversations: int, samples_max: int, samples_min: int, a
     requests = sum(b.requests for b in backends.values())
     tokens = sum(b.tokens for b in backends.values())
     pairs = figures["pairs"] or 1
-    return {**figures, "requests": requests, "tokens": tokens,
-            "requests_per_pair": requests / pairs, "tokens_per_pair": tokens / pairs}
+    return {
+        **figures,
+        "requests": requests,
+        "tokens": tokens,
+        "requests_per_pair": requests / pairs,
+        "tokens_per_pair": tokens / pairs,
+    }
 
 
 def compare(fixed: dict[str, Any], adaptive: dict[str, Any]) -> dict[str, Any]:
@@ -162,26 +205,48 @@ def compare(fixed: dict[str, Any], adaptive: dict[str, Any]) -> dict[str, Any]:
 
 
 def server_reply(request: Any, index: int) -> str:
-    return env_reply(request.body["model"], request.messages, (request.body.get("seed") or 0) + index)
+    return env_reply(
+        request.body["model"], request.messages, (request.body.get("seed") or 0) + index
+    )
 
 
-async def conversations_per_minute(base_url: str, conversations: int, samples_max: int,
-                                   samples_min: int, adaptive: bool, cap: int) -> float:
-    overrides = ["cache.enabled=false", "reward.window=1", f"reward.samples={samples_max}",
-                 "reward.future_assistant_role=future", f"export.min_gap={MIN_GAP}",
-                 "reward.metrics=[{name: interactivity}]", "reward.reward_range=[0, 1]",
-                 f"reward.adaptive={'pairs' if adaptive else 'off'}", f"reward.samples_min={samples_min}",
-                 "generate.candidates=3", "generate.proactive_share=0", "generate.max_turns=1",
-                 f"generate.conversations_in_flight={conversations}", "user.max_reasks=0"]
+async def conversations_per_minute(
+    base_url: str, conversations: int, samples_max: int, samples_min: int, adaptive: bool, cap: int
+) -> float:
+    overrides = [
+        "cache.enabled=false",
+        "reward.window=1",
+        f"reward.samples={samples_max}",
+        "reward.future_assistant_role=future",
+        f"export.min_gap={MIN_GAP}",
+        "reward.metrics=[{name: interactivity}]",
+        "reward.reward_range=[0, 1]",
+        f"reward.adaptive={'pairs' if adaptive else 'off'}",
+        f"reward.samples_min={samples_min}",
+        "generate.candidates=3",
+        "generate.proactive_share=0",
+        "generate.max_turns=1",
+        f"generate.conversations_in_flight={conversations}",
+        "user.max_reasks=0",
+    ]
     for role in ROLES:
-        overrides += [f"roles.{role}.kind=openai", f"roles.{role}.model={role}",
-                      f"roles.{role}.base_url={base_url}", f"roles.{role}.max_concurrency={cap}",
-                      f"roles.{role}.generation.seed=0"]
+        overrides += [
+            f"roles.{role}.kind=openai",
+            f"roles.{role}.model={role}",
+            f"roles.{role}.base_url={base_url}",
+            f"roles.{role}.max_concurrency={cap}",
+            f"roles.{role}.generation.seed=0",
+        ]
     config = load_config(None, overrides)
     async with Roles(config) as roles:
         policy = build_assistant(config, roles)
-        engine = DataEngine(config.generate, user=build_simulator(config, roles), policy=policy,
-                            proactive=policy, reward=build_reward(config, roles))
+        engine = DataEngine(
+            config.generate,
+            user=build_simulator(config, roles),
+            policy=policy,
+            proactive=policy,
+            reward=build_reward(config, roles),
+        )
         with tempfile.TemporaryDirectory() as folder:
             started = time.monotonic()
             outcomes = await engine.run(tasks(conversations), Path(folder))
@@ -203,22 +268,37 @@ def main() -> None:
     runs = {}
     for name, adaptive in (("fixed", False), ("adaptive", True)):
         started = time.monotonic()
-        runs[name] = asyncio.run(accuracy_run(args.conversations, args.samples_max, args.samples_min,
-                                              adaptive, args.confidence))
+        runs[name] = asyncio.run(
+            accuracy_run(
+                args.conversations, args.samples_max, args.samples_min, adaptive, args.confidence
+            )
+        )
         print(f"{name}: {runs[name]} ({time.monotonic() - started:.0f}s)")
     speed = {}
     with FakeOpenAIServer(reply_fn=server_reply, latency=args.latency) as server:
         for name, adaptive in (("fixed", False), ("adaptive", True)):
-            speed[name] = asyncio.run(conversations_per_minute(
-                server.base_url, args.latency_conversations, args.samples_max, args.samples_min,
-                adaptive, args.cap))
+            speed[name] = asyncio.run(
+                conversations_per_minute(
+                    server.base_url,
+                    args.latency_conversations,
+                    args.samples_max,
+                    args.samples_min,
+                    adaptive,
+                    args.cap,
+                )
+            )
             print(f"{name}: {speed[name]:.1f} conversations per minute at L={args.latency}s")
     result = {
-        "conversations": args.conversations, "samples_max": args.samples_max,
-        "samples_min": args.samples_min, "confidence": args.confidence, "min_gap": MIN_GAP,
+        "conversations": args.conversations,
+        "samples_max": args.samples_max,
+        "samples_min": args.samples_min,
+        "confidence": args.confidence,
+        "min_gap": MIN_GAP,
         **{k: round(v, 4) for k, v in compare(runs["fixed"], runs["adaptive"]).items()},
-        "fixed": _rounded(runs["fixed"]), "adaptive": _rounded(runs["adaptive"]),
-        "latency_s": args.latency, "cap": args.cap,
+        "fixed": _rounded(runs["fixed"]),
+        "adaptive": _rounded(runs["adaptive"]),
+        "latency_s": args.latency,
+        "cap": args.cap,
         "conversations_per_minute": {k: round(v, 1) for k, v in speed.items()},
     }
     print(json.dumps(result))

@@ -56,12 +56,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--completion-len", type=int, default=128, help="tokens per completion")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per arm")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps per arm")
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="folder, hub id, alias or 'tiny'")
+    parser.add_argument(
+        "--model", default="smollm2-135m-instruct", help="folder, hub id, alias or 'tiny'"
+    )
     parser.add_argument("--random-init", choices=["qwen2-1.5b"], help="random model of this shape")
     parser.add_argument("--lora-r", type=int, default=32)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
-                        help="train.dtype of the recipe (auto: bf16 where supported)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float32"],
+        help="train.dtype of the recipe (auto: bf16 where supported)",
+    )
     return parser.parse_args()
 
 
@@ -77,7 +83,9 @@ def pick_model(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
     try:
         return resolve_model(args.model), args.model
     except FileNotFoundError:
-        return str(save_tiny_chat_model(workdir / "tiny")), "tiny random model (SmolLM2 not installed)"
+        return str(
+            save_tiny_chat_model(workdir / "tiny")
+        ), "tiny random model (SmolLM2 not installed)"
 
 
 def save_random_qwen2(folder: Path) -> Path:
@@ -89,10 +97,18 @@ def save_random_qwen2(folder: Path) -> Path:
 
     tokenizer = tiny_tokenizer()
     config = Qwen2Config(
-        hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-        intermediate_size=8960, vocab_size=151936, max_position_embeddings=32768,
-        rope_theta=1_000_000.0, tie_word_embeddings=True, dtype="bfloat16",
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        hidden_size=1536,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        intermediate_size=8960,
+        vocab_size=151936,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=True,
+        dtype="bfloat16",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
@@ -105,8 +121,11 @@ def save_random_qwen2(folder: Path) -> Path:
 
 def one_token_words(tokenizer) -> list[str]:
     """Two words that tokenize to exactly one token each, however many times repeated."""
-    found = [w for w in WORDS
-             if all(len(tokenizer(w * k, add_special_tokens=False)["input_ids"]) == k for k in (1, 2, 7))]
+    found = [
+        w
+        for w in WORDS
+        if all(len(tokenizer(w * k, add_special_tokens=False)["input_ids"]) == k for k in (1, 2, 7))
+    ]
     if len(found) < 2:
         raise SystemExit("no two single-token words found for this tokenizer")
     return found[:2]
@@ -126,8 +145,15 @@ def exact_pair(tokenizer, prompt_len: int, completion_len: int) -> dict:
 
     n_prompt = prompt_len - len(token_ids(tokenizer, prompt(0), generation_prompt=True))
     n_reply = completion_len - completion_length(tokenizer, prompt(n_prompt), reply(a, 0))
-    row = {"prompt": prompt(n_prompt), "chosen": reply(a, n_reply), "rejected": reply(b, n_reply),
-           "conversation_id": "bench", "turn": 1, "mr_chosen": 1.0, "mr_rejected": 0.0}
+    row = {
+        "prompt": prompt(n_prompt),
+        "chosen": reply(a, n_reply),
+        "rejected": reply(b, n_reply),
+        "conversation_id": "bench",
+        "turn": 1,
+        "mr_chosen": 1.0,
+        "mr_rejected": 0.0,
+    }
     assert len(token_ids(tokenizer, row["prompt"], generation_prompt=True)) == prompt_len
     for key in ("chosen", "rejected"):
         assert completion_length(tokenizer, row["prompt"], row[key]) == completion_len
@@ -144,14 +170,22 @@ def recipe_trainer(args, model_path: str, workdir: Path):
     row = exact_pair(load_tokenizer(model_path), args.prompt_len, args.completion_len)
     total = args.steps + args.warmup
     write_jsonl(workdir / "export" / "dpo_train.jsonl", [row] * (args.pairs * total))
-    config = load_config(None, [
-        f"train.model={model_path}", f"train.output_dir={workdir / 'run'}",
-        f"train.dpo.data={workdir / 'export'}", f"train.per_device_batch_size={args.pairs}",
-        "train.gradient_accumulation_steps=1", f"train.max_steps={total}",
-        f"train.save_steps={total + 1}", f"train.max_length={args.prompt_len + args.completion_len}",
-        f"train.dpo.max_prompt_length={args.prompt_len}", f"train.lora.r={args.lora_r}",
-        f"train.dtype={args.dtype}",
-    ])
+    config = load_config(
+        None,
+        [
+            f"train.model={model_path}",
+            f"train.output_dir={workdir / 'run'}",
+            f"train.dpo.data={workdir / 'export'}",
+            f"train.per_device_batch_size={args.pairs}",
+            "train.gradient_accumulation_steps=1",
+            f"train.max_steps={total}",
+            f"train.save_steps={total + 1}",
+            f"train.max_length={args.prompt_len + args.completion_len}",
+            f"train.dpo.max_prompt_length={args.prompt_len}",
+            f"train.lora.r={args.lora_r}",
+            f"train.dtype={args.dtype}",
+        ],
+    )
     trainer, _ = dpo.build_trainer(config.train)
     return trainer, config.train
 
@@ -169,16 +203,23 @@ def hand_arm(trainer, config, args):
     torch.manual_seed(config.seed)
     model = get_peft_model(model, lora_config(config.lora)).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.dpo.learning_rate, weight_decay=0.0,
-                                  fused="fused" in str(trainer.args.optim))
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=config.dpo.learning_rate,
+        weight_decay=0.0,
+        fused="fused" in str(trainer.args.optim),
+    )
     examples = [trainer.train_dataset[i] for i in range(args.pairs)]
     batch = {k: v.to(device) for k, v in trainer.data_collator(examples).items()}
     labels = batch["input_ids"][:, -completion:]  # equal lengths: completions are the last tokens
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.args.bf16))
 
     def logps(m) -> torch.Tensor:
-        logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   logits_to_keep=completion + 1).logits[:, :-1]
+        logits = m(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            logits_to_keep=completion + 1,
+        ).logits[:, :-1]
         return logits.float().log_softmax(-1).gather(-1, labels[..., None]).squeeze(-1).sum(-1)
 
     def step() -> float:
@@ -218,8 +259,12 @@ def interleaved_timings(trainer, hand_step, sync) -> tuple[list[float], list[flo
             sync()
             self.mark = time.perf_counter()
             self.hand.append(self.mark - started)
-            print(f"step {state.global_step}: recipe {self.recipe[-1]:.3f} s, "
-                  f"hand {self.hand[-1]:.3f} s", file=sys.stderr, flush=True)
+            print(
+                f"step {state.global_step}: recipe {self.recipe[-1]:.3f} s, "
+                f"hand {self.hand[-1]:.3f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     timer = Interleave()
     trainer.add_callback(timer)
@@ -244,21 +289,27 @@ def main() -> None:
         device = trainer.args.device
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         recipe, hand = interleaved_timings(trainer, hand_step, sync)
-    recipe_s = statistics.median(recipe[args.warmup:])
-    hand_s = statistics.median(hand[args.warmup:])
+    recipe_s = statistics.median(recipe[args.warmup :])
+    hand_s = statistics.median(hand[args.warmup :])
     tokens = 2 * args.pairs * (args.prompt_len + args.completion_len)
     print(f"recipe steps (s): {[round(t, 3) for t in recipe]}", file=sys.stderr)
     print(f"hand steps (s):   {[round(t, 3) for t in hand]}", file=sys.stderr)
     dtype = "bf16" if trainer.args.bf16 else "fp32"
-    print(json.dumps({
-        "model": model_name, "device": f"{device.type} ({dtype}, {args.pairs} pairs x "
-                                      f"{args.prompt_len}+{args.completion_len} tokens, "
-                                      f"LoRA r={args.lora_r})",
-        "recipe_step_s": round(recipe_s, 4), "hand_step_s": round(hand_s, 4),
-        "ratio": round(recipe_s / hand_s, 3),
-        "tokens_per_s_recipe": round(tokens / recipe_s, 1),
-        "tokens_per_s_hand": round(tokens / hand_s, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "model": model_name,
+                "device": f"{device.type} ({dtype}, {args.pairs} pairs x "
+                f"{args.prompt_len}+{args.completion_len} tokens, "
+                f"LoRA r={args.lora_r})",
+                "recipe_step_s": round(recipe_s, 4),
+                "hand_step_s": round(hand_s, 4),
+                "ratio": round(recipe_s / hand_s, 3),
+                "tokens_per_s_recipe": round(tokens / recipe_s, 1),
+                "tokens_per_s_hand": round(tokens / hand_s, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -73,29 +73,56 @@ def log(message: str) -> None:
 
 def overrides(args: argparse.Namespace, workdir: Path) -> list[str]:
     """The demo config turned into this benchmark's run: its sizes, settings and folders."""
-    run = {"cache.path": workdir / "cache.sqlite", "generate.output_dir": workdir / "generate",
-           "export.input_dir": workdir / "generate", "export.output_dir": workdir / "export",
-           "train.output_dir": workdir / "dpo", "train.dpo.data": workdir / "export",
-           "roles.trained.adapter": workdir / "dpo" / "final", "eval.output_dir": workdir / "eval",
-           "demo.report": workdir / "report.html"}
-    train = "{set: clarify-chat, split: train" + (f", limit: {args.train_limit}}}" if args.train_limit else "}")
-    test = "{set: clarify-chat, split: test" + (f", limit: {args.eval_limit}}}" if args.eval_limit else "}")
+    run = {
+        "cache.path": workdir / "cache.sqlite",
+        "generate.output_dir": workdir / "generate",
+        "export.input_dir": workdir / "generate",
+        "export.output_dir": workdir / "export",
+        "train.output_dir": workdir / "dpo",
+        "train.dpo.data": workdir / "export",
+        "roles.trained.adapter": workdir / "dpo" / "final",
+        "eval.output_dir": workdir / "eval",
+        "demo.report": workdir / "report.html",
+    }
+    train = "{set: clarify-chat, split: train" + (
+        f", limit: {args.train_limit}}}" if args.train_limit else "}"
+    )
+    test = "{set: clarify-chat, split: test" + (
+        f", limit: {args.eval_limit}}}" if args.eval_limit else "}"
+    )
     return [
         *(f"{key}={value}" for key, value in run.items()),
-        f"roles.policy.model={args.model}", f"roles.base.model={args.model}",
-        f"roles.trained.model={args.model}", f"train.model={args.model}",
+        f"roles.policy.model={args.model}",
+        f"roles.base.model={args.model}",
+        f"roles.trained.model={args.model}",
+        f"train.model={args.model}",
         f"roles.policy.generation.temperature={args.temperature}",
-        *(f"roles.{role}.generation.max_tokens={args.max_tokens}" for role in ("policy", "base", "trained")),
-        *(f"roles.{role}.max_batch_size={args.batch_rows}" for role in ("policy", "base", "trained")),
-        f"generate.tasks={train}", f"eval.tasks={test}",
-        f"generate.candidates={args.candidates}", f"generate.proactive_share={args.proactive_share}",
-        "generate.max_turns=1", f"generate.conversations_in_flight={args.in_flight}",
-        f"reward.samples={args.samples}", f"reward.window={args.window}",
-        f"export.min_gap={args.min_gap}", f"train.per_device_batch_size={args.batch}",
-        f"train.dpo.learning_rate={args.lr}", f"train.dpo.epochs={args.epochs}",
-        f"train.dpo.beta={args.beta}", f"train.lora.r={args.lora_r}",
-        f"train.lora.alpha={args.lora_alpha}", f"train.seed={args.seed}",
-        f"eval.max_turns={args.eval_turns}", "eval.seeds=1",
+        *(
+            f"roles.{role}.generation.max_tokens={args.max_tokens}"
+            for role in ("policy", "base", "trained")
+        ),
+        *(
+            f"roles.{role}.max_batch_size={args.batch_rows}"
+            for role in ("policy", "base", "trained")
+        ),
+        f"generate.tasks={train}",
+        f"eval.tasks={test}",
+        f"generate.candidates={args.candidates}",
+        f"generate.proactive_share={args.proactive_share}",
+        "generate.max_turns=1",
+        f"generate.conversations_in_flight={args.in_flight}",
+        f"reward.samples={args.samples}",
+        f"reward.window={args.window}",
+        f"export.min_gap={args.min_gap}",
+        f"train.per_device_batch_size={args.batch}",
+        f"train.dpo.learning_rate={args.lr}",
+        f"train.dpo.epochs={args.epochs}",
+        f"train.dpo.beta={args.beta}",
+        f"train.lora.r={args.lora_r}",
+        f"train.lora.alpha={args.lora_alpha}",
+        f"train.seed={args.seed}",
+        f"eval.max_turns={args.eval_turns}",
+        "eval.seeds=1",
     ]
 
 
@@ -107,19 +134,28 @@ def pair_facts(workdir: Path, proactive_prompt: str) -> dict[str, Any]:
     turns = list(read_jsonl(workdir / "generate" / "turns.jsonl"))
     candidates = [c for t in turns for c in t["candidates"]]
     pairs = list(read_jsonl(workdir / "export" / "dpo_train.jsonl"))
-    leaked = sum(any(m["role"] == "system" or proactive_prompt.strip()[:60] in m["content"]
-                     for m in p["prompt"]) for p in pairs)
+    leaked = sum(
+        any(
+            m["role"] == "system" or proactive_prompt.strip()[:60] in m["content"]
+            for m in p["prompt"]
+        )
+        for p in pairs
+    )
     by_source: dict[str, list[int]] = {}
     for c in candidates:
         by_source.setdefault(c["source"], []).append(asks_question(c["text"]))
 
     def share(side: str) -> float:
-        return round(sum(asks_question(p[side][0]["content"]) for p in pairs) / max(1, len(pairs)), 3)
+        return round(
+            sum(asks_question(p[side][0]["content"]) for p in pairs) / max(1, len(pairs)), 3
+        )
 
     return {
-        "pairs": len(pairs), "scored_turns": len(turns),
+        "pairs": len(pairs),
+        "scored_turns": len(turns),
         "candidate_ask_rate": {s: round(sum(v) / len(v), 3) for s, v in by_source.items()},
-        "chosen_asks": share("chosen"), "rejected_asks": share("rejected"),
+        "chosen_asks": share("chosen"),
+        "rejected_asks": share("rejected"),
         "prompts_with_system_message": leaked,
     }
 
@@ -137,7 +173,10 @@ def figures(summary: dict[str, Any], group: str, name: str) -> dict[str, Any]:
     for diff in summary[group]["paired"]:
         if diff["figure"] == name:
             out[f"{diff['a']}_minus_base"] = round(diff["mean"] * scale, 4)
-            out[f"{diff['a']}_ci95"] = [round(diff["low"] * scale, 4), round(diff["high"] * scale, 4)]
+            out[f"{diff['a']}_ci95"] = [
+                round(diff["low"] * scale, 4),
+                round(diff["high"] * scale, 4),
+            ]
     return out
 
 
@@ -176,15 +215,21 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     summary = json.loads((config.eval.output_dir / "summary.json").read_text())
     success = figures(summary, NEEDS_DETAIL, "score")
     return {
-        "before": success["base"], "after": success["trained"], "n_eval": success["n"],
-        "ci95_diff": success["trained_ci95"], "diff": success["trained_minus_base"],
-        "task_success": success, "asks_first": figures(summary, NEEDS_DETAIL, "asks_first"),
+        "before": success["base"],
+        "after": success["trained"],
+        "n_eval": success["n"],
+        "ci95_diff": success["trained_ci95"],
+        "diff": success["trained_minus_base"],
+        "task_success": success,
+        "asks_first": figures(summary, NEEDS_DETAIL, "asks_first"),
         "turns": figures(summary, NEEDS_DETAIL, "turns"),
-        "complete_requests": {name: figures(summary, COMPLETE, name)
-                              for name in ("score", "asks_first", "turns")},
+        "complete_requests": {
+            name: figures(summary, COMPLETE, name) for name in ("score", "asks_first", "turns")
+        },
         **facts,
         "settings": {k: v for k, v in vars(args).items() if k not in ("workdir",)},
-        **timings, "wall_s": round(time.monotonic() - started, 1),
+        **timings,
+        "wall_s": round(time.monotonic() - started, 1),
     }
 
 
@@ -192,10 +237,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (a few minutes)")
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)")
-    parser.add_argument("--workdir", type=Path, help="keep the run's files here (default: a temp folder)")
-    parser.add_argument("--reuse-pairs", action="store_true",
-                        help="skip the data engine: train on the pairs already in --workdir (tuning)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the run's files here (default: a temp folder)"
+    )
+    parser.add_argument(
+        "--reuse-pairs",
+        action="store_true",
+        help="skip the data engine: train on the pairs already in --workdir (tuning)",
+    )
     parser.add_argument("--train-limit", type=int, help="train requests (default all 180)")
     parser.add_argument("--eval-limit", type=int, help="test requests (default all 110)")
     parser.add_argument("--candidates", type=int, default=6, help="k per assistant turn")
@@ -213,7 +265,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8, help="pairs per optimizer step")
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--lora-alpha", type=int, default=32)
-    parser.add_argument("--eval-turns", type=int, default=3, help="assistant turns per eval conversation")
+    parser.add_argument(
+        "--eval-turns", type=int, default=3, help="assistant turns per eval conversation"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.reuse_pairs and args.workdir is None:

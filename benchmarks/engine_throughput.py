@@ -36,27 +36,48 @@ CAP = 64
 
 
 def config(base_url: str, in_flight: int, turns: int):
-    overrides = ["cache.enabled=false", "reward.samples=3", "reward.window=2",
-                 "reward.metrics=[{name: interactivity}, {name: accuracy}, {name: token_efficiency}]",
-                 "generate.candidates=3", f"generate.max_turns={turns}",
-                 f"generate.conversations_in_flight={in_flight}"]
+    overrides = [
+        "cache.enabled=false",
+        "reward.samples=3",
+        "reward.window=2",
+        "reward.metrics=[{name: interactivity}, {name: accuracy}, {name: token_efficiency}]",
+        "generate.candidates=3",
+        f"generate.max_turns={turns}",
+        f"generate.conversations_in_flight={in_flight}",
+    ]
     for role in ("policy", "user", "judge"):
-        overrides += [f"roles.{role}.kind=openai", f"roles.{role}.model=fake",
-                      f"roles.{role}.base_url={base_url}", f"roles.{role}.max_concurrency={CAP}"]
+        overrides += [
+            f"roles.{role}.kind=openai",
+            f"roles.{role}.model=fake",
+            f"roles.{role}.base_url={base_url}",
+            f"roles.{role}.max_concurrency={CAP}",
+        ]
     return load_config(None, overrides)
 
 
 def tasks(n: int) -> list[Task]:
-    return [Task(id=f"t{i}", description="solve a math problem", intent=f"Problem {i}: 40 + 2?",
-                 reference="42", artifact="answer") for i in range(n)]
+    return [
+        Task(
+            id=f"t{i}",
+            description="solve a math problem",
+            intent=f"Problem {i}: 40 + 2?",
+            reference="42",
+            artifact="answer",
+        )
+        for i in range(n)
+    ]
 
 
-async def run_engine(base_url: str, conversations: int, in_flight: int, turns: int, out: Path) -> float:
+async def run_engine(
+    base_url: str, conversations: int, in_flight: int, turns: int, out: Path
+) -> float:
     cfg = config(base_url, in_flight, turns)
     async with Roles(cfg) as roles:
         policy = build_assistant(cfg, roles)
         engine = DataEngine(
-            cfg.generate, user=build_simulator(cfg, roles), policy=policy,
+            cfg.generate,
+            user=build_simulator(cfg, roles),
+            policy=policy,
             proactive=Policy(policy.backend, policy.params, load_prompt("proactive")),
             reward=build_reward(cfg, roles),
         )
@@ -66,13 +87,20 @@ async def run_engine(base_url: str, conversations: int, in_flight: int, turns: i
         return time.monotonic() - started
 
 
-def measure(server: FakeServerProcess, conversations: int, in_flight: int, turns: int = 4,
-            trace: bool = False) -> dict:
+def measure(
+    server: FakeServerProcess,
+    conversations: int,
+    in_flight: int,
+    turns: int = 4,
+    trace: bool = False,
+) -> dict:
     before = server.request_count
     with tempfile.TemporaryDirectory() as folder:
         if trace:
             tracemalloc.start()
-        wall = asyncio.run(run_engine(server.base_url, conversations, in_flight, turns, Path(folder)))
+        wall = asyncio.run(
+            run_engine(server.base_url, conversations, in_flight, turns, Path(folder))
+        )
         peak = tracemalloc.get_traced_memory()[1] if trace else 0
         tracemalloc.stop()
     return {"wall_s": wall, "requests": server.request_count - before, "peak_mb": peak / 2**20}
@@ -85,19 +113,29 @@ def main() -> None:
     with FakeServerProcess(latency=latency, roleplay=True) as server:
         main_run = measure(server, 20, in_flight=64)
         rate = main_run["requests"] / main_run["wall_s"]
-        print(f"20 conversations: {main_run['requests']} requests in {main_run['wall_s']:.1f}s "
-              f"({rate:.0f}/s), utilisation {rate * latency / CAP:.2f}")
+        print(
+            f"20 conversations: {main_run['requests']} requests in {main_run['wall_s']:.1f}s "
+            f"({rate:.0f}/s), utilisation {rate * latency / CAP:.2f}"
+        )
         small = measure(server, 8, in_flight=8, turns=2, trace=True)
         large = measure(server, 32, in_flight=8, turns=2, trace=True)
-        print(f"peak Python memory, 8 in flight: {small['peak_mb']:.1f} MB for 8 conversations, "
-              f"{large['peak_mb']:.1f} MB for 32")
-    print(json.dumps({
-        "conversations": 20, "wall_s": round(main_run["wall_s"], 2),
-        "requests": main_run["requests"], "requests_per_s": round(rate, 1),
-        "utilisation": round(rate * latency / CAP, 3),
-        "peak_mb_8_conversations": round(small["peak_mb"], 1),
-        "peak_mb_32_conversations": round(large["peak_mb"], 1),
-    }))
+        print(
+            f"peak Python memory, 8 in flight: {small['peak_mb']:.1f} MB for 8 conversations, "
+            f"{large['peak_mb']:.1f} MB for 32"
+        )
+    print(
+        json.dumps(
+            {
+                "conversations": 20,
+                "wall_s": round(main_run["wall_s"], 2),
+                "requests": main_run["requests"],
+                "requests_per_s": round(rate, 1),
+                "utilisation": round(rate * latency / CAP, 3),
+                "peak_mb_8_conversations": round(small["peak_mb"], 1),
+                "peak_mb_32_conversations": round(large["peak_mb"], 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

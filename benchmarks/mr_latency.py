@@ -38,17 +38,30 @@ CRITICAL_CALLS = 2 * W + 1
 
 
 def config(base_url: str, cap: int):
-    overrides = ["cache.enabled=false", f"reward.samples={S}", f"reward.window={W}",
-                 "reward.metrics=[{name: interactivity}, {name: accuracy}, {name: token_efficiency}]"]
+    overrides = [
+        "cache.enabled=false",
+        f"reward.samples={S}",
+        f"reward.window={W}",
+        "reward.metrics=[{name: interactivity}, {name: accuracy}, {name: token_efficiency}]",
+    ]
     for role in ("policy", "user", "judge"):
-        overrides += [f"roles.{role}.kind=openai", f"roles.{role}.model=fake",
-                      f"roles.{role}.base_url={base_url}", f"roles.{role}.max_concurrency={cap}"]
+        overrides += [
+            f"roles.{role}.kind=openai",
+            f"roles.{role}.model=fake",
+            f"roles.{role}.base_url={base_url}",
+            f"roles.{role}.max_concurrency={cap}",
+        ]
     return load_config(None, overrides)
 
 
 def task(i: int) -> Task:
-    return Task(id=f"t{i}", description="solve a math problem", intent=f"What is 40 + 2? ({i})",
-                reference="42", artifact="answer")
+    return Task(
+        id=f"t{i}",
+        description="solve a math problem",
+        intent=f"What is 40 + 2? ({i})",
+        reference="42",
+        artifact="answer",
+    )
 
 
 async def score_prefixes(server: FakeServerProcess, prefixes: int, cap: int) -> tuple[float, int]:
@@ -56,13 +69,20 @@ async def score_prefixes(server: FakeServerProcess, prefixes: int, cap: int) -> 
     async with Roles(config(server.base_url, cap)) as roles:
         reward = build_reward(roles.config, roles)
         started = time.monotonic()
-        results = await asyncio.gather(*(
-            reward.score(task(i), Conversation.of(("user", f"help with problem {i}")),
-                         [f"candidate {c} for {i}" for c in range(K)])
-            for i in range(prefixes)
-        ))
+        results = await asyncio.gather(
+            *(
+                reward.score(
+                    task(i),
+                    Conversation.of(("user", f"help with problem {i}")),
+                    [f"candidate {c} for {i}" for c in range(K)],
+                )
+                for i in range(prefixes)
+            )
+        )
         wall = time.monotonic() - started
-    assert all(r.scored and r.unscored == 0 for rs in results for r in rs), "a candidate was unscored"
+    assert all(r.scored and r.unscored == 0 for rs in results for r in rs), (
+        "a candidate was unscored"
+    )
     return wall, server.request_count - before
 
 
@@ -74,19 +94,34 @@ def main() -> None:
     with FakeServerProcess(latency=latency, roleplay=True) as server:
         wall, requests = asyncio.run(score_prefixes(server, 1, cap=64))
         critical = CRITICAL_CALLS * latency
-        print(f"1 prefix: {requests} requests (method needs {K * S * CALLS_PER_FUTURE}), "
-              f"wall {wall:.2f}s, critical path {critical:.2f}s")
+        print(
+            f"1 prefix: {requests} requests (method needs {K * S * CALLS_PER_FUTURE}), "
+            f"wall {wall:.2f}s, critical path {critical:.2f}s"
+        )
         wall32, requests32 = asyncio.run(score_prefixes(server, 32, cap=64))
         bound32 = max(critical, requests32 * latency / 64)
-        print(f"32 prefixes, cap 64: {requests32} requests, wall {wall32:.2f}s, "
-              f"bound {bound32:.2f}s, ratio {wall32 / bound32:.2f}")
-    print(json.dumps({
-        "latency_s": latency, "wall_s": round(wall, 3), "critical_path_s": round(critical, 3),
-        "ratio": round(wall / critical, 3), "requests": requests,
-        "requests_needed": K * S * CALLS_PER_FUTURE,
-        "prefixes_32": {"wall_s": round(wall32, 3), "requests": requests32,
-                        "bound_s": round(bound32, 3), "ratio": round(wall32 / bound32, 3)},
-    }))
+        print(
+            f"32 prefixes, cap 64: {requests32} requests, wall {wall32:.2f}s, "
+            f"bound {bound32:.2f}s, ratio {wall32 / bound32:.2f}"
+        )
+    print(
+        json.dumps(
+            {
+                "latency_s": latency,
+                "wall_s": round(wall, 3),
+                "critical_path_s": round(critical, 3),
+                "ratio": round(wall / critical, 3),
+                "requests": requests,
+                "requests_needed": K * S * CALLS_PER_FUTURE,
+                "prefixes_32": {
+                    "wall_s": round(wall32, 3),
+                    "requests": requests32,
+                    "bound_s": round(bound32, 3),
+                    "ratio": round(wall32 / bound32, 3),
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -32,9 +39,12 @@ def user_without_key(workdir, monkeypatch) -> str:
     unset: every conversation fails at its first call, without any network request."""
     monkeypatch.delenv("COLLABRL_TEST_UNSET_KEY", raising=False)
     config = yaml.safe_load((workdir / "configs/scripted.yaml").read_text())
-    config["roles"]["user"] = {"kind": "openai", "model": "gpt-test",
-                               "base_url": "https://api.example.invalid/v1",
-                               "api_key_env": "COLLABRL_TEST_UNSET_KEY"}
+    config["roles"]["user"] = {
+        "kind": "openai",
+        "model": "gpt-test",
+        "base_url": "https://api.example.invalid/v1",
+        "api_key_env": "COLLABRL_TEST_UNSET_KEY",
+    }
     path = workdir / "configs/no-key.yaml"
     path.write_text(yaml.safe_dump(config))
     return str(path)
@@ -45,7 +55,8 @@ def browser():
     """Debian's headless Chromium driven by Playwright (launched directly, no browser download);
     tests using it are skipped, with the reason, when either is missing."""
     sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is missing: pip install playwright (dev extra)")
+        "playwright.sync_api", reason="playwright is missing: pip install playwright (dev extra)"
+    )
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium: apt-get install -y chromium")
     with sync_api.sync_playwright() as p:

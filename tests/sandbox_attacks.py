@@ -25,8 +25,15 @@ import tempfile
 from pathlib import Path
 from textwrap import dedent
 
-CASES = ("delete_outside", "overwrite_outside", "create_in_host_tmp", "write_python_install",
-         "processes_over_limit", "read_other_environ", "network")
+CASES = (
+    "delete_outside",
+    "overwrite_outside",
+    "create_in_host_tmp",
+    "write_python_install",
+    "processes_over_limit",
+    "read_other_environ",
+    "network",
+)
 CHECK_ONE = "def check(candidate):\n    assert candidate() == 1\n"
 MAX_PROCESSES = 32
 
@@ -126,8 +133,11 @@ async def attack(sandbox) -> dict:
     token = secrets.token_hex(8)
     canary = Path(tempfile.gettempdir()) / f"collabrl-canary-{token}"
     installed = [Path(p) / f"collabrl-pwned-{token}" for p in {sys.base_prefix, sys.prefix}]
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as server, \
-            bystander(f"sk-canary-{token}"):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        socket.socket() as server,
+        bystander(f"sk-canary-{token}"),
+    ):
         Path(tmp).chmod(0o755)
         victim = Path(tmp) / "victim"
         victim.mkdir(mode=0o777)
@@ -137,19 +147,36 @@ async def attack(sandbox) -> dict:
             (victim / name).chmod(0o666)
         server.bind(("127.0.0.1", 0))
         server.listen()
-        code = attack_code(str(victim), str(canary), installed[0].name, f"sk-canary-{token}",
-                           server.getsockname()[1])
+        code = attack_code(
+            str(victim),
+            str(canary),
+            installed[0].name,
+            f"sk-canary-{token}",
+            server.getsockname()[1],
+        )
         try:
             result = await sandbox.run_tests(code, CHECK_ONE, "check", "f")
-            reported = next((json.loads(line[6:]) for line in result.stdout.splitlines()
-                             if line.startswith("LEAKS ")), None)
+            reported = next(
+                (
+                    json.loads(line[6:])
+                    for line in result.stdout.splitlines()
+                    if line.startswith("LEAKS ")
+                ),
+                None,
+            )
             leaks = host_leaks(victim, canary, installed)
         finally:
             for path in (canary, *installed):
                 path.unlink(missing_ok=True)
-    return {"refused": None, "level": iso.level, "weak": bool(iso.weaknesses),
-            "verdict": result.verdict, "reported": reported, "tried": list(CASES),
-            "leaks": sorted(leaks | set(reported or ()))}
+    return {
+        "refused": None,
+        "level": iso.level,
+        "weak": bool(iso.weaknesses),
+        "verdict": result.verdict,
+        "reported": reported,
+        "tried": list(CASES),
+        "leaks": sorted(leaks | set(reported or ())),
+    }
 
 
 def main() -> None:
@@ -163,8 +190,12 @@ def main() -> None:
     if args.no_bwrap:
         found = isolation.tool
         isolation.tool = lambda name: None if name == "bwrap" else found(name)
-    sandbox = Sandbox(timeout_s=20, max_processes=MAX_PROCESSES, isolation=args.isolation,
-                      allow_weak_isolation=args.allow_weak)
+    sandbox = Sandbox(
+        timeout_s=20,
+        max_processes=MAX_PROCESSES,
+        isolation=args.isolation,
+        allow_weak_isolation=args.allow_weak,
+    )
     outcome = asyncio.run(attack(sandbox))
     print(json.dumps({"uid": os.geteuid(), **outcome}))
 

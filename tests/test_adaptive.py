@@ -25,8 +25,15 @@ PREFIX = Conversation.of(("user", "help me"))
 
 
 def rule(mode="pairs", samples_min=2, samples_max=16, **kw):
-    return AdaptiveSampling(mode=mode, samples_min=samples_min, samples_max=samples_max,
-                            confidence=0.95, reward_range=(0.0, 1.0), min_gap=0.05, **kw)
+    return AdaptiveSampling(
+        mode=mode,
+        samples_min=samples_min,
+        samples_max=samples_max,
+        confidence=0.95,
+        reward_range=(0.0, 1.0),
+        min_gap=0.05,
+        **kw,
+    )
 
 
 class TableMetric:
@@ -47,11 +54,15 @@ class TableMetric:
 
 
 def reward_with(values, adaptive, samples=16):
-    user = UserSimulator(ScriptedBackend(reply_fn=lambda m, p, i: json.dumps({"message": f"u s{i}"})))
+    user = UserSimulator(
+        ScriptedBackend(reply_fn=lambda m, p, i: json.dumps({"message": f"u s{i}"}))
+    )
     policy = Policy(ScriptedBackend(reply_fn=lambda m, p, i: f"a s{i}"))
     metric = TableMetric(values)
     sampler = ForwardSampler(user, policy, samples=samples, window=1)
-    return MultiturnReward({"table": WeightedMetric(metric, 1.0)}, sampler, adaptive=adaptive), metric
+    return MultiturnReward(
+        {"table": WeightedMetric(metric, 1.0)}, sampler, adaptive=adaptive
+    ), metric
 
 
 def test_t_quantile_matches_tables():
@@ -96,12 +107,16 @@ async def test_a_cut_candidate_cannot_settle_the_race_as_the_best():
     assert [(r.stopped, len(r.samples)) for r in results[1:]] == [("max_samples", 16)] * 2
     assert results[0].stopped == "settled" and len(results[0].samples) < 16  # never best or worst
     unaware, _ = reward_with(values, rule())
-    assert all(r.stopped == "settled" for r in await unaware.score(TASK, PREFIX, ["c0", "c1", "c2"]))
+    assert all(
+        r.stopped == "settled" for r in await unaware.score(TASK, PREFIX, ["c0", "c1", "c2"])
+    )
 
 
 async def test_estimate_mode_stops_at_the_target_standard_error():
     target = 0.1
-    mr, _ = reward_with([[0.4, 0.6], [0.0, 1.0]], rule("estimate", target_stderr=target, samples_max=64))
+    mr, _ = reward_with(
+        [[0.4, 0.6], [0.0, 1.0]], rule("estimate", target_stderr=target, samples_max=64)
+    )
     steady, noisy = await mr.score(TASK, PREFIX, ["c0", "c1"])
     assert steady.stopped == noisy.stopped == "settled"
     assert len(steady.samples) < len(noisy.samples) <= 64
@@ -125,7 +140,9 @@ async def test_adaptive_futures_are_the_fixed_runs_first_futures():
     every = await fixed.score(TASK, PREFIX, ["c0", "c1"])
     some = await adaptive.score(TASK, PREFIX, ["c0", "c1"])
     for f, a in zip(every, some):
-        assert [s.model_dump() for s in a.samples] == [s.model_dump() for s in f.samples[:len(a.samples)]]
+        assert [s.model_dump() for s in a.samples] == [
+            s.model_dump() for s in f.samples[: len(a.samples)]
+        ]
 
 
 def test_config_needs_a_reward_range_and_reads_yaml_off():
@@ -137,14 +154,17 @@ def test_config_needs_a_reward_range_and_reads_yaml_off():
 
 
 def engine_with(tmp_path, adaptive):
-    user = UserSimulator(ScriptedBackend(reply_fn=lambda m, p, i: json.dumps({"message": f"same s{i}"})),
-                         max_reasks=0)
+    user = UserSimulator(
+        ScriptedBackend(reply_fn=lambda m, p, i: json.dumps({"message": f"same s{i}"})),
+        max_reasks=0,
+    )
     backend = ScriptedBackend(reply_fn=lambda m, p, i: f"c{i % 2}")
     values = [[0.9, 1.0], [0.0, 0.1]]
     mr, _ = reward_with(values, adaptive)
     config = GenerateConfig(candidates=2, proactive_share=0, max_turns=1)
-    return DataEngine(config, user=user, policy=Policy(backend), proactive=Policy(backend),
-                      reward=mr), backend
+    return DataEngine(
+        config, user=user, policy=Policy(backend), proactive=Policy(backend), reward=mr
+    ), backend
 
 
 async def test_engine_records_counts_and_reasons_and_the_report_shows_them(tmp_path):
@@ -155,7 +175,9 @@ async def test_engine_records_counts_and_reasons_and_the_report_shows_them(tmp_p
     assert all(2 <= len(c["sample_rewards"]) < 16 for c in turn["candidates"])
     run = load_run(tmp_path)
     assert run["counts"]["sampling_stopped"] == {"settled": 2}
-    assert [c["stopped"] for c in run["conversations"][0]["steps"][0]["candidates"]] == ["settled"] * 2
+    assert [c["stopped"] for c in run["conversations"][0]["steps"][0]["candidates"]] == [
+        "settled"
+    ] * 2
 
 
 async def test_tasks_with_the_same_opening_get_different_candidate_requests(tmp_path):
@@ -173,7 +195,9 @@ async def test_tasks_with_the_same_opening_get_different_candidate_requests(tmp_
 
 
 def test_the_benchmark_environment_runs_at_a_tiny_size():
-    spec = importlib.util.spec_from_file_location("adaptive_mr", ROOT / "benchmarks" / "adaptive_mr.py")
+    spec = importlib.util.spec_from_file_location(
+        "adaptive_mr", ROOT / "benchmarks" / "adaptive_mr.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     for q in bench.LEVELS:
@@ -185,5 +209,9 @@ def test_the_benchmark_environment_runs_at_a_tiny_size():
     assert fixed["pairs"] >= 1 and adaptive["pairs"] >= 1
     assert adaptive["requests"] <= fixed["requests"]
     assert set(adaptive["stopped"]) <= {"settled", "max_samples"} and not fixed["stopped"]
-    assert set(bench.compare(fixed, adaptive)) == {"requests_ratio", "tokens_ratio",
-                                                   "accuracy_drop", "pairs_ratio"}
+    assert set(bench.compare(fixed, adaptive)) == {
+        "requests_ratio",
+        "tokens_ratio",
+        "accuracy_drop",
+        "pairs_ratio",
+    }

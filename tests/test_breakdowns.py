@@ -7,16 +7,29 @@ from collabrl.evaluate import summarise, table_markdown
 
 
 def record(system, task, seed, score, persona=None, error=None, tokens=1000):
-    return {"system": system, "task_id": task, "seed": seed, "metric": "accuracy", "score": score,
-            "itr_grade": 3, "assistant_tokens": tokens, "turns": 2, "satisfied": True,
-            "error": error, "messages": [{"role": "user", "content": "hi"}],
-            "persona": {"name": persona, "summary": "someone"} if persona else None}
+    return {
+        "system": system,
+        "task_id": task,
+        "seed": seed,
+        "metric": "accuracy",
+        "score": score,
+        "itr_grade": 3,
+        "assistant_tokens": tokens,
+        "turns": 2,
+        "satisfied": True,
+        "error": error,
+        "messages": [{"role": "user", "content": "hi"}],
+        "persona": {"name": persona, "summary": "someone"} if persona else None,
+    }
 
 
 def outcomes(system, per_task):
     """Records of ``system``: per task, one score per seed (None: a failed conversation)."""
-    return [record(system, task, seed, score, error="user_error:x" if score is None else None)
-            for task, scores in per_task.items() for seed, score in enumerate(scores)]
+    return [
+        record(system, task, seed, score, error="user_error:x" if score is None else None)
+        for task, scores in per_task.items()
+        for seed, score in enumerate(scores)
+    ]
 
 
 def test_pass_hat_k_is_the_chance_that_k_of_n_seeds_all_succeed():
@@ -52,7 +65,9 @@ def test_summary_and_table_carry_pass_k_next_to_the_mean():
     assert "Accuracy, reliability across seeds (success: score >= 1):" in table
     assert "| System | mean (%) | pass^1 (%) | pass^2 (%) | pass^3 (%) | tasks |" in table
     assert "| a | 55.6 | 55.6 | 44.4 | 33.3 | 3 |" in table
-    assert summarise(rows, ["a"], resamples=200)["accuracy"]["reliability"]["seeds"] == 3  # from the records
+    assert (
+        summarise(rows, ["a"], resamples=200)["accuracy"]["reliability"]["seeds"] == 3
+    )  # from the records
 
 
 def test_per_persona_figures_with_intervals_and_failures():

@@ -28,7 +28,9 @@ def user_reply(messages, params, index):
     """Opens with the task id; a few turns in, ends the chat."""
     last = messages[-1].content
     if "has not started" in last:
-        return json.dumps({"message": f"help with {messages[0].content.split('ID:')[1].split()[0]}"})
+        return json.dumps(
+            {"message": f"help with {messages[0].content.split('ID:')[1].split()[0]}"}
+        )
     if "final" in last:
         return json.dumps({"message": "", "terminate": True})
     return json.dumps({"message": f"more, draft {index}"})
@@ -53,10 +55,12 @@ def make_engine(folder, caps):
     policy, proactive = Policy(policy_backend), Policy(policy_backend, system_prompt="ask")
     reward = MultiturnReward(
         {"token_efficiency": WeightedMetric(TokenEfficiency(form="penalty", lam=0.01), 1.0)},
-        ForwardSampler(user, policy, samples=2, window=1))
+        ForwardSampler(user, policy, samples=2, window=1),
+    )
     config = GenerateConfig(candidates=3, max_turns=3, conversations_in_flight=1)
-    engine = DataEngine(config, user=user, policy=policy, proactive=proactive, reward=reward,
-                        budget=budget)
+    engine = DataEngine(
+        config, user=user, policy=policy, proactive=proactive, reward=reward, budget=budget
+    )
     return engine, cache
 
 
@@ -120,7 +124,9 @@ async def test_capped_run_then_larger_cap_equals_an_uncapped_run(tmp_path, share
     convs = list(read_jsonl(tmp_path / "run/out/conversations.jsonl"))
     assert len(convs) == int(share)  # an abandoned conversation left no record
     manifest = json.loads((tmp_path / "run/out/manifest.json").read_text())
-    assert manifest["stopped"] == "budget" and manifest["budget"]["tokens"] == int(share * per_conversation)
+    assert manifest["stopped"] == "budget" and manifest["budget"]["tokens"] == int(
+        share * per_conversation
+    )
     assert manifest["spent"]["tokens"] == capped.total.tokens > 0
     rerun = await generate(tmp_path / "run", tokens=UNCAPPED)
     assert not rerun.stopped and rerun.total.tokens < ref.total.tokens  # the cache answered
@@ -129,13 +135,17 @@ async def test_capped_run_then_larger_cap_equals_an_uncapped_run(tmp_path, share
         assert rows(tmp_path / "run", name) == rows(tmp_path / "ref", name)
 
 
-@pytest.mark.parametrize("command, records", [
-    ("generate", "runs/scripted/generate/conversations.jsonl"),
-    ("eval", "runs/scripted/eval/conversations.jsonl"),
-    ("simulate", "runs/scripted/conversations.jsonl"),
-])
+@pytest.mark.parametrize(
+    "command, records",
+    [
+        ("generate", "runs/scripted/generate/conversations.jsonl"),
+        ("eval", "runs/scripted/eval/conversations.jsonl"),
+        ("simulate", "runs/scripted/conversations.jsonl"),
+    ],
+)
 def test_commands_stop_on_the_budget_with_status_3_and_a_rerun_finishes(
-        workdir, capsys, command, records):
+    workdir, capsys, command, records
+):
     config = ["--config", "configs/scripted.yaml"]
     assert main([command, *config, "budget.requests=2"]) == 3
     out = capsys.readouterr().out

@@ -21,9 +21,20 @@ LATENCY = 0.1  # seconds per request: the window in which the kill must land
 
 
 def generate(folder, *overrides):
-    return subprocess.Popen([sys.executable, "-m", "collabrl", "generate", "--config",
-                             str(folder / "config.yaml"), *overrides], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collabrl",
+            "generate",
+            "--config",
+            str(folder / "config.yaml"),
+            *overrides,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_at_the_cap(process, server, cap):
@@ -48,7 +59,9 @@ def test_kill_9_during_a_budget_stop_then_rerun_equals_an_uncapped_run(tmp_path)
         cap = ref_requests // 2
         # Every conversation in flight from the start: no projection stops the run before the
         # cap itself, which is reached after exactly ``cap`` requests.
-        victim = generate(run, f"budget.requests={cap}", f"generate.conversations_in_flight={N_TASKS}")
+        victim = generate(
+            run, f"budget.requests={cap}", f"generate.conversations_in_flight={N_TASKS}"
+        )
         kill_at_the_cap(victim, server, ref_requests + cap)
         assert victim.wait() == -signal.SIGKILL
         rerun = generate(run, "budget.requests=1000000")

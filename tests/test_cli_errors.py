@@ -22,14 +22,24 @@ ASK = ["--conversation", "examples/reward_request.json"]
 CASES = {
     # issue 12, finding 6
     "override-broken-yaml": (["generate", *C, "generate.candidates=[1,"], ["generate.candidates"]),
-    "output-dir-is-a-file": (["generate", *C, "generate.output_dir=afile"],
-                             ["generate.output_dir", "afile"]),
-    "output-dir-under-a-file": (["generate", *C, "generate.output_dir=afile/run"],
-                                ["generate.output_dir", "afile"]),
+    "output-dir-is-a-file": (
+        ["generate", *C, "generate.output_dir=afile"],
+        ["generate.output_dir", "afile"],
+    ),
+    "output-dir-under-a-file": (
+        ["generate", *C, "generate.output_dir=afile/run"],
+        ["generate.output_dir", "afile"],
+    ),
     "cache-is-a-folder": (["simulate", *C, "cache.path=configs"], ["cache.path", "configs"]),
-    "cache-under-a-file": (["generate", *C, "cache.path=afile/cache.sqlite"], ["cache.path", "afile"]),
+    "cache-under-a-file": (
+        ["generate", *C, "cache.path=afile/cache.sqlite"],
+        ["cache.path", "afile"],
+    ),
     "cache-not-a-database": (["simulate", *C, "cache.path=notdb.sqlite"], ["notdb.sqlite"]),
-    "tasks-file-is-a-folder": (["simulate", *C, "simulate.tasks.path=configs"], ["configs", "folder"]),
+    "tasks-file-is-a-folder": (
+        ["simulate", *C, "simulate.tasks.path=configs"],
+        ["configs", "folder"],
+    ),
     "tasks-file-not-utf8": (["eval", *C, "eval.tasks.path=binary.jsonl"], ["binary.jsonl"]),
     # config files and overrides
     "config-missing": (["generate", "--config", "missing.yaml"], ["missing.yaml"]),
@@ -39,34 +49,65 @@ CASES = {
     "override-unknown-key": (["generate", *C, "generate.candidatez=3"], ["generate.candidatez"]),
     "override-without-equals": (["export", *C, "export.min_gap"], ["export.min_gap"]),
     "override-into-a-value": (["eval", *C, "eval.seeds.x=1"], ["eval.seeds"]),
-    "two-invalid-values": (["generate", *C, "generate.candidates=0", "generate.max_turns=0"],
-                           ["generate.candidates", "generate.max_turns"]),
+    "two-invalid-values": (
+        ["generate", *C, "generate.candidates=0", "generate.max_turns=0"],
+        ["generate.candidates", "generate.max_turns"],
+    ),
     # cache off: an unknown role is found only once the cache file has been opened
-    "value-that-looks-like-an-emoji-code": (["eval", *C, "eval.systems=[{name:a}]"],
-                                            ["eval.systems.0.name:a"]),
+    "value-that-looks-like-an-emoji-code": (
+        ["eval", *C, "eval.systems=[{name:a}]"],
+        ["eval.systems.0.name:a"],
+    ),
     "no-task-sources": (["simulate", *C, "simulate.tasks=[]"], ["simulate.tasks"]),
     "unknown-role": (["simulate", *C, "cache.enabled=false", "assistant.role=critic"], ["critic"]),
     # other output locations
-    "simulate-output-is-a-folder": (["simulate", *C, "simulate.output=configs"], ["simulate.output"]),
-    "simulate-output-under-a-file": (["simulate", *C, "simulate.output=afile/c.jsonl"],
-                                     ["simulate.output"]),
+    "simulate-output-is-a-folder": (
+        ["simulate", *C, "simulate.output=configs"],
+        ["simulate.output"],
+    ),
+    "simulate-output-under-a-file": (
+        ["simulate", *C, "simulate.output=afile/c.jsonl"],
+        ["simulate.output"],
+    ),
     "eval-output-is-a-file": (["eval", *C, "eval.output_dir=afile"], ["eval.output_dir"]),
-    "export-output-is-a-file": (["export", *C, "export.input_dir=examples", "export.output_dir=afile"],
-                                ["export.output_dir"]),
-    "reward-output-is-a-folder": (["reward", *C, *ASK, "--output", "configs"], ["--output", "configs"]),
-    "report-output-under-a-file": (["report", "examples", "--output", "afile/r.html"], ["--output"]),
-    "tasks-export-output-under-a-file": (["tasks", "export", "doc-chat", "--output", "afile/t.jsonl"],
-                                         ["--output"]),
-    "train-output-is-a-file": (["train", "dpo", *C, "train.output_dir=afile"], ["train.output_dir"]),
-    "demo-report-is-a-folder": (["demo", "--config", "configs/demo.yaml", "demo.report=configs"],
-                                ["demo.report"]),
-    "demo-cache-under-a-file": (["demo", "--config", "configs/demo.yaml", "cache.path=afile/c"],
-                                ["cache.path"]),
+    "export-output-is-a-file": (
+        ["export", *C, "export.input_dir=examples", "export.output_dir=afile"],
+        ["export.output_dir"],
+    ),
+    "reward-output-is-a-folder": (
+        ["reward", *C, *ASK, "--output", "configs"],
+        ["--output", "configs"],
+    ),
+    "report-output-under-a-file": (
+        ["report", "examples", "--output", "afile/r.html"],
+        ["--output"],
+    ),
+    "tasks-export-output-under-a-file": (
+        ["tasks", "export", "doc-chat", "--output", "afile/t.jsonl"],
+        ["--output"],
+    ),
+    "train-output-is-a-file": (
+        ["train", "dpo", *C, "train.output_dir=afile"],
+        ["train.output_dir"],
+    ),
+    "demo-report-is-a-folder": (
+        ["demo", "--config", "configs/demo.yaml", "demo.report=configs"],
+        ["demo.report"],
+    ),
+    "demo-cache-under-a-file": (
+        ["demo", "--config", "configs/demo.yaml", "cache.path=afile/c"],
+        ["cache.path"],
+    ),
     "reference-write-to-a-folder": (["config", "reference", "--write", "configs"], ["configs"]),
-    "study-links-under-a-file": (["study", "invite", "--config", "configs/study.yaml",
-                                  "--out", "afile/links.txt"], ["--out"]),
+    "study-links-under-a-file": (
+        ["study", "invite", "--config", "configs/study.yaml", "--out", "afile/links.txt"],
+        ["--out"],
+    ),
     "study-analysis-is-a-file": (["study", "analyze", "study.sqlite", "--out", "afile"], ["--out"]),
-    "merge-output-is-a-file": (["merge", "--adapter", "configs", "--output", "afile"], ["--output"]),
+    "merge-output-is-a-file": (
+        ["merge", "--adapter", "configs", "--output", "afile"],
+        ["--output"],
+    ),
     # input locations
     "export-input-missing": (["export", *C, "export.input_dir=nope"], ["export.input_dir", "nope"]),
     "export-input-is-a-file": (["export", *C, "export.input_dir=afile"], ["export.input_dir"]),
@@ -75,9 +116,14 @@ CASES = {
     "reward-request-is-a-folder": (["reward", *C, "--conversation", "configs"], ["configs"]),
     "tasks-show-path-missing": (["tasks", "show", "math-hard", "--path", "nope"], ["nope"]),
     "tasks-show-unknown-set": (["tasks", "show", "no-such-set"], ["no-such-set"]),
-    "study-database-missing": (["study", "analyze", "nope.sqlite", "--out", "analysis"],
-                               ["nope.sqlite"]),
-    "study-database-not-a-database": (["study", "analyze", "afile", "--out", "analysis"], ["afile"]),
+    "study-database-missing": (
+        ["study", "analyze", "nope.sqlite", "--out", "analysis"],
+        ["nope.sqlite"],
+    ),
+    "study-database-not-a-database": (
+        ["study", "analyze", "afile", "--out", "analysis"],
+        ["afile"],
+    ),
 }
 
 ARGPARSE_CASES = {
@@ -89,20 +135,33 @@ ARGPARSE_CASES = {
 
 # Run as a user without privileges: root may write into read-only folders and read any file.
 LOCKED_CASES = {
-    "output-dir-in-read-only-folder": (["generate", *C, "generate.output_dir=locked/run"],
-                                       ["generate.output_dir", "locked"]),
+    "output-dir-in-read-only-folder": (
+        ["generate", *C, "generate.output_dir=locked/run"],
+        ["generate.output_dir", "locked"],
+    ),
     "output-dir-read-only": (["eval", *C, "eval.output_dir=locked"], ["eval.output_dir", "locked"]),
-    "cache-in-read-only-folder": (["simulate", *C, "cache.path=locked/cache.sqlite"], ["cache.path"]),
-    "report-in-read-only-folder": (["report", "examples", "--output", "locked/r.html"], ["--output"]),
-    "tasks-file-unreadable": (["simulate", *C, "simulate.tasks.path=secret.jsonl"], ["secret.jsonl"]),
+    "cache-in-read-only-folder": (
+        ["simulate", *C, "cache.path=locked/cache.sqlite"],
+        ["cache.path"],
+    ),
+    "report-in-read-only-folder": (
+        ["report", "examples", "--output", "locked/r.html"],
+        ["--output"],
+    ),
+    "tasks-file-unreadable": (
+        ["simulate", *C, "simulate.tasks.path=secret.jsonl"],
+        ["secret.jsonl"],
+    ),
     "config-unreadable": (["generate", "--config", "secret.yaml"], ["secret.yaml"]),
 }
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """Every path under ``folder`` with its size and modification time."""
-    return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns)
-            for p in folder.rglob("*")}
+    return {
+        str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in folder.rglob("*")
+    }
 
 
 def assert_one_error_line(output: str, names: list[str]) -> None:
@@ -145,10 +204,24 @@ def test_bad_arguments_are_refused_by_the_parser(workdir, capsys, argv, name):
 
 def as_nobody(folder: Path, argv: list[str]) -> tuple[int, str]:
     """Run collabrl in ``folder`` as ``nobody`` (from root): exit status and output."""
-    command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-               sys.executable, "-m", "collabrl", *argv]
-    done = subprocess.run(command, cwd=folder, env={**os.environ, "HOME": str(folder)},
-                          capture_output=True, text=True, timeout=120)
+    command = [
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        sys.executable,
+        "-m",
+        "collabrl",
+        *argv,
+    ]
+    done = subprocess.run(
+        command,
+        cwd=folder,
+        env={**os.environ, "HOME": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.returncode, done.stdout + done.stderr
 
 
@@ -170,8 +243,11 @@ def locked_project(tmp_path, monkeypatch, capsys):
     if root:
         for path in [folder, *folder.rglob("*")]:
             os.chown(path, 65534, 65534)
-    for path, mode in ((folder / "locked", 0o555), (folder / "secret.jsonl", 0),
-                       (folder / "secret.yaml", 0)):
+    for path, mode in (
+        (folder / "locked", 0o555),
+        (folder / "secret.jsonl", 0),
+        (folder / "secret.yaml", 0),
+    ):
         path.chmod(mode)
 
     def in_process(argv: list[str]) -> tuple[int, str]:

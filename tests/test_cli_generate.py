@@ -17,8 +17,9 @@ def test_a_rerun_reports_the_conversations_already_done(workdir, capsys):
     assert len(records) == 3  # nothing built twice
 
 
-def test_a_rerun_counts_failed_conversations_as_done_only_when_kept(workdir, capsys,
-                                                                  user_without_key):
+def test_a_rerun_counts_failed_conversations_as_done_only_when_kept(
+    workdir, capsys, user_without_key
+):
     assert main(["generate", "--config", user_without_key]) == 1
     capsys.readouterr()
     assert main(["generate", "--config", user_without_key, "--keep-failed"]) == 0

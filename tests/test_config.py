@@ -37,8 +37,12 @@ def test_loads_roles_and_defaults(config_file):
 def test_overrides_are_typed_and_nested(config_file):
     cfg = load_config(
         config_file,
-        ["roles.user.max_concurrency=3", "roles.user.retry.deadline_s=5.5", "cache.enabled=true",
-         "roles.judge.kind=scripted"],
+        [
+            "roles.user.max_concurrency=3",
+            "roles.user.retry.deadline_s=5.5",
+            "cache.enabled=true",
+            "roles.judge.kind=scripted",
+        ],
     )
     assert cfg.role("user").max_concurrency == 3
     assert cfg.role("user").retry.deadline_s == 5.5
@@ -94,6 +98,6 @@ def test_apply_override_creates_sections():
 def test_train_report_to_names_where_it_moved(config_file):
     with pytest.raises(ConfigError, match=r"train.report_to moved to tracking.report_to"):
         load_config(config_file, ["train.report_to=[tensorboard]"])
-    assert load_config(config_file, ["tracking.report_to=[tensorboard]"]).train.tracking.report_to == [
-        "tensorboard"
-    ]
+    assert load_config(
+        config_file, ["tracking.report_to=[tensorboard]"]
+    ).train.tracking.report_to == ["tensorboard"]

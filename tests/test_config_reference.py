@@ -48,10 +48,14 @@ def test_readme_holds_the_generated_reference():
     readme = README.read_text()
     assert START in readme and END in readme, f"README.md lacks the {START} / {END} markers"
     expected = replace_section(readme, render())
-    diff = "".join(difflib.unified_diff(
-        readme.splitlines(True), expected.splitlines(True), "README.md", "generated", n=0))
+    diff = "".join(
+        difflib.unified_diff(
+            readme.splitlines(True), expected.splitlines(True), "README.md", "generated", n=0
+        )
+    )
     assert expected == readme, (
-        f"README.md's config reference is out of date: run `{WRITE_COMMAND}`\n{diff[:4000]}")
+        f"README.md's config reference is out of date: run `{WRITE_COMMAND}`\n{diff[:4000]}"
+    )
 
 
 def test_every_config_field_has_a_row():
@@ -67,8 +71,10 @@ def test_a_row_shows_type_default_and_description():
 
 def test_required_fields_factory_defaults_and_metric_options_are_shown():
     reference = render()
-    assert "| `roles.<name>.kind` | `\"openai\" \\| \"anthropic\" \\| \"hf_local\" \\| \"scripted\"` " \
-           "| required |" in reference
+    assert (
+        '| `roles.<name>.kind` | `"openai" \\| "anthropic" \\| "hf_local" \\| "scripted"` '
+        "| required |" in reference
+    )
     assert "| `[{name: base}, {name: proactive, proactive: true}]` |" in reference
     assert "| `token_efficiency` | `form: penalty`, `lam: 0.0005` |" in reference
 

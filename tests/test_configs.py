@@ -147,7 +147,8 @@ def _deepspeed_launch(path: Path, monkeypatch):
     from accelerate.utils.launch import prepare_deepspeed_cmd_env
 
     args = launch.launch_command_parser().parse_args(
-        ["--config_file", str(path), "-m", "collabrl", "train", "sft"])
+        ["--config_file", str(path), "-m", "collabrl", "train", "sft"]
+    )
     args, defaults, _ = launch._validate_launch_command(args)
     args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
     _, env = prepare_deepspeed_cmd_env(args)
@@ -175,7 +176,11 @@ def test_deepspeed_config_reaches_the_processes_as_written(path, monkeypatch):
     # ZeRO-3 gathers the shards into one file at save time, or `final` would hold only shards
     assert zero["stage3_gather_16bit_weights_on_model_save"] == (written["zero_stage"] == 3)
     assert plugin.zero3_init_flag == (written["zero_stage"] == 3)
-    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+    for key in (
+        "train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+    ):
         assert plugin.deepspeed_config[key] == "auto", key
     assert plugin.deepspeed_config["bf16"]["enabled"] == (args.mixed_precision == "bf16")
 
@@ -192,12 +197,17 @@ def test_deepspeed_accepts_the_filled_config(path, monkeypatch, tmp_path):
     shipped = path.read_text().splitlines()[0].split("--config ")[-1].split()[0]
     train = load_config(ROOT / shipped).train
     trainer_args = TrainingArguments(  # before the launcher's environment: no process group
-        output_dir=str(tmp_path), per_device_train_batch_size=train.per_device_batch_size,
-        gradient_accumulation_steps=train.gradient_accumulation_steps, use_cpu=True)
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        use_cpu=True,
+    )
     _, plugin = _deepspeed_launch(path, monkeypatch)
     filled = HfTrainerDeepSpeedConfig(plugin.deepspeed_config)
     filled.trainer_config_process(trainer_args)
     parsed = DeepSpeedConfig(filled.config)
     assert parsed.zero_optimization_stage == plugin.zero_stage
     assert parsed.train_micro_batch_size_per_gpu == train.per_device_batch_size
-    assert parsed.train_batch_size == train.per_device_batch_size * train.gradient_accumulation_steps
+    assert (
+        parsed.train_batch_size == train.per_device_batch_size * train.gradient_accumulation_steps
+    )

@@ -32,11 +32,16 @@ def test_library_output_goes_to_the_file_ours_to_both(tmp_path, console_handler)
         warnings.warn("old_argument is deprecated", FutureWarning, stacklevel=1)
         logging.getLogger("transformers.trainer").warning("library says hi")
         logging.getLogger("collabrl.engine").warning("our own warning")
-        logging.getLogger("collabrl.train").info("step 1: {\"loss\": 0.5}")
+        logging.getLogger("collabrl.train").info('step 1: {"loss": 0.5}')
     assert path == tmp_path / "run" / LOG_NAME
     written = path.read_text()
-    for line in ("---- collabrl generate ----", "old_argument is deprecated", "library says hi",
-                 "our own warning", "step 1"):
+    for line in (
+        "---- collabrl generate ----",
+        "old_argument is deprecated",
+        "library says hi",
+        "our own warning",
+        "step 1",
+    ):
         assert line in written, line
     shown = console_handler.getvalue()
     assert "our own warning" in shown
@@ -67,24 +72,58 @@ def estimate(mean: float, low: float, high: float) -> dict:
 
 def test_effect_tables_render_every_figure_of_the_summary():
     """A figure the table code has never heard of (``brand_new``) is shown like the others."""
-    def figures(score: dict, new: dict) -> dict:
-        return {"conversations": 8, "failed": 0, "score": score, "score_unscored": 0,
-                "brand_new": new, "brand_new_unscored": 0, "turns": None, "turns_unscored": 8}
 
-    summary = {"accuracy": {
-        "systems": {"base": figures(estimate(12.5, 0, 37.5), estimate(1.25, 1.0, 1.5)),
-                    "trained": figures(estimate(62.5, 25, 87.5), estimate(2.5, 2.0, 3.0))},
-        "paired": [{"figure": "score", "a": "trained", "b": "base", **estimate(50, 12.5, 75),
-                    "within_noise": False},
-                   {"figure": "brand_new", "a": "trained", "b": "base",
-                    **estimate(1.25, -0.5, 2.0), "within_noise": True}]}}
+    def figures(score: dict, new: dict) -> dict:
+        return {
+            "conversations": 8,
+            "failed": 0,
+            "score": score,
+            "score_unscored": 0,
+            "brand_new": new,
+            "brand_new_unscored": 0,
+            "turns": None,
+            "turns_unscored": 8,
+        }
+
+    summary = {
+        "accuracy": {
+            "systems": {
+                "base": figures(estimate(12.5, 0, 37.5), estimate(1.25, 1.0, 1.5)),
+                "trained": figures(estimate(62.5, 25, 87.5), estimate(2.5, 2.0, 3.0)),
+            },
+            "paired": [
+                {
+                    "figure": "score",
+                    "a": "trained",
+                    "b": "base",
+                    **estimate(50, 12.5, 75),
+                    "within_noise": False,
+                },
+                {
+                    "figure": "brand_new",
+                    "a": "trained",
+                    "b": "base",
+                    **estimate(1.25, -0.5, 2.0),
+                    "within_noise": True,
+                },
+            ],
+        }
+    }
     out = io.StringIO()
     Console(file=out, width=160, color_system=None).print(effect_tables(summary))
     text = out.getvalue()
     assert "Accuracy (%): trained - base = +50.0 [+12.5, +75.0] (interval above 0)" in text
     assert "Turns" not in text  # no system has a value: no column of dashes
-    for shown in ("brand new", "62.5", "[25.0, 87.5]", "2.50", "[2.00, 3.00]", "+1.25",
-                  "[-0.50, +2.00]", "Paired differences vs base"):
+    for shown in (
+        "brand new",
+        "62.5",
+        "[25.0, 87.5]",
+        "2.50",
+        "[2.00, 3.00]",
+        "+1.25",
+        "[-0.50, +2.00]",
+        "Paired differences vs base",
+    ):
         assert shown in text, shown
 
 
@@ -107,7 +146,11 @@ def test_trainer_steps_show_as_progress_and_dicts_go_to_the_log(tmp_path, caplog
     assert last.startswith("train: 4/4 steps, ") and last.endswith("elapsed, done, loss 0.125")
     assert "{'loss'" not in out.getvalue()
     assert [json.loads(r.getMessage().split(": ", 1)[1])["loss"] for r in caplog.records] == [
-        0.5, 0.25, 0.5 / 3, 0.125]
+        0.5,
+        0.25,
+        0.5 / 3,
+        0.125,
+    ]
 
     callbacks = transformers.trainer_callback
     trainer = SimpleNamespace(added=[], removed=[])
@@ -121,8 +164,10 @@ def test_trainer_steps_show_as_progress_and_dicts_go_to_the_log(tmp_path, caplog
 def test_commands_in_a_log_show_progress_lines_and_keep_library_output_off(workdir, capsys):
     from collabrl.cli import main
 
-    for command, line in (("generate", "generate: 3/3 conversations, "),
-                          ("eval", "eval: 12/12 conversations, ")):
+    for command, line in (
+        ("generate", "generate: 3/3 conversations, "),
+        ("eval", "eval: 12/12 conversations, "),
+    ):
         assert main([command, "--config", "configs/scripted.yaml"]) == 0
         out = capsys.readouterr().out
         assert line in out and "elapsed, done" in out, out

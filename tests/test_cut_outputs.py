@@ -38,7 +38,9 @@ def user() -> UserSimulator:
 
 
 async def test_a_cut_user_reply_is_reasked_and_never_becomes_the_message():
-    backend = ScriptedBackend([cut("I would like a plan for the wee"), "a plan for the week, short"])
+    backend = ScriptedBackend(
+        [cut("I would like a plan for the wee"), "a plan for the week, short"]
+    )
     sim = UserSimulator(backend, reply_format="plain")
     turn = await sim.next_turn(TASK, Conversation())
     assert turn.message == "a plan for the week, short" and "reasked_after_cut" in turn.flags
@@ -52,8 +54,9 @@ async def test_trim_keeps_the_whole_sentences_of_a_cut_plain_message_and_flags_i
     assert turn.message == "Hi." and "trimmed_after_cut" in turn.flags
     turn = await sim.next_turn(TASK, Conversation.of(("user", "a"), ("assistant", "b")))
     assert turn.failure == "user_cut"  # nothing whole to keep
-    json_sim = UserSimulator(ScriptedBackend([cut('{"message": "Hi."}')]), cut_messages="trim",
-                             max_reasks=0)
+    json_sim = UserSimulator(
+        ScriptedBackend([cut('{"message": "Hi."}')]), cut_messages="trim", max_reasks=0
+    )
     assert (await json_sim.next_turn(TASK, Conversation())).failure == "user_cut"  # JSON: never
 
 
@@ -81,12 +84,17 @@ def future_user(messages, params, index):
 
 
 def reward_with(cut_futures: str) -> MultiturnReward:
-    policy = Policy(ScriptedBackend(reply_fn=lambda m, p, i: cut("a reply the limit c") if i == 0
-                                    else "a whole reply"))
-    sampler = ForwardSampler(UserSimulator(ScriptedBackend(reply_fn=future_user)), policy,
-                             samples=2, window=1)
-    return MultiturnReward({"constant": WeightedMetric(Constant(), 1.0)}, sampler,
-                           cut_futures=cut_futures)
+    policy = Policy(
+        ScriptedBackend(
+            reply_fn=lambda m, p, i: cut("a reply the limit c") if i == 0 else "a whole reply"
+        )
+    )
+    sampler = ForwardSampler(
+        UserSimulator(ScriptedBackend(reply_fn=future_user)), policy, samples=2, window=1
+    )
+    return MultiturnReward(
+        {"constant": WeightedMetric(Constant(), 1.0)}, sampler, cut_futures=cut_futures
+    )
 
 
 async def test_a_future_with_a_cut_reply_is_unscored_by_default():
@@ -111,7 +119,8 @@ def engine(tmp_path, **config) -> tuple[DataEngine, ScriptedBackend]:
     policy = Policy(backend)
     sampler = ForwardSampler(user(), policy, samples=1, window=1)
     reward = MultiturnReward(
-        {"eff": WeightedMetric(TokenEfficiency(form="penalty", lam=0.01), 1.0)}, sampler)
+        {"eff": WeightedMetric(TokenEfficiency(form="penalty", lam=0.01), 1.0)}, sampler
+    )
     cfg = GenerateConfig(candidates=3, proactive_share=0, max_turns=2, **config)
     return DataEngine(cfg, user=user(), policy=policy, proactive=policy, reward=reward), backend
 
@@ -135,8 +144,15 @@ async def test_a_scored_cut_candidate_can_be_rejected_but_never_chosen(tmp_path)
     [turn, *_] = read_jsonl(tmp_path / "gen/turns.jsonl")
     assert turn["candidates"][0]["cut"] and turn["candidates"][0]["mr"] is not None
     assert turn["chosen"] == 1
-    report = export(ExportConfig(input_dir=tmp_path / "gen", output_dir=tmp_path / "out",
-                                 save_dataset=False, eval_fraction=0, min_gap=0))
+    report = export(
+        ExportConfig(
+            input_dir=tmp_path / "gen",
+            output_dir=tmp_path / "out",
+            save_dataset=False,
+            eval_fraction=0,
+            min_gap=0,
+        )
+    )
     pairs = list(read_jsonl(tmp_path / "out/dpo_train.jsonl"))
     assert report["dpo"]["kept"] == len(pairs) >= 1
     assert pairs[0]["rejected"][0]["content"] == LONG  # the cut reply: a fine negative
@@ -144,13 +160,21 @@ async def test_a_scored_cut_candidate_can_be_rejected_but_never_chosen(tmp_path)
 
 
 async def test_trimmed_candidates_keep_their_whole_sentences_and_are_flagged(tmp_path):
-    backend = ScriptedBackend(reply_fn=lambda m, p, i: cut(f"Plan {i - OFFSET}. Monday: gym, Tuesday: re"))
+    backend = ScriptedBackend(
+        reply_fn=lambda m, p, i: cut(f"Plan {i - OFFSET}. Monday: gym, Tuesday: re")
+    )
     policy = Policy(backend)
-    reward = MultiturnReward({"eff": WeightedMetric(TokenEfficiency(form="penalty"), 1.0)},
-                             ForwardSampler(user(), policy, samples=1, window=0))
-    data_engine = DataEngine(GenerateConfig(candidates=2, proactive_share=0, max_turns=1,
-                                            cut_candidates="trim"),
-                             user=user(), policy=policy, proactive=policy, reward=reward)
+    reward = MultiturnReward(
+        {"eff": WeightedMetric(TokenEfficiency(form="penalty"), 1.0)},
+        ForwardSampler(user(), policy, samples=1, window=0),
+    )
+    data_engine = DataEngine(
+        GenerateConfig(candidates=2, proactive_share=0, max_turns=1, cut_candidates="trim"),
+        user=user(),
+        policy=policy,
+        proactive=policy,
+        reward=reward,
+    )
     assert await data_engine.run([TASK], tmp_path) == {"ok": 1}
     [turn] = read_jsonl(tmp_path / "turns.jsonl")
     assert [c["text"] for c in turn["candidates"]] == ["Plan 0.", "Plan 1."]
@@ -162,10 +186,17 @@ async def test_trimmed_candidates_keep_their_whole_sentences_and_are_flagged(tmp
 async def test_a_turn_whose_every_candidate_is_cut_fails_the_conversation(tmp_path):
     backend = ScriptedBackend(reply_fn=lambda m, p, i: cut(f"cut {i}"))
     policy = Policy(backend)
-    reward = MultiturnReward({"eff": WeightedMetric(TokenEfficiency(form="penalty"), 1.0)},
-                             ForwardSampler(user(), policy, samples=1, window=1))
-    data_engine = DataEngine(GenerateConfig(candidates=2, proactive_share=0), user=user(),
-                             policy=policy, proactive=policy, reward=reward)
+    reward = MultiturnReward(
+        {"eff": WeightedMetric(TokenEfficiency(form="penalty"), 1.0)},
+        ForwardSampler(user(), policy, samples=1, window=1),
+    )
+    data_engine = DataEngine(
+        GenerateConfig(candidates=2, proactive_share=0),
+        user=user(),
+        policy=policy,
+        proactive=policy,
+        reward=reward,
+    )
     assert await data_engine.run([TASK], tmp_path) == {"failed": 1}
     [record] = read_jsonl(tmp_path / "conversations.jsonl")
     assert record["reason"] == "every_candidate_cut"
@@ -186,9 +217,19 @@ async def test_the_cache_replays_a_cut_reply_with_its_flag(tmp_path):
 def test_evaluation_counts_cut_replies_against_the_system_that_wrote_them():
     from collabrl.evaluate import summarise, table_markdown
 
-    row = {"system": "base", "task_id": "t0", "seed": 0, "metric": "accuracy", "score": 1.0,
-           "itr_grade": 3, "assistant_tokens": 900, "turns": 2, "satisfied": True, "error": None,
-           "cut_replies": 2}
+    row = {
+        "system": "base",
+        "task_id": "t0",
+        "seed": 0,
+        "metric": "accuracy",
+        "score": 1.0,
+        "itr_grade": 3,
+        "assistant_tokens": 900,
+        "turns": 2,
+        "satisfied": True,
+        "error": None,
+        "cut_replies": 2,
+    }
     summary = summarise([row], ["base"], resamples=100)
     figures = summary["accuracy"]["systems"]["base"]
     assert figures["cut_replies"] == 2 and figures["score"]["mean"] == 100.0  # still scored

@@ -27,28 +27,41 @@ def tiny_overrides(model: Path) -> list[str]:
         # scripted futures would not use the detail: the shorter reply wins on tokens alone
         "reward.metrics=[{name: turn_cost}, {name: token_efficiency, options: {lam: 1.0e-3}}]",
         "reward.window=0",
-        f"train.model={model}", "train.dtype=float32", "train.lora.r=4",
+        f"train.model={model}",
+        "train.dtype=float32",
+        "train.lora.r=4",
     ]
 
 
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_evaluates_the_trained_adapter(workdir, capsys):
     model = save_tiny_chat_model(workdir / "tiny")
-    assert main(["demo", "--config", "configs/demo.yaml", "--size", "ci",
-                 *tiny_overrides(model)]) == 0
+    assert (
+        main(["demo", "--config", "configs/demo.yaml", "--size", "ci", *tiny_overrides(model)]) == 0
+    )
     out = capsys.readouterr().out
     demo = workdir / "runs" / "demo"
     assert (demo / "export" / "dpo_train.jsonl").read_text().strip()
     assert (demo / "train" / "final" / "adapter_config.json").is_file()
     summary = json.loads((demo / "eval" / "summary.json").read_text())
     assert set().union(*(group["systems"] for group in summary.values())) == {
-        "base", "trained", "proactive"}
+        "base",
+        "trained",
+        "proactive",
+    }
     records = [json.loads(line) for line in (demo / "eval" / "conversations.jsonl").open()]
     trained = [r for r in records if r["system"] == "trained"]
     assert trained and all(r["error"] is None and r["assistant_tokens"] > 0 for r in trained)
     assert (demo / "report.html").stat().st_size > 1000
-    for shown in ("Time per stage", "Model usage, all stages", "report.html",
-                  "Paired differences vs base", "trained - base", "train: ", "collabrl.log"):
+    for shown in (
+        "Time per stage",
+        "Model usage, all stages",
+        "report.html",
+        "Paired differences vs base",
+        "trained - base",
+        "train: ",
+        "collabrl.log",
+    ):
         assert shown in out, shown
     assert "{'loss'" not in out and "Warning" not in out  # those are in the log file
     log = (demo / "collabrl.log").read_text()

@@ -54,7 +54,9 @@ def make_engine(tmp_path, *, fail_ids=(), samples=2, window=1, **config):
 
 
 def tasks(n):
-    return [Task(id=f"t{i:04d}", description="chat", intent=f"ID:t{i:04d} need help") for i in range(n)]
+    return [
+        Task(id=f"t{i:04d}", description="chat", intent=f"ID:t{i:04d} need help") for i in range(n)
+    ]
 
 
 async def test_records_choice_and_best_path(tmp_path):
@@ -78,7 +80,9 @@ async def test_records_choice_and_best_path(tmp_path):
     assert convs["t0000"]["ended"] == "user_terminated" and all(m["content"] for m in messages)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert {f["file"]: f["rows"] for f in manifest["files"]} == {
-        "turns.jsonl": len(turns), "conversations.jsonl": 2}
+        "turns.jsonl": len(turns),
+        "conversations.jsonl": 2,
+    }
 
 
 async def test_thousand_conversations_with_three_percent_permanent_failures(tmp_path):
@@ -122,9 +126,16 @@ async def test_unfinished_conversation_is_replayed_without_duplicate_turns(tmp_p
 
 async def test_failure_rate_over_threshold_stops_with_a_clear_message(tmp_path):
     fail = [f"t{i:04d}" for i in range(10)]
-    engine, _ = make_engine(tmp_path, fail_ids=fail, max_failure_rate=0.2,
-                            min_conversations_for_failure_rate=5, conversations_in_flight=1)
-    with pytest.raises(EngineStopped, match=r"5 of 5 conversations failed .*policy_error:rejected:400"):
+    engine, _ = make_engine(
+        tmp_path,
+        fail_ids=fail,
+        max_failure_rate=0.2,
+        min_conversations_for_failure_rate=5,
+        conversations_in_flight=1,
+    )
+    with pytest.raises(
+        EngineStopped, match=r"5 of 5 conversations failed .*policy_error:rejected:400"
+    ):
         await engine.run(tasks(20), tmp_path)
     assert len(list(read_jsonl(tmp_path / "conversations.jsonl"))) == 5
 

@@ -22,27 +22,38 @@ N_TASKS = 24
 
 def write_setup(folder, base_url):
     folder.mkdir()
-    tasks = [{"id": f"task-{i:02d}", "description": "chat",
-              "intent": f"Topic{i:02d} zebra{i:02d} about something {i}", "artifact": "none"}
-             for i in range(N_TASKS)]
+    tasks = [
+        {
+            "id": f"task-{i:02d}",
+            "description": "chat",
+            "intent": f"Topic{i:02d} zebra{i:02d} about something {i}",
+            "artifact": "none",
+        }
+        for i in range(N_TASKS)
+    ]
     (folder / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tasks))
     roles = "".join(
         f"  {role}:\n    kind: openai\n    model: fake\n    base_url: {base_url}\n"
         f"    max_concurrency: 8\n    generation: {{seed: 1, temperature: 1.0}}\n"
-        for role in ("policy", "user", "judge"))
+        for role in ("policy", "user", "judge")
+    )
     (folder / "config.yaml").write_text(
         f"roles:\n{roles}"
         f"cache:\n  path: {folder / 'cache.sqlite'}\n"
         "reward:\n  samples: 2\n  window: 1\n"
         "  metrics: [{name: interactivity}, {name: token_efficiency}]\n"
         f"generate:\n  tasks: {{path: {folder / 'tasks.jsonl'}}}\n  candidates: 2\n  max_turns: 2\n"
-        f"  conversations_in_flight: 4\n  output_dir: {folder / 'out'}\n")
+        f"  conversations_in_flight: 4\n  output_dir: {folder / 'out'}\n"
+    )
 
 
 def generate(folder):
-    return subprocess.Popen([sys.executable, "-m", "collabrl", "generate", "--config",
-                             str(folder / "config.yaml")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "collabrl", "generate", "--config", str(folder / "config.yaml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_mid_run(process, progress_file):

@@ -8,15 +8,27 @@ from collabrl.records import read_jsonl
 
 
 def record(system, task, seed, score, grade, tokens, metric="accuracy", error=None):
-    return {"system": system, "task_id": task, "seed": seed, "metric": metric, "score": score,
-            "itr_grade": grade, "assistant_tokens": tokens, "turns": 2, "satisfied": True,
-            "error": error}
+    return {
+        "system": system,
+        "task_id": task,
+        "seed": seed,
+        "metric": metric,
+        "score": score,
+        "itr_grade": grade,
+        "assistant_tokens": tokens,
+        "turns": 2,
+        "satisfied": True,
+        "error": error,
+    }
 
 
 def failed(system, task, seed):
     """What a conversation whose simulator failed at once looks like on disk."""
-    return {**record(system, task, seed, None, None, 0, error="user_error:transient"),
-            "turns": 0, "satisfied": False}
+    return {
+        **record(system, task, seed, None, None, 0, error="user_error:transient"),
+        "turns": 0,
+        "satisfied": False,
+    }
 
 
 def test_failed_conversations_are_left_out_of_every_figure_and_counted():
@@ -64,12 +76,17 @@ def test_unscored_values_are_excluded_and_counted():
 def test_table_has_the_paper_shape():
     records = [record("base", "t0", 0, 0.5, 2, 2490), record("proactive", "t0", 0, 1.0, 3, 2180)]
     records += [record("base", "c0", 0, 0.0, 1, 1590, "pass_rate")]
-    table = table_markdown(summarise(records, ["base", "proactive"], resamples=200), ["base", "proactive"])
+    table = table_markdown(
+        summarise(records, ["base", "proactive"], resamples=200), ["base", "proactive"]
+    )
     lines = table.splitlines()
-    assert lines[0] == ("| System | Accuracy (%) | Accuracy: turns | Accuracy: tok (k) | Accuracy: ITR "
-                        "| Pass rate (%) | Pass rate: turns | Pass rate: tok (k) | Pass rate: ITR |")
-    assert lines[2].startswith("| base | 50.0 [50.0, 50.0] | 2.00 [2.00, 2.00] | 2.49 [2.49, 2.49] "
-                               "| -100.0")
+    assert lines[0] == (
+        "| System | Accuracy (%) | Accuracy: turns | Accuracy: tok (k) | Accuracy: ITR "
+        "| Pass rate (%) | Pass rate: turns | Pass rate: tok (k) | Pass rate: ITR |"
+    )
+    assert lines[2].startswith(
+        "| base | 50.0 [50.0, 50.0] | 2.00 [2.00, 2.00] | 2.49 [2.49, 2.49] | -100.0"
+    )
     assert lines[3].startswith("| proactive | 100.0") and lines[3].endswith("| - | - | - | - |")
     assert "proactive vs base, Accuracy score: +50.00" in table
 
@@ -90,7 +107,8 @@ def test_eval_command_end_to_end_and_resume(workdir, capsys):
 
 
 def test_eval_where_every_conversation_fails_exits_non_zero_naming_the_cause(
-        workdir, capsys, user_without_key):
+    workdir, capsys, user_without_key
+):
     assert main(["eval", "--config", user_without_key]) == 1
     out = capsys.readouterr().out
     assert "all 12 conversations failed" in out and "COLLABRL_TEST_UNSET_KEY" in out
@@ -100,7 +118,9 @@ def test_eval_where_every_conversation_fails_exits_non_zero_naming_the_cause(
     assert all("COLLABRL_TEST_UNSET_KEY" in r["error_detail"] for r in records)
 
 
-def test_eval_rerun_retries_failed_items_unless_told_to_keep_them(workdir, capsys, user_without_key):
+def test_eval_rerun_retries_failed_items_unless_told_to_keep_them(
+    workdir, capsys, user_without_key
+):
     assert main(["eval", "--config", user_without_key]) == 1
     out = workdir / "runs/scripted/eval"
     assert main(["eval", "--config", "configs/scripted.yaml", "--keep-failed"]) == 0
@@ -115,25 +135,40 @@ def test_eval_rerun_retries_failed_items_unless_told_to_keep_them(workdir, capsy
 
 def asking(system, task, first_reply, score, group=None):
     """A clarify-chat record: its first assistant reply, task success and eval group."""
-    messages = [{"role": "user", "content": "Write a note."},
-                {"role": "assistant", "content": first_reply}]
-    return {**record(system, task, 0, score, None, 100, metric="detail_success"),
-            "messages": messages, "group": group}
+    messages = [
+        {"role": "user", "content": "Write a note."},
+        {"role": "assistant", "content": first_reply},
+    ]
+    return {
+        **record(system, task, 0, score, None, 100, metric="detail_success"),
+        "messages": messages,
+        "group": group,
+    }
 
 
 def test_first_replies_that_ask_and_complete_requests_are_reported_apart():
-    records = [asking("base", "t0", "Here is a note.", 0.0), asking("base", "t1", "Who is it for?", 1.0),
-               asking("trained", "t0", "Who is it for?", 1.0), asking("trained", "t1", "Who?", 1.0),
-               asking("base", "c0", "Here it is.", 1.0, "complete requests"),
-               asking("trained", "c0", "Who?", 1.0, "complete requests")]
+    records = [
+        asking("base", "t0", "Here is a note.", 0.0),
+        asking("base", "t1", "Who is it for?", 1.0),
+        asking("trained", "t0", "Who is it for?", 1.0),
+        asking("trained", "t1", "Who?", 1.0),
+        asking("base", "c0", "Here it is.", 1.0, "complete requests"),
+        asking("trained", "c0", "Who?", 1.0, "complete requests"),
+    ]
     summary = summarise(records, ["base", "trained"], resamples=200)
     assert set(summary) == {"detail_success", "detail_success / complete requests"}
     needs = summary["detail_success"]["systems"]
-    assert needs["base"]["asks_first"]["mean"] == 50.0 and needs["trained"]["asks_first"]["mean"] == 100.0
+    assert (
+        needs["base"]["asks_first"]["mean"] == 50.0
+        and needs["trained"]["asks_first"]["mean"] == 100.0
+    )
     complete = summary["detail_success / complete requests"]["systems"]
     assert complete["base"]["asks_first"]["mean"] == 0.0 and complete["trained"]["score"]["n"] == 1
     table = table_markdown(summary, ["base", "trained"])
     header = table.splitlines()[0]
-    assert "Task success (%)" in header and "Task success (complete requests): asks first (%)" in header
+    assert (
+        "Task success (%)" in header
+        and "Task success (complete requests): asks first (%)" in header
+    )
     assert "ITR" not in header  # no system has a grade: the column is left out
     assert "trained vs base, Task success asks_first: +50.00" in table

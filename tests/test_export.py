@@ -16,13 +16,20 @@ def candidate(text, mr):
 
 
 def turn(cid, t, *cands):
-    return {"conversation_id": cid, "turn": t, "prefix": [{"role": "user", "content": f"q {cid}"}],
-            "candidates": list(cands)}
+    return {
+        "conversation_id": cid,
+        "turn": t,
+        "prefix": [{"role": "user", "content": f"q {cid}"}],
+        "candidates": list(cands),
+    }
 
 
 def conversation(cid, status="ok"):
-    return {"conversation_id": cid, "status": status,
-            "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    return {
+        "conversation_id": cid,
+        "status": status,
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+    }
 
 
 @pytest.fixture
@@ -53,10 +60,16 @@ def test_pair_is_best_against_worst_in_trl_format(run_dir):
 
 def test_export_counts_every_dropped_row(run_dir, tmp_path):
     out = tmp_path / "out"
-    report = export(ExportConfig(input_dir=run_dir, output_dir=out, eval_fraction=0.0,
-                                 save_dataset=True))
-    assert report["dpo"] == {"kept": 1, "gap_below_min": 1, "chosen_equals_rejected": 1,
-                             "empty_reply": 1, "fewer_than_two_scored": 1}
+    report = export(
+        ExportConfig(input_dir=run_dir, output_dir=out, eval_fraction=0.0, save_dataset=True)
+    )
+    assert report["dpo"] == {
+        "kept": 1,
+        "gap_below_min": 1,
+        "chosen_equals_rejected": 1,
+        "empty_reply": 1,
+        "fewer_than_two_scored": 1,
+    }
     assert report["sft"] == {"kept": 2, "failed_conversation": 1}
     assert len(list(read_jsonl(out / "dpo_train.jsonl"))) == 1
     manifest = json.loads((out / "manifest.json").read_text())
@@ -65,8 +78,15 @@ def test_export_counts_every_dropped_row(run_dir, tmp_path):
 
 
 def test_lower_min_gap_keeps_close_pairs(run_dir, tmp_path):
-    report = export(ExportConfig(input_dir=run_dir, output_dir=tmp_path / "o", min_gap=0.0,
-                                 eval_fraction=0.0, save_dataset=False))
+    report = export(
+        ExportConfig(
+            input_dir=run_dir,
+            output_dir=tmp_path / "o",
+            min_gap=0.0,
+            eval_fraction=0.0,
+            save_dataset=False,
+        )
+    )
     assert report["dpo"]["kept"] == 2
 
 
@@ -81,8 +101,11 @@ def test_split_is_by_conversation_and_stable():
 def test_rows_of_one_conversation_never_straddle_the_split(tmp_path):
     folder = tmp_path / "gen"
     folder.mkdir()
-    turns = [turn(f"c{i}", t, candidate("good", 0.9), candidate("bad", 0.1))
-             for i in range(50) for t in range(3)]
+    turns = [
+        turn(f"c{i}", t, candidate("good", 0.9), candidate("bad", 0.1))
+        for i in range(50)
+        for t in range(3)
+    ]
     (folder / "turns.jsonl").write_text("".join(json.dumps(t) + "\n" for t in turns))
     (folder / "conversations.jsonl").write_text("")
     out = tmp_path / "out"

@@ -24,7 +24,8 @@ def test_generate_where_every_conversation_fails_names_the_cause(workdir, capsys
 
 
 def test_generate_rerun_retries_failed_conversations_and_export_reads_the_latest(
-        workdir, capsys, user_without_key):
+    workdir, capsys, user_without_key
+):
     main(["generate", "--config", user_without_key])
     folder = workdir / "runs/scripted/generate"
     assert main(["generate", "--config", "configs/scripted.yaml", "--keep-failed"]) == 0

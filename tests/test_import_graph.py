@@ -98,9 +98,13 @@ def is_cli(module: str) -> bool:
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     """``a -> b`` for every import of the CLI from a module below it."""
-    return sorted(f"{source} -> {target}" for source, targets in graph.items()
-                  if not (is_cli(source) or source in ABOVE_CLI)
-                  for target in targets if is_cli(target))
+    return sorted(
+        f"{source} -> {target}"
+        for source, targets in graph.items()
+        if not (is_cli(source) or source in ABOVE_CLI)
+        for target in targets
+        if is_cli(target)
+    )
 
 
 def test_the_package_has_no_import_cycle():

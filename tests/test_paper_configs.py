@@ -63,8 +63,12 @@ async def test_paper_reward_weights_give_the_originals_unclamped_values(name):
 
     def build(metric):
         spec = specs[metric]
-        return build_metric(metric, spec.options, extractor_for=lambda role: None,
-                            backends=lambda role: ScriptedBackend(["GRADE $call_id: 2"]))
+        return build_metric(
+            metric,
+            spec.options,
+            extractor_for=lambda role: None,
+            backends=lambda role: ScriptedBackend(["GRADE $call_id: 2"]),
+        )
 
     task = Task(id="t", description="d", intent="i")
     long_future = Conversation.of(("user", "go"), ("assistant", "word " * 12000))
@@ -80,11 +84,11 @@ async def test_paper_reward_weights_give_the_originals_unclamped_values(name):
 def test_every_stage_command_in_the_header_parses(name):
     """The header's commands name real subcommands, options and config keys."""
     path = ROOT / "configs" / f"paper-{name}.yaml"
-    header = [line.lstrip("# ").strip() for line in path.read_text().splitlines()
-              if line.startswith("#")]
-    commands = [part.strip() for line in header for part in line.split("&&")
-                if "collabrl " in part]
-    commands = [c[c.index("collabrl "):] for c in commands]
+    header = [
+        line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")
+    ]
+    commands = [part.strip() for line in header for part in line.split("&&") if "collabrl " in part]
+    commands = [c[c.index("collabrl ") :] for c in commands]
     stages = {shlex.split(c)[1] for c in commands}
     assert {"generate", "export", "train", "merge", "eval", "report"} <= stages
     for command in commands:

@@ -38,25 +38,40 @@ def test_default_set_ships_well_formed_personas():
 
 
 def test_yaml_and_jsonl_files_load_with_free_form_fields(tmp_path):
-    yaml_file = write(tmp_path, "p.yaml", "- {name: a, summary: A person., age: 70, mood: grumpy}\n")
-    jsonl_file = write(tmp_path, "p.jsonl", '{"name": "b", "summary": "B."}\n\n{"name": "c", "summary": "C."}\n')
+    yaml_file = write(
+        tmp_path, "p.yaml", "- {name: a, summary: A person., age: 70, mood: grumpy}\n"
+    )
+    jsonl_file = write(
+        tmp_path, "p.jsonl", '{"name": "b", "summary": "B."}\n\n{"name": "c", "summary": "C."}\n'
+    )
     [a] = load_personas(yaml_file).personas
     assert a.traits() == {"Age": "70", "Mood": "grumpy"} and a.record()["age"] == 70
     assert [p.name for p in load_personas(jsonl_file).personas] == ["b", "c"]
     assert load_personas(None) is None
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("p.yaml", "- {name: a}\n", "p.yaml, entry 1: field 'summary': Field required"),
-    ("p.yaml", "- {name: a, summary: x}\n- {name: a, summary: y}\n", "entry 2: the name 'a' is used twice"),
-    ("p.yaml", "- {name: a, summary: x, patience: [1, 2]}\n", "entry 1: field 'patience'"),
-    ("p.yaml", "- {name: a, summary: x, notes: {deep: 1}}\n", "entry 1: field 'notes': extra fields"),
-    ("p.yaml", "name: a\n", "expected a list of personas"),
-    ("p.yaml", "- just a string\n", "entry 1: expected a mapping of fields, got str"),
-    ("p.yaml", "- [unclosed\n", "not valid YAML"),
-    ("p.yaml", "[]\n", "holds no personas"),
-    ("p.jsonl", '{"name": "a", "summary": "x"}\n{oops\n', "p.jsonl, line 2: not JSON"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("p.yaml", "- {name: a}\n", "p.yaml, entry 1: field 'summary': Field required"),
+        (
+            "p.yaml",
+            "- {name: a, summary: x}\n- {name: a, summary: y}\n",
+            "entry 2: the name 'a' is used twice",
+        ),
+        ("p.yaml", "- {name: a, summary: x, patience: [1, 2]}\n", "entry 1: field 'patience'"),
+        (
+            "p.yaml",
+            "- {name: a, summary: x, notes: {deep: 1}}\n",
+            "entry 1: field 'notes': extra fields",
+        ),
+        ("p.yaml", "name: a\n", "expected a list of personas"),
+        ("p.yaml", "- just a string\n", "entry 1: expected a mapping of fields, got str"),
+        ("p.yaml", "- [unclosed\n", "not valid YAML"),
+        ("p.yaml", "[]\n", "holds no personas"),
+        ("p.jsonl", '{"name": "a", "summary": "x"}\n{oops\n', "p.jsonl, line 2: not JSON"),
+    ],
+)
 def test_bad_persona_files_name_the_file_entry_and_field(tmp_path, name, text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_personas(write(tmp_path, name, text))
@@ -79,7 +94,9 @@ def test_picks_depend_on_task_and_seed_only():
 
 
 def test_the_prompt_carries_the_persona_and_is_unchanged_without_one():
-    persona = Persona(name="grump", summary="A grumpy retiree.", patience="Very low.", hobby="bowls")
+    persona = Persona(
+        name="grump", summary="A grumpy retiree.", patience="Very low.", hobby="bowls"
+    )
     task = PersonaSet([persona], "test").cast(TASK, 0)
     system = UserSimulator(ScriptedBackend("x")).prompt(task, Conversation())[0].content
     assert "## Who you are\n\nA grumpy retiree." in system
@@ -108,11 +125,18 @@ async def test_engine_records_the_persona_and_futures_play_the_same_person(tmp_p
     user = UserSimulator(ScriptedBackend(reply_fn=user_reply), max_reasks=0)
     policy = Policy(ScriptedBackend(reply_fn=policy_reply))
     sampler = ForwardSampler(user, policy, samples=2, window=1)
-    reward = MultiturnReward({"tokens": WeightedMetric(TokenEfficiency(form="penalty", lam=0.01), 1.0)},
-                             sampler)
+    reward = MultiturnReward(
+        {"tokens": WeightedMetric(TokenEfficiency(form="penalty", lam=0.01), 1.0)}, sampler
+    )
     personas = load_personas("default")
-    engine = DataEngine(GenerateConfig(candidates=2, max_turns=3), user=user, policy=policy,
-                        proactive=policy, reward=reward, personas=personas)
+    engine = DataEngine(
+        GenerateConfig(candidates=2, max_turns=3),
+        user=user,
+        policy=policy,
+        proactive=policy,
+        reward=reward,
+        personas=personas,
+    )
     tasks = [Task(id=f"t{i}", description="chat", intent=f"need {i}") for i in range(4)]
     await engine.run(tasks, tmp_path)
     by_id = {r["task_id"]: r for r in read_jsonl(tmp_path / "conversations.jsonl")}
@@ -122,9 +146,15 @@ async def test_engine_records_the_persona_and_futures_play_the_same_person(tmp_p
         assert record["persona"]["patience"] == expected.patience
         summary = f"[{expected.summary}]"
         user_messages = [m["content"] for m in record["messages"] if m["role"] == "user"]
-        futures = [m["content"] for t in read_jsonl(tmp_path / "turns.jsonl") if t["task_id"] == task_id
-                   for c in t["candidates"] for f in c["futures"]
-                   for m in f["future"]["conversation"]["messages"] if m["role"] == "user"]
+        futures = [
+            m["content"]
+            for t in read_jsonl(tmp_path / "turns.jsonl")
+            if t["task_id"] == task_id
+            for c in t["candidates"]
+            for f in c["futures"]
+            for m in f["future"]["conversation"]["messages"]
+            if m["role"] == "user"
+        ]
         assert user_messages and futures
         assert all(m.startswith(summary) for m in user_messages + futures)
 
@@ -133,7 +163,9 @@ def test_simulate_and_eval_records_carry_the_persona(workdir):
     assert main(["simulate", "--config", "configs/scripted.yaml", "user.personas=default"]) == 0
     personas = load_personas("default")
     records = list(read_jsonl(workdir / "runs/scripted/conversations.jsonl"))
-    assert records and all(r["persona"]["name"] == personas.pick(r["task_id"], 0).name for r in records)
+    assert records and all(
+        r["persona"]["name"] == personas.pick(r["task_id"], 0).name for r in records
+    )
     assert main(["eval", "--config", "configs/scripted.yaml", "user.personas=default"]) == 0
     records = list(read_jsonl(workdir / "runs/scripted/eval/conversations.jsonl"))
     assert {r["seed"] for r in records} == {0, 1}
@@ -144,7 +176,9 @@ def test_simulate_and_eval_records_carry_the_persona(workdir):
     seen = {r["persona"]["name"] for r in records}
     assert set().union(*(group["personas"] for group in summary.values())) == seen
     assert all(group["reliability"]["seeds"] == 2 for group in summary.values())
-    assert "per persona of the simulated user" in (workdir / "runs/scripted/eval/table.md").read_text()
+    assert (
+        "per persona of the simulated user" in (workdir / "runs/scripted/eval/table.md").read_text()
+    )
 
 
 def test_without_personas_records_say_none(workdir):
@@ -163,9 +197,21 @@ def test_a_bad_persona_setting_is_a_clear_cli_error(workdir, capsys):
 
 
 def test_the_rule_user_ignores_the_persona_but_records_name_it(workdir):
-    assert main(["simulate", "--config", "configs/scripted.yaml", "user.kind=rule",
-                 "user.personas=default", "simulate.tasks.path=null",
-                 "simulate.tasks.set=clarify-chat", "simulate.tasks.limit=2"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--config",
+                "configs/scripted.yaml",
+                "user.kind=rule",
+                "user.personas=default",
+                "simulate.tasks.path=null",
+                "simulate.tasks.set=clarify-chat",
+                "simulate.tasks.limit=2",
+            ]
+        )
+        == 0
+    )
     personas = load_personas("default")
     records = list(read_jsonl(workdir / "runs/scripted/conversations.jsonl"))
     assert len(records) == 2

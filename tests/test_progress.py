@@ -27,14 +27,20 @@ def plain_console() -> tuple[Console, io.StringIO]:
 
 def test_duration_is_short_and_readable():
     assert [duration(s) for s in (0, 45.4, 72, 150, 3600 + 125)] == [
-        "0s", "45s", "1m12s", "2m30s", "1h02m"]
+        "0s",
+        "45s",
+        "1m12s",
+        "2m30s",
+        "1h02m",
+    ]
 
 
 def test_off_a_terminal_one_line_every_few_seconds_with_time_left():
     console, out = plain_console()
     clock = FakeClock()
-    with StageProgress(console, "generate", "conversations", 120, clock=clock, every=5,
-                       heartbeat=None) as p:
+    with StageProgress(
+        console, "generate", "conversations", 120, clock=clock, every=5, heartbeat=None
+    ) as p:
         for _ in range(39):  # 39 items in 4.9 s: no line yet
             clock.now += 0.1257
             p.advance()

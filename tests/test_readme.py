@@ -27,8 +27,6 @@ def _collabrl_commands():
     ]
 
 
-
-
 def test_readme_has_commands_and_snippets():
     assert len(_collabrl_commands()) >= 2
     assert _blocks("python")
@@ -42,6 +40,7 @@ def test_readme_commands_run_in_order(workdir):
 
 @pytest.mark.parametrize("snippet", _blocks("python"))
 def test_readme_python_snippet_runs(snippet, workdir):
-    result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr

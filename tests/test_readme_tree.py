@@ -16,8 +16,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LISTED = ("src/collabrl", "configs", "benchmarks", "Makefile", "pyproject.toml",
-          "requirements/lock.txt", ".ci/run")
+LISTED = (
+    "src/collabrl",
+    "configs",
+    "benchmarks",
+    "Makefile",
+    "pyproject.toml",
+    "requirements/lock.txt",
+    ".ci/run",
+)
 
 
 def _tree_lines() -> list[str]:
@@ -54,13 +61,20 @@ def _project_files() -> set[str]:
     try:
         listing = subprocess.run(
             ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *LISTED],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("needs a git checkout to tell the project's files from build outputs")
-    return {path for path in listing.splitlines()
-            if (ROOT / path).is_file() and Path(path).name != "__init__.py"
-            and "__pycache__" not in path}
+    return {
+        path
+        for path in listing.splitlines()
+        if (ROOT / path).is_file()
+        and Path(path).name != "__init__.py"
+        and "__pycache__" not in path
+    }
 
 
 def test_every_project_file_is_in_the_tree():
@@ -72,8 +86,11 @@ def test_every_project_file_is_in_the_tree():
 
 
 def test_every_path_in_the_tree_exists():
-    extra = [path for path in tree_paths() if not (
-        (ROOT / path).is_dir() if path.endswith("/") else (ROOT / path).is_file())]
+    extra = [
+        path
+        for path in tree_paths()
+        if not ((ROOT / path).is_dir() if path.endswith("/") else (ROOT / path).is_file())
+    ]
     assert not extra, (
         "README.md's file tree (## Files) names paths that do not exist (renamed or deleted?):\n  "
         + "\n  ".join(extra)
@@ -81,6 +98,9 @@ def test_every_path_in_the_tree_exists():
 
 
 def test_every_file_in_the_tree_is_described():
-    bare = [line.strip() for line in _tree_lines()
-            if not _columns(line)[1][0].endswith("/") and not _columns(line)[2]]
+    bare = [
+        line.strip()
+        for line in _tree_lines()
+        if not _columns(line)[1][0].endswith("/") and not _columns(line)[2]
+    ]
     assert not bare, "README.md's file tree: say what these are for:\n  " + "\n  ".join(bare)

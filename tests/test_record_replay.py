@@ -34,7 +34,8 @@ def write_experiment(folder: Path, base_url: str) -> None:
     roles = "".join(
         f"  {role}: {{kind: openai, model: fake-{role}, base_url: '{base_url}', "
         f"api_key_env: {UNSET_KEY}, retry: {{max_attempts: 1}}}}\n"
-        for role in ("policy", "user", "judge"))
+        for role in ("policy", "user", "judge")
+    )
     (folder / "experiment.yaml").write_text(
         f"roles:\n{roles}"
         "cache: {path: recording.sqlite}\n"
@@ -43,7 +44,8 @@ def write_experiment(folder: Path, base_url: str) -> None:
         "conversations_in_flight: 1, output_dir: runs/generate}\n"
         "export: {input_dir: runs/generate, output_dir: runs/export}\n"
         "eval: {tasks: {path: examples/tasks.jsonl}, seeds: 1, max_turns: 2, "
-        "conversations_in_flight: 1, output_dir: runs/eval}\n")
+        "conversations_in_flight: 1, output_dir: runs/eval}\n"
+    )
 
 
 def run_experiment(generate_mode: str, eval_mode: str) -> None:
@@ -96,8 +98,9 @@ def replay_folder(recorded: Path, tmp_path: Path, monkeypatch) -> Path:
     return folder
 
 
-def test_replay_in_a_fresh_folder_reproduces_every_output(recorded, tmp_path, monkeypatch,
-                                                          refused_connections):
+def test_replay_in_a_fresh_folder_reproduces_every_output(
+    recorded, tmp_path, monkeypatch, refused_connections
+):
     folder = replay_folder(recorded, tmp_path, monkeypatch)
     run_experiment("replay", "replay")
     assert refused_connections == []
@@ -108,16 +111,18 @@ def test_replay_in_a_fresh_folder_reproduces_every_output(recorded, tmp_path, mo
     assert replayed == expected  # generate, export and eval files (and manifests) byte for byte
 
 
-def test_a_replay_miss_fails_the_run_with_the_role_and_the_request(recorded, tmp_path,
-                                                                   monkeypatch, capsys,
-                                                                   refused_connections):
+def test_a_replay_miss_fails_the_run_with_the_role_and_the_request(
+    recorded, tmp_path, monkeypatch, capsys, refused_connections
+):
     replay_folder(recorded, tmp_path, monkeypatch)
     capsys.readouterr()
     changed = ["user.reply_format=plain", "generate.output_dir=runs/changed"]  # another prompt
     assert main(["generate", "--config", "experiment.yaml", "cache.mode=replay", *changed]) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "all 3 conversations failed" in out and "user_error:replay_miss" in out
-    assert "cache.mode is replay and recording.sqlite has no answer for role 'user', kind " \
+    assert (
+        "cache.mode is replay and recording.sqlite has no answer for role 'user', kind "
         "openai, model fake-user, base_url http://127.0.0.1:" in out
+    )
     assert re.search(r"sample \d+, last message \(\w+\) '", out)
     assert refused_connections == []

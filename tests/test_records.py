@@ -16,7 +16,10 @@ def test_append_and_read_back(tmp_path):
     with JsonlAppender(path) as out:
         out.append({"a": 1})
         out.append(Score(value=0.5))
-    assert list(read_jsonl(path)) == [{"a": 1}, {"value": 0.5, "reason": None, "raw": [], "detail": {}}]
+    assert list(read_jsonl(path)) == [
+        {"a": 1},
+        {"value": 0.5, "reason": None, "raw": [], "detail": {}},
+    ]
 
 
 def test_partial_last_line_is_ignored_and_cut_before_appending(tmp_path):
@@ -66,9 +69,18 @@ def test_manifest_matches_file(tmp_path):
 def test_task_file_loading_and_errors(tmp_path):
     good = tmp_path / "tasks.jsonl"
     good.write_text(
-        json.dumps({"id": "a", "description": "math", "intent": "What is 2+2?", "reference": "4",
-                    "artifact": "answer"}) + "\n"
-        + json.dumps({"id": "b", "description": "poem", "intent": "A haiku"}) + "\n"
+        json.dumps(
+            {
+                "id": "a",
+                "description": "math",
+                "intent": "What is 2+2?",
+                "reference": "4",
+                "artifact": "answer",
+            }
+        )
+        + "\n"
+        + json.dumps({"id": "b", "description": "poem", "intent": "A haiku"})
+        + "\n"
     )
     tasks = load_task_file(good)
     assert [t.id for t in tasks] == ["a", "b"] and tasks[0].artifact == "answer"
@@ -79,7 +91,9 @@ def test_task_file_loading_and_errors(tmp_path):
     with pytest.raises(TaskFileError, match="task 1: intent"):
         load_task_file(bad)
     dup = tmp_path / "dup.jsonl"
-    dup.write_text(good.read_text().splitlines()[0] + "\n" + good.read_text().splitlines()[0] + "\n")
+    dup.write_text(
+        good.read_text().splitlines()[0] + "\n" + good.read_text().splitlines()[0] + "\n"
+    )
     with pytest.raises(TaskFileError, match="repeats id 'a'"):
         load_task_file(dup)
     with pytest.raises(TaskFileError, match="does not exist"):

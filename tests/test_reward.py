@@ -50,19 +50,24 @@ class CandidateLength:
 
 
 def reward(metrics, samples=3, window=1):
-    sampler = ForwardSampler(UserSimulator(user_backend()), Policy(policy_backend()),
-                             samples=samples, window=window)
+    sampler = ForwardSampler(
+        UserSimulator(user_backend()), Policy(policy_backend()), samples=samples, window=window
+    )
     return MultiturnReward(metrics, sampler)
 
 
 async def test_mr_equals_hand_computation():
-    mr = reward({"idx": WeightedMetric(SampleIndexMetric("idx"), 2.0),
-                 "len": WeightedMetric(CandidateLength(), -0.5)})
+    mr = reward(
+        {
+            "idx": WeightedMetric(SampleIndexMetric("idx"), 2.0),
+            "len": WeightedMetric(CandidateLength(), -0.5),
+        }
+    )
     [a, b] = await mr.score(TASK, PREFIX, ["short", "a much longer reply"])
     # Sample j scores 2 * j/10 - 0.5 * len(candidate)
     expected_a = [2 * j / 10 - 0.5 * 5 for j in range(3)]
     assert a.mr == pytest.approx(statistics.fmean(expected_a))
-    assert a.stderr == pytest.approx(statistics.stdev(expected_a) / 3 ** 0.5)
+    assert a.stderr == pytest.approx(statistics.stdev(expected_a) / 3**0.5)
     assert [s.reward for s in a.samples] == pytest.approx(expected_a)
     assert a.metric_means == pytest.approx({"idx": 0.1, "len": 5.0})
     assert b.mr == pytest.approx(statistics.fmean([2 * j / 10 - 0.5 * 19 for j in range(3)]))
@@ -84,8 +89,12 @@ async def test_candidate_with_no_scored_sample_is_unscored():
 
 
 async def test_zero_weight_metrics_are_reported_but_do_not_count():
-    mr = reward({"idx": WeightedMetric(SampleIndexMetric("idx"), 1.0),
-                 "watch": WeightedMetric(SampleIndexMetric("watch", unscored_on={0, 1, 2}), 0.0)})
+    mr = reward(
+        {
+            "idx": WeightedMetric(SampleIndexMetric("idx"), 1.0),
+            "watch": WeightedMetric(SampleIndexMetric("watch", unscored_on={0, 1, 2}), 0.0),
+        }
+    )
     [c] = await mr.score(TASK, PREFIX, ["x"])
     assert c.mr == pytest.approx(0.1) and c.unscored == 0
 
@@ -96,16 +105,24 @@ async def test_failed_futures_are_excluded():
             return "never json"
         return json.dumps({"message": "more"})
 
-    sampler = ForwardSampler(UserSimulator(ScriptedBackend(reply_fn=flaky_user), max_reasks=0),
-                             Policy(policy_backend()), samples=3, window=1)
+    sampler = ForwardSampler(
+        UserSimulator(ScriptedBackend(reply_fn=flaky_user), max_reasks=0),
+        Policy(policy_backend()),
+        samples=3,
+        window=1,
+    )
     metric = SampleIndexMetric("idx")
-    [c] = await MultiturnReward({"idx": WeightedMetric(metric, 1.0)}, sampler).score(TASK, PREFIX, ["x"])
+    [c] = await MultiturnReward({"idx": WeightedMetric(metric, 1.0)}, sampler).score(
+        TASK, PREFIX, ["x"]
+    )
     assert c.unscored == 1 and metric.calls == 2
     assert c.samples[2].reason == "user_unparsable"
 
 
 async def test_candidates_samples_and_metrics_run_concurrently():
-    metrics = {f"m{k}": WeightedMetric(SampleIndexMetric(f"m{k}", delay=0.2), 1.0) for k in range(3)}
+    metrics = {
+        f"m{k}": WeightedMetric(SampleIndexMetric(f"m{k}", delay=0.2), 1.0) for k in range(3)
+    }
     mr = reward(metrics, samples=3)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -128,8 +145,12 @@ class DocumentOnly(SampleIndexMetric):
 
 async def test_task_metrics_for_other_artifacts_are_skipped_not_unscored():
     doc_metric = DocumentOnly("bleu")
-    mr = reward({"idx": WeightedMetric(SampleIndexMetric("idx"), 1.0),
-                 "bleu": WeightedMetric(doc_metric, 5.0)})
+    mr = reward(
+        {
+            "idx": WeightedMetric(SampleIndexMetric("idx"), 1.0),
+            "bleu": WeightedMetric(doc_metric, 5.0),
+        }
+    )
     [c] = await mr.score(TASK, PREFIX, ["x"])  # TASK.artifact is "none"
     assert c.mr == pytest.approx(0.1) and doc_metric.calls == 0
     assert "bleu" not in c.metric_means and c.unscored == 0

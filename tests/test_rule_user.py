@@ -13,9 +13,16 @@ from collabrl.tasks.registry import load_task_set
 from collabrl.types import Conversation, GenerationParams, Task
 
 # any task works, not only clarify-chat: only these metadata fields matter
-TASK = Task(id="poem", description="write a poem", intent="A poem about my cat Biscuit.",
-            metadata={"opening": "Write a poem about my cat.", "detail": "She is called Biscuit.",
-                      "detail_keywords": ["Biscuit"]})
+TASK = Task(
+    id="poem",
+    description="write a poem",
+    intent="A poem about my cat Biscuit.",
+    metadata={
+        "opening": "Write a poem about my cat.",
+        "detail": "She is called Biscuit.",
+        "detail_keywords": ["Biscuit"],
+    },
+)
 
 
 def after(*replies: str) -> Conversation:
@@ -48,7 +55,10 @@ async def test_the_non_committal_answer_depends_only_on_the_sample_index_and_tur
 
 async def test_a_task_without_the_fields_is_a_recorded_failure():
     turn = await RuleUser().next_turn(Task(id="x", description="d", intent="i"), Conversation())
-    assert turn.failure == "user_missing_fields" and "opening, detail, detail_keywords" in turn.failure_detail
+    assert (
+        turn.failure == "user_missing_fields"
+        and "opening, detail, detail_keywords" in turn.failure_detail
+    )
 
 
 async def test_a_whole_conversation_asking_first_succeeds_in_two_turns():
@@ -58,8 +68,12 @@ async def test_a_whole_conversation_asking_first_succeeds_in_two_turns():
     def assistant(messages, params, index):  # asks first, then uses what it was told
         return f"Here it is, {keyword}." if keyword in messages[-1].content else "Who is it for?"
 
-    run = await run_conversation(task, Policy(ScriptedBackend(reply_fn=assistant),
-                                              GenerationParams()), RuleUser(), max_turns=3)
+    run = await run_conversation(
+        task,
+        Policy(ScriptedBackend(reply_fn=assistant), GenerationParams()),
+        RuleUser(),
+        max_turns=3,
+    )
     assert run.ended == "user_terminated" and len(run.conversation.turns("assistant")) == 2
 
 
@@ -74,8 +88,10 @@ def make_echo_user(config, roles):
     return EchoUser()
 
 
-@pytest.mark.parametrize(("kind", "expected"), [("rule", RuleUser), ("llm", UserSimulator),
-                                               (f"{__name__}:make_echo_user", EchoUser)])
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("rule", RuleUser), ("llm", UserSimulator), (f"{__name__}:make_echo_user", EchoUser)],
+)
 def test_user_kind_picks_the_simulator(kind, expected):
     config = load_config(None, [f"user.kind={kind}", "roles.user={kind: scripted}"])
     assert isinstance(build_simulator(config, Roles(config, use_cache=False)), expected)
@@ -83,5 +99,8 @@ def test_user_kind_picks_the_simulator(kind, expected):
 
 def test_an_unknown_user_kind_is_a_config_error_naming_the_known_ones():
     config = load_config(None, ["user.kind=oracle"])
-    with pytest.raises(ConfigError, match=r"user.kind: unknown user simulator 'oracle'; known user simulators: llm, rule"):
+    with pytest.raises(
+        ConfigError,
+        match=r"user.kind: unknown user simulator 'oracle'; known user simulators: llm, rule",
+    ):
         build_simulator(config, Roles(config, use_cache=False))

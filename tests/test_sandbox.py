@@ -27,7 +27,9 @@ from collabrl.sandbox.isolation import LEVELS
 from collabrl.types import Task
 
 ADD = "def add(a, b):\n    return a + b\n"
-CHECK_ADD = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"
+CHECK_ADD = (
+    "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"
+)
 UNITTEST_ADD = dedent("""\
     import unittest
 
@@ -140,7 +142,9 @@ async def test_a_syntax_error_fails_not_errors(sandbox):
 
 
 async def test_missing_entry_point_fails(sandbox):
-    result = await sandbox.run_tests("def plus(a, b):\n    return a + b\n", CHECK_ADD, "check", "add")
+    result = await sandbox.run_tests(
+        "def plus(a, b):\n    return a + b\n", CHECK_ADD, "check", "add"
+    )
     assert result.verdict == "fail" and "not defined" in result.failures[0]
 
 
@@ -188,7 +192,9 @@ async def test_short_output_is_kept_whole(sandbox):
 async def test_setup_code_is_prepended_to_the_code(sandbox):
     code = "def hyp(a, b):\n    return sqrt(a * a + b * b)\n"
     tests = "def check(candidate):\n    assert candidate(3, 4) == 5.0\n"
-    result = await sandbox.run_tests(code, tests, "check", "hyp", setup_code="from math import sqrt")
+    result = await sandbox.run_tests(
+        code, tests, "check", "hyp", setup_code="from math import sqrt"
+    )
     assert result.verdict == "pass", result
 
 
@@ -196,7 +202,9 @@ async def test_runs_are_limited_to_the_concurrency():
     box = Sandbox(timeout_s=5, concurrency=1, allow_weak_isolation=True)
     slow = "import time\ntime.sleep(0.3)\n" + ADD
     started = time.monotonic()
-    results = await asyncio.gather(*(box.run_tests(slow, CHECK_ADD, "check", "add") for _ in range(3)))
+    results = await asyncio.gather(
+        *(box.run_tests(slow, CHECK_ADD, "check", "add") for _ in range(3))
+    )
     assert all(r.verdict == "pass" for r in results)
     assert time.monotonic() - started >= 0.9
 
@@ -212,7 +220,8 @@ async def test_honest_code_may_use_subprocesses_and_multiprocessing(sandbox):
                 return int(echoed) * sum(pool.map(square, range(3))) // 5
         """)
     result = await Sandbox(timeout_s=10, allow_weak_isolation=True).run_tests(
-        code, CHECK_ONE, "check", "f")
+        code, CHECK_ONE, "check", "f"
+    )
     assert result.verdict == "pass", result
 
 
@@ -246,7 +255,9 @@ async def test_a_cancelled_run_leaves_no_process(level_sandbox):
     with pytest.raises(asyncio.CancelledError):
         await run
     deadline = time.monotonic() + 3
-    while (live_processes(f"sleep {marker}") or sandbox_leftovers()) and time.monotonic() < deadline:
+    while (
+        live_processes(f"sleep {marker}") or sandbox_leftovers()
+    ) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert live_processes(f"sleep {marker}") == [] and sandbox_leftovers() == []
 
@@ -332,8 +343,13 @@ async def test_a_level_that_fails_its_probe_is_skipped_with_a_note(tmp_path, mon
 async def test_each_level_says_what_its_probe_found(level_sandbox):
     iso = await level_sandbox.isolation()
     assert iso.level == level_sandbox.requested
-    holds = (iso.unprivileged, iso.network_cut, iso.filesystem_protected,
-             iso.processes_limited, iso.environ_hidden)
+    holds = (
+        iso.unprivileged,
+        iso.network_cut,
+        iso.filesystem_protected,
+        iso.processes_limited,
+        iso.environ_hidden,
+    )
     assert (iso.weaknesses == ()) == all(holds)
     if iso.level == "process":
         assert not iso.network_cut and iso.weaknesses
@@ -364,8 +380,12 @@ async def test_network_access_fails(strict):
 
 
 async def test_no_secret_reaches_the_code(sandbox, monkeypatch):
-    canaries = {"OPENAI_API_KEY": "sk-canary-1", "HF_TOKEN": "hf_canary_2",
-                "ANTHROPIC_API_KEY": "canary-3", "GITHUB_TOKEN": "canary-4"}
+    canaries = {
+        "OPENAI_API_KEY": "sk-canary-1",
+        "HF_TOKEN": "hf_canary_2",
+        "ANTHROPIC_API_KEY": "canary-3",
+        "GITHUB_TOKEN": "canary-4",
+    }
     for name, value in canaries.items():
         monkeypatch.setenv(name, value)
     code = dedent("""\
@@ -418,8 +438,14 @@ def code_task(task_id: str, tests: str, canonical: str | None, style: str = "che
     metadata = {"test_style": style, "entry_point": "add"}
     if canonical is not None:
         metadata["canonical_solution"] = canonical
-    return Task(id=task_id, description="write a function", intent="Write add(a, b).",
-                artifact="code", reference=tests, metadata=metadata)
+    return Task(
+        id=task_id,
+        description="write a function",
+        intent="Write add(a, b).",
+        artifact="code",
+        reference=tests,
+        metadata=metadata,
+    )
 
 
 async def test_the_gate_passes_sound_tasks_and_lists_the_others(sandbox):
@@ -435,8 +461,10 @@ async def test_the_gate_passes_sound_tasks_and_lists_the_others(sandbox):
     report = await check_task_set(tasks, sandbox)
     problems = {v.task_id: v.problem for v in report.violations}
     assert problems == {
-        "broken-reference": "reference_fails", "tests-pass-anything": "empty_passes",
-        "no-canonical": "no_canonical_solution", "broken-tests": "sandbox_error",
+        "broken-reference": "reference_fails",
+        "tests-pass-anything": "empty_passes",
+        "no-canonical": "no_canonical_solution",
+        "broken-tests": "sandbox_error",
         "prose": "not_code",
     }
     assert report.checked == 7 and not report.ok

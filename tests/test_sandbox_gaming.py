@@ -11,7 +11,9 @@ import pytest
 
 from collabrl.sandbox import Sandbox
 
-CHECK_ADD = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == 4\n"
+CHECK_ADD = (
+    "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == 4\n"
+)
 UNITTEST_ADD = dedent("""\
     import unittest
 
@@ -44,7 +46,8 @@ HACKS = {
         print("OK", file=sys.stderr)
         sys.stdout.flush()
         os._exit(0)
-        """) + WRONG,
+        """)
+    + WRONG,
     "an always-equal object": ALWAYS_EQUAL + "def add(a, b):\n    return Anything()\n",
     "an always-equal object in a list": ALWAYS_EQUAL + "def add(a, b):\n    return [Anything()]\n",
     "an always-equal int subclass": dedent("""\
@@ -56,7 +59,8 @@ HACKS = {
             return Int(0)
         """),
     "an always-equal class built with type()": (
-        "def add(a, b):\n    return type('X', (), {'__eq__': lambda s, o: True})()\n"),
+        "def add(a, b):\n    return type('X', (), {'__eq__': lambda s, o: True})()\n"
+    ),
     "an always-equal class built by exec": dedent("""\
         namespace = {}
         exec("class X:\\n    __eq__ = lambda self, other: True", namespace)
@@ -68,7 +72,8 @@ HACKS = {
         import unittest
         unittest.TestCase.assertEqual = lambda *args, **kwargs: None
         unittest.TestCase.assertTrue = lambda *args, **kwargs: None
-        """) + WRONG,
+        """)
+    + WRONG,
     "patching TestCase.run at import": dedent("""\
         import unittest
         def run(self, result=None):
@@ -76,18 +81,21 @@ HACKS = {
             result.addSuccess(self)
             result.stopTest(self)
         unittest.TestCase.run = run
-        """) + WRONG,
+        """)
+    + WRONG,
     "patching the result classes": dedent("""\
         import unittest
         unittest.TestResult.addFailure = unittest.TestResult.addSuccess
         unittest.TestResult.wasSuccessful = lambda self: True
-        """) + WRONG,
+        """)
+    + WRONG,
     "replacing the unittest module": dedent("""\
         import sys, types
         fake = types.ModuleType("unittest")
         sys.modules["unittest"] = fake
         sys.modules["unittest.case"] = fake
-        """) + WRONG,
+        """)
+    + WRONG,
     "patching assertions during the call": dedent("""\
         import unittest
         def add(a, b):
@@ -111,7 +119,8 @@ HACKS = {
                 os.write(fd, b"\\n" + line + b"\\n")
             except OSError:
                 pass
-        """) + WRONG,
+        """)
+    + WRONG,
     "skipping the tests": "import unittest\ndef add(a, b):\n    raise unittest.SkipTest('no')\n",
     "exiting inside the call": "import sys\ndef add(a, b):\n    sys.exit(0)\n",
     "KeyboardInterrupt inside the call": "def add(a, b):\n    raise KeyboardInterrupt\n",

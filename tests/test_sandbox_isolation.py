@@ -85,7 +85,9 @@ async def test_the_opt_in_runs_a_weak_level_and_says_so():
     box = Sandbox(timeout_s=5, isolation="process", allow_weak_isolation=True)
     iso = await box.isolation()
     assert iso.weaknesses and not iso.network_cut
-    result = await box.run_tests("def f():\n    return 1\n", sandbox_attacks.CHECK_ONE, "check", "f")
+    result = await box.run_tests(
+        "def f():\n    return 1\n", sandbox_attacks.CHECK_ONE, "check", "f"
+    )
     assert result.verdict == "pass" and result.weak_isolation and result.isolation == "process"
 
 
@@ -117,8 +119,13 @@ async def test_the_description_names_level_and_opt_in():
 
 
 def test_the_config_section_reaches_the_sandbox():
-    config = load_config(None, ["sandbox.allow_weak_isolation=true",
-                                "eval.task_metrics=[{name: pass_rate, options: {isolation: process}}]"])
+    config = load_config(
+        None,
+        [
+            "sandbox.allow_weak_isolation=true",
+            "eval.task_metrics=[{name: pass_rate, options: {isolation: process}}]",
+        ],
+    )
     box = config_sandbox(config)
     assert box.allow_weak_isolation and box.requested == "process"
     assert not config_sandbox(load_config(None, [])).allow_weak_isolation
@@ -133,28 +140,49 @@ def _unprivileged_python() -> list[str]:
     """How to start Python as an unprivileged user that can import collabrl."""
     if not ROOT:
         return [sys.executable]
-    drop = [shutil.which("setpriv") or "setpriv", "--reuid=nobody", "--regid=nogroup",
-            "--clear-groups"]
+    drop = [
+        shutil.which("setpriv") or "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+    ]
     wanted = f"{sys.version_info.major}.{sys.version_info.minor}"
     candidates = [sys.executable, shutil.which(f"python{wanted}"), f"/usr/bin/python{wanted}"]
-    reexec = ("import subprocess, sys; subprocess.run([sys.executable, '-c', ''], check=True); "
-              "print(sys.version[:4])")  # setpriv may exec what the user itself cannot
+    reexec = (
+        "import subprocess, sys; subprocess.run([sys.executable, '-c', ''], check=True); "
+        "print(sys.version[:4])"
+    )  # setpriv may exec what the user itself cannot
     for python in dict.fromkeys(filter(None, candidates)):
-        probe = subprocess.run([*drop, python, "-c", reexec], capture_output=True, text=True,
-                               check=False)
+        probe = subprocess.run(
+            [*drop, python, "-c", reexec], capture_output=True, text=True, check=False
+        )
         if probe.returncode == 0 and probe.stdout.startswith(wanted):
             return [*drop, python]
     pytest.skip(f"no Python {wanted} that the user nobody may run (the test needs one)")
 
 
 def as_unprivileged(*args: str) -> dict:
-    paths = [str(SRC), str(HERE), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
-             *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join(paths),
-           "LANG": "C.UTF-8"}
-    done = subprocess.run([*_unprivileged_python(), str(HERE / "sandbox_attacks.py"), *args],
-                          capture_output=True, text=True, env=env, cwd="/", timeout=240,
-                          check=False)
+    paths = [
+        str(SRC),
+        str(HERE),
+        sysconfig.get_paths()["purelib"],
+        sysconfig.get_paths()["platlib"],
+        *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+    ]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join(paths),
+        "LANG": "C.UTF-8",
+    }
+    done = subprocess.run(
+        [*_unprivileged_python(), str(HERE / "sandbox_attacks.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["uid"] != 0

@@ -15,7 +15,11 @@ from collabrl.simulator import (
 )
 from collabrl.types import Conversation, Task
 
-TASK = Task(id="t1", description="write a poem", intent="Write a four-line poem about autumn leaves falling in the rain.")
+TASK = Task(
+    id="t1",
+    description="write a poem",
+    intent="Write a four-line poem about autumn leaves falling in the rain.",
+)
 
 
 def as_json(message, terminate=False, thought="hmm"):
@@ -28,7 +32,10 @@ def as_json(message, terminate=False, thought="hmm"):
         (as_json("hi"), ("hmm", "hi", False)),
         ("Sure!\n```json\n" + as_json("fenced") + "\n```\nthanks", ("hmm", "fenced", False)),
         ("prose first " + as_json("inline", True) + " trailing prose", ("hmm", "inline", True)),
-        ('{"message": "braces {inside} strings", "terminate": "true"}', ("", "braces {inside} strings", True)),
+        (
+            '{"message": "braces {inside} strings", "terminate": "true"}',
+            ("", "braces {inside} strings", True),
+        ),
         ('{"message": "first"} then {"message": "second"}', ("", "second", False)),
         ("no json here", None),
         ('{"thought": "only a thought"}', None),
@@ -44,7 +51,9 @@ def test_prompt_holds_intent_and_flipped_history():
     messages = sim.prompt(TASK, conv)
     assert messages[0].role == "system" and TASK.intent in messages[0].content
     assert [(m.role, m.content) for m in messages[1:]] == [
-        ("assistant", "need a poem"), ("user", "What topic?")]
+        ("assistant", "need a poem"),
+        ("user", "What topic?"),
+    ]
     start = sim.prompt(TASK, Conversation())
     assert start[-1].role == "user" and "first message" in start[-1].content
     with pytest.raises(ValueError):
@@ -92,11 +101,15 @@ async def test_sample_index_reaches_the_backend():
 def test_health_flags_fire_on_crafted_messages():
     assert health_flags("", False, TASK.intent) == ("empty",)
     assert health_flags("", True, TASK.intent) == ()
-    assert "role_inversion" in health_flags("Sure! I'd be happy to help you with that.", False, TASK.intent)
+    assert "role_inversion" in health_flags(
+        "Sure! I'd be happy to help you with that.", False, TASK.intent
+    )
     assert "role_inversion" in health_flags("Here is the solution: x=2", False, TASK.intent)
     leak = "ok so: write a four-line poem about autumn leaves falling in the rain."
     assert "intent_leak" in health_flags(leak, False, TASK.intent)
-    assert health_flags("can you help me with a poem? something about fall", False, TASK.intent) == ()
+    assert (
+        health_flags("can you help me with a poem? something about fall", False, TASK.intent) == ()
+    )
 
 
 def test_leaked_words_counts_the_longest_shared_run():

@@ -46,8 +46,11 @@ def test_generate_logs_running_figures_equal_to_the_records(workdir):
     turns = list(read_jsonl(out / "turns.jsonl"))
     conversations = list(read_jsonl(out / "conversations.jsonl"))
     mrs = [c["mr"] for t in turns for c in t["candidates"] if c["mr"] is not None]
-    gaps = [max(s) - min(s) for t in turns
-            if len(s := [c["mr"] for c in t["candidates"] if c["mr"] is not None]) >= 2]
+    gaps = [
+        max(s) - min(s)
+        for t in turns
+        if len(s := [c["mr"] for c in t["candidates"] if c["mr"] is not None]) >= 2
+    ]
     assert [step for step, _ in series(tb, "generate/mr/mean")] == [1, 2, 3]
     assert last(tb, "generate/mr/mean") == pytest.approx(statistics.fmean(mrs), rel=1e-6)
     assert last(tb, "generate/mr/std") == pytest.approx(statistics.pstdev(mrs), rel=1e-5)
@@ -60,8 +63,9 @@ def test_generate_logs_running_figures_equal_to_the_records(workdir):
                     per_metric[name].append(value)
     assert per_metric
     for name, values in per_metric.items():
-        assert last(tb, f"generate/metric/{name}/mean") == pytest.approx(statistics.fmean(values),
-                                                                         rel=1e-6)
+        assert last(tb, f"generate/metric/{name}/mean") == pytest.approx(
+            statistics.fmean(values), rel=1e-6
+        )
     failed = sum(c["status"] == "failed" for c in conversations)
     assert last(tb, "generate/failure_rate") == failed / len(conversations)
     assert last(tb, "generate/cut/candidate_rate") == 0.0
@@ -85,11 +89,13 @@ def test_eval_logs_each_system_as_it_goes_and_the_summary_at_the_end(workdir):
             values = [v for v in map(get, ok) if v is not None]
             if values:
                 assert last(tb, f"eval/{system}/{name}") == pytest.approx(
-                    statistics.fmean(values), rel=1e-5, abs=1e-6)
+                    statistics.fmean(values), rel=1e-5, abs=1e-6
+                )
     for group, block in summary.items():
         for system, figures in block["systems"].items():
             assert last(tb, f"eval/summary/{group}/{system}/score") == pytest.approx(
-                figures["score"]["mean"], rel=1e-5, abs=1e-6)
+                figures["score"]["mean"], rel=1e-5, abs=1e-6
+            )
     [table] = tb.Tensors("eval/table")
     assert table.step == len(records)
     logged = table.tensor_proto.string_val[0].decode()
@@ -101,14 +107,18 @@ def test_without_a_tracking_section_nothing_is_tracked(workdir):
     assert not (workdir / "runs/scripted/generate/runs").exists()
 
 
-@pytest.mark.parametrize("tracker, command", [
-    ("wandb", "pip install 'collabrl[wandb]'"),
-    ("trackio", "pip install 'collabrl[trackio]'"),
-    ("tensorboard", "pip install tensorboard"),
-])
+@pytest.mark.parametrize(
+    "tracker, command",
+    [
+        ("wandb", "pip install 'collabrl[wandb]'"),
+        ("trackio", "pip install 'collabrl[trackio]'"),
+        ("tensorboard", "pip install tensorboard"),
+    ],
+)
 @pytest.mark.parametrize("stage", ["generate", "eval"])
 def test_a_missing_tracker_package_is_one_error_line_before_any_work(
-        workdir, capsys, monkeypatch, tracker, command, stage):
+    workdir, capsys, monkeypatch, tracker, command, stage
+):
     monkeypatch.setitem(sys.modules, tracker, None)  # import fails as if not installed
     assert main([stage, *SCRIPTED, f"tracking.report_to=[{tracker}]"]) == 2
     out = capsys.readouterr().out
@@ -174,10 +184,14 @@ def test_no_tracker_does_nothing():
 
 
 def test_the_train_recipes_get_the_same_settings():
-    config = load_config(None, ["tracking.report_to=[tensorboard]", "tracking.run_name=r1",
-                                "tracking.project=p"])
+    config = load_config(
+        None, ["tracking.report_to=[tensorboard]", "tracking.run_name=r1", "tracking.project=p"]
+    )
     assert trainer_tracking(config.train.tracking) == {
-        "report_to": ["tensorboard"], "run_name": "r1", "project": "p"}
+        "report_to": ["tensorboard"],
+        "run_name": "r1",
+        "project": "p",
+    }
     assert trainer_tracking(load_config(None).train.tracking)["report_to"] == "none"
 
 

@@ -39,7 +39,9 @@ def test_user_simulator_view_flips_roles_and_drops_system():
 def test_json_round_trips():
     conv = Conversation.of(("user", "x"), ("assistant", "y"))
     assert Conversation.model_validate_json(conv.model_dump_json()) == conv
-    comp = Completion(text="t", finish_reason="length", usage=Usage(prompt_tokens=3, completion_tokens=4))
+    comp = Completion(
+        text="t", finish_reason="length", usage=Usage(prompt_tokens=3, completion_tokens=4)
+    )
     assert Completion.model_validate_json(comp.model_dump_json()) == comp
     params = GenerationParams(n=3, stop=("\n",), seed=7)
     assert GenerationParams.model_validate_json(params.model_dump_json()) == params

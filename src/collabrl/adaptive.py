@@ -97,8 +97,12 @@ class AdaptiveSampling:
         mean = math.fsum(rewards) / n
         return math.sqrt((math.fsum((r - mean) ** 2 for r in rewards) + width**2 / 4) / n / n)
 
-    def settled(self, rewards: Sequence[Sequence[float]], sampling: Sequence[bool],
-                choosable: Sequence[bool] | None = None) -> list[bool]:
+    def settled(
+        self,
+        rewards: Sequence[Sequence[float]],
+        sampling: Sequence[bool],
+        choosable: Sequence[bool] | None = None,
+    ) -> list[bool]:
         """Which of the still ``sampling`` candidates need no more futures, given each
         candidate's scored rewards so far (stopped candidates keep their last interval).
         ``choosable`` marks the candidates the export may take as a pair's chosen reply (a reply
@@ -115,11 +119,17 @@ class AdaptiveSampling:
         could_worst = [lo <= min(highs) for lo in lows]
         reachable = max(h for h, c in zip(highs, choosable) if c) - min(lows) >= self.min_gap
         decided = self._pair_settled(rewards, lows, highs, choosable) or not reachable
-        return [s and (decided or not (b or w))
-                for s, b, w in zip(sampling, could_best, could_worst)]
+        return [
+            s and (decided or not (b or w)) for s, b, w in zip(sampling, could_best, could_worst)
+        ]
 
-    def _pair_settled(self, rewards: Sequence[Sequence[float]], lows: list[float],
-                      highs: list[float], choosable: list[bool]) -> bool:
+    def _pair_settled(
+        self,
+        rewards: Sequence[Sequence[float]],
+        lows: list[float],
+        highs: list[float],
+        choosable: list[bool],
+    ) -> bool:
         """Whether the pair the export would form now (the highest mean among the choosable,
         the lowest mean of all; the first on ties) is ordered, and ``min_gap`` apart, by the
         intervals."""

@@ -21,8 +21,13 @@ from typing import Any
 
 FiguresOf = Callable[[list[dict]], dict[str, Any]]
 NO_PERSONA = "(none)"
-PERSONA_COLUMNS = (("score", "(%)", 1), ("satisfied", "satisfied (%)", 1), ("turns", "turns", 2),
-                   ("tokens_k", "tok (k)", 2), ("itr", "ITR", 1))
+PERSONA_COLUMNS = (
+    ("score", "(%)", 1),
+    ("satisfied", "satisfied (%)", 1),
+    ("turns", "turns", 2),
+    ("tokens_k", "tok (k)", 2),
+    ("itr", "ITR", 1),
+)
 
 
 def persona_name(record: dict) -> str:
@@ -38,8 +43,10 @@ def persona_breakdown(rows: list[dict], systems: list[str], figures: FiguresOf) 
     by_persona: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_persona[persona_name(r)].append(r)
-    return {name: {s: figures(rs) for s in systems if (rs := [r for r in group if r["system"] == s])}
-            for name, group in sorted(by_persona.items())}
+    return {
+        name: {s: figures(rs) for s in systems if (rs := [r for r in group if r["system"] == s])}
+        for name, group in sorted(by_persona.items())
+    }
 
 
 def pass_hat_k(outcomes: list[bool], k: int) -> float | None:
@@ -48,7 +55,9 @@ def pass_hat_k(outcomes: list[bool], k: int) -> float | None:
     return comb(c, k) / comb(n, k) if n >= k else None
 
 
-def reliability(rows: list[dict], systems: list[str], seeds: int, threshold: float) -> dict[str, Any]:
+def reliability(
+    rows: list[dict], systems: list[str], seeds: int, threshold: float
+) -> dict[str, Any]:
     """Per system: pass^1 .. pass^seeds in percent, each with the number of tasks behind it."""
     out: dict[str, Any] = {}
     for system in systems:
@@ -58,13 +67,20 @@ def reliability(rows: list[dict], systems: list[str], seeds: int, threshold: flo
                 by_task[r["task_id"]].append(r["score"] >= threshold)
         if not by_task:
             continue
-        out[system] = {"tasks": len(by_task), "pass_k": [_pass_k(by_task, k) for k in range(1, seeds + 1)]}
+        out[system] = {
+            "tasks": len(by_task),
+            "pass_k": [_pass_k(by_task, k) for k in range(1, seeds + 1)],
+        }
     return {"threshold": threshold, "seeds": seeds, "systems": out} if out else {}
 
 
 def _pass_k(by_task: dict[str, list[bool]], k: int) -> dict[str, Any]:
     values = [v for outcomes in by_task.values() if (v := pass_hat_k(outcomes, k)) is not None]
-    return {"k": k, "value": 100 * sum(values) / len(values) if values else None, "tasks": len(values)}
+    return {
+        "k": k,
+        "value": 100 * sum(values) / len(values) if values else None,
+        "tasks": len(values),
+    }
 
 
 def reliability_markdown(label: str, body: dict[str, Any], systems: list[str]) -> list[str]:
@@ -73,35 +89,52 @@ def reliability_markdown(label: str, body: dict[str, Any], systems: list[str]) -
     if not block:
         return []
     ks = range(1, block["seeds"] + 1)
-    lines = ["", f"{label}, reliability across seeds (success: score >= {block['threshold']:g}):", "",
-             "| System | mean (%) | " + " | ".join(f"pass^{k} (%)" for k in ks) + " | tasks |",
-             "|" + "---|" * (block["seeds"] + 3)]
+    lines = [
+        "",
+        f"{label}, reliability across seeds (success: score >= {block['threshold']:g}):",
+        "",
+        "| System | mean (%) | " + " | ".join(f"pass^{k} (%)" for k in ks) + " | tasks |",
+        "|" + "---|" * (block["seeds"] + 3),
+    ]
     for system in systems:
         entry = block["systems"].get(system)
         if entry is None:
             continue
         mean = (body["systems"].get(system, {}).get("score") or {}).get("mean")
         cells = [_number(p["value"]) for p in entry["pass_k"]]
-        lines.append(f"| {system} | {_number(mean)} | " + " | ".join(cells) + f" | {entry['tasks']} |")
+        lines.append(
+            f"| {system} | {_number(mean)} | " + " | ".join(cells) + f" | {entry['tasks']} |"
+        )
     return lines
 
 
-def persona_markdown(label: str, body: dict[str, Any], systems: list[str],
-                     interval: Callable[[dict | None, int], str]) -> list[str]:
+def persona_markdown(
+    label: str,
+    body: dict[str, Any],
+    systems: list[str],
+    interval: Callable[[dict | None, int], str],
+) -> list[str]:
     """Lines of the per-persona table of one summary group (none when no record has a persona)."""
     personas = body.get("personas")
     if not personas:
         return []
     header = ["Persona", "System", *(col for _, col, _ in PERSONA_COLUMNS), "n"]
-    lines = ["", f"{label}, per persona of the simulated user:", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        "",
+        f"{label}, per persona of the simulated user:",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for name, per_system in personas.items():
         for system in systems:
             figures = per_system.get(system)
             if figures is None:
                 continue
             cells = [interval(figures.get(figure), digits) for figure, _, digits in PERSONA_COLUMNS]
-            lines.append(f"| {name} | {system} | " + " | ".join(cells) + f" | {figures['conversations']} |")
+            lines.append(
+                f"| {name} | {system} | " + " | ".join(cells) + f" | {figures['conversations']} |"
+            )
     return lines
 
 

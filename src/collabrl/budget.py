@@ -84,9 +84,11 @@ class Budget:
     def guard(self, inner: Backend, role: str, price: PriceConfig | None) -> BudgetGuard:
         """The role's backend behind this budget; a money cap needs the role's price."""
         if price is None and self.config.usd is not None:
-            raise ConfigError(f"budget.usd is set but role {role!r} has no price, so its spend "
-                              f"cannot be counted in money; set roles.{role}.price or drop "
-                              "budget.usd (tokens and requests caps need no price)")
+            raise ConfigError(
+                f"budget.usd is set but role {role!r} has no price, so its spend "
+                f"cannot be counted in money; set roles.{role}.price or drop "
+                "budget.usd (tokens and requests caps need no price)"
+            )
         self.roles.setdefault(role, Spend(usd=None if price is None else 0.0))
         return BudgetGuard(inner, self, role, price)
 
@@ -117,8 +119,10 @@ class Budget:
                 spent = getattr(spend, name) or 0
                 projected = spent + spent / self.finished * (in_flight + 1)
                 if projected > cap:
-                    return (f"{scope}.{name}={cap:g} would be exceeded (spent {spent:g}, "
-                            f"{projected:g} projected with {in_flight + 1} more conversations)")
+                    return (
+                        f"{scope}.{name}={cap:g} would be exceeded (spent {spent:g}, "
+                        f"{projected:g} projected with {in_flight + 1} more conversations)"
+                    )
         return None
 
     def may_start(self, in_flight: int = 0) -> bool:
@@ -136,8 +140,9 @@ class Budget:
             self.stopped = self.stopped or reason
             raise BudgetExceeded(reason)
 
-    async def map_bounded(self, fn: Callable[[T], Awaitable[None]], items: Iterable[T],
-                          limit: int) -> None:
+    async def map_bounded(
+        self, fn: Callable[[T], Awaitable[None]], items: Iterable[T], limit: int
+    ) -> None:
         """``aio.map_bounded`` that starts an item only while ``refusal`` allows, and counts an
         item that raised ``BudgetExceeded`` as abandoned (``fn`` wrote nothing for it)."""
         in_flight = 0
@@ -170,19 +175,26 @@ class Budget:
         nothing is capped."""
         if not self.capped:
             return {}
-        return {"stopped": "budget" if self.stopped else None, "spent": self.spent(),
-                "budget": self.config.model_dump(exclude_none=True)}
+        return {
+            "stopped": "budget" if self.stopped else None,
+            "spent": self.spent(),
+            "budget": self.config.model_dump(exclude_none=True),
+        }
 
     def message(self) -> str:
         """The one line of a stopped run: why, what it spent, how to continue."""
-        return self.stop_line(f"{self.finished} conversations finished, {self.abandoned} "
-                              "abandoned", "Rerun to continue (raise the cap if needed): finished "
-                              "conversations are skipped and answered requests come from the cache.")
+        return self.stop_line(
+            f"{self.finished} conversations finished, {self.abandoned} abandoned",
+            "Rerun to continue (raise the cap if needed): finished "
+            "conversations are skipped and answered requests come from the cache.",
+        )
 
     def stop_line(self, done: str, resume: str) -> str:
         """``stopped on the budget: <why>; <done>; spent <figures>. <resume>``."""
-        return (f"stopped on the budget: {self.stopped}; {done}; spent "
-                f"{_figures(asdict(self.total))}. {resume}")
+        return (
+            f"stopped on the budget: {self.stopped}; {done}; spent "
+            f"{_figures(asdict(self.total))}. {resume}"
+        )
 
     def status(self, completed: int, total: int) -> str:
         """``spent 0.0123 -> ~0.0456``: money (tokens when no role has a price), and the
@@ -203,8 +215,9 @@ def _figures(spend: dict[str, Any]) -> str:
 class BudgetGuard(BackendWrapper):
     """Refuses a call once a cap is reached; counts the requests and fresh tokens it passes."""
 
-    def __init__(self, inner: Backend, budget: Budget, role: str,
-                 price: PriceConfig | None) -> None:
+    def __init__(
+        self, inner: Backend, budget: Budget, role: str, price: PriceConfig | None
+    ) -> None:
         super().__init__(inner)
         self.budget = budget
         self.role = role

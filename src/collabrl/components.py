@@ -30,9 +30,12 @@ from collabrl.simulator import UserSimulator
 def _llm_user(config: Config, roles: Roles) -> UserSimulator:
     role = config.user.role
     return UserSimulator(
-        roles[role], config.role(role).generation,
-        max_reasks=config.user.max_reasks, leak_words=config.user.leak_words,
-        reply_format=config.user.reply_format, cut_messages=config.user.cut_messages,
+        roles[role],
+        config.role(role).generation,
+        max_reasks=config.user.max_reasks,
+        leak_words=config.user.leak_words,
+        reply_format=config.user.reply_format,
+        cut_messages=config.user.cut_messages,
     )
 
 
@@ -85,14 +88,20 @@ def metric_builder(roles: Roles) -> Callable[[MetricSpec, str], Metric]:
     def extractor_for(role: str | None) -> ArtifactExtractor | LastReplyExtractor:
         """``role``'s LLM extractor; None: the deterministic last-reply extractor."""
         if role not in extractors:
-            extractors[role] = (LastReplyExtractor() if role is None
-                                else ArtifactExtractor(backend_for(role)))
+            extractors[role] = (
+                LastReplyExtractor() if role is None else ArtifactExtractor(backend_for(role))
+            )
         return extractors[role]
 
     def build(spec: MetricSpec, where: str) -> Metric:
         try:
-            return build_metric(spec.name, spec.options, backends=backend_for,
-                                extractor_for=extractor_for, sandbox=roles.config.sandbox)
+            return build_metric(
+                spec.name,
+                spec.options,
+                backends=backend_for,
+                extractor_for=extractor_for,
+                sandbox=roles.config.sandbox,
+            )
         except ValueError as error:
             raise ConfigError(f"{where}: {error}") from None
 
@@ -103,7 +112,9 @@ def build_metrics(config: Config, roles: Roles) -> dict[str, WeightedMetric]:
     build = metric_builder(roles)
     metrics: dict[str, WeightedMetric] = {}
     for spec in config.reward.metrics:
-        metric = build(spec, "reward.metrics")  # keyed by its own name: a plugin's, not its reference
+        metric = build(
+            spec, "reward.metrics"
+        )  # keyed by its own name: a plugin's, not its reference
         if metric.name in metrics:
             raise ConfigError(f"reward.metrics lists {metric.name!r} twice")
         metrics[metric.name] = WeightedMetric(metric, spec.weight)
@@ -116,9 +127,12 @@ def adaptive_sampling(config: Config) -> AdaptiveSampling | None:
     if reward.adaptive == "off" or reward.reward_range is None:
         return None
     return AdaptiveSampling(
-        mode=reward.adaptive, samples_min=reward.samples_min,
-        samples_max=reward.samples_max or reward.samples, confidence=reward.confidence,
-        reward_range=reward.reward_range, min_gap=config.export.min_gap,
+        mode=reward.adaptive,
+        samples_min=reward.samples_min,
+        samples_max=reward.samples_max or reward.samples,
+        confidence=reward.confidence,
+        reward_range=reward.reward_range,
+        min_gap=config.export.min_gap,
         target_stderr=reward.target_stderr,
     )
 
@@ -132,8 +146,11 @@ def build_reward(config: Config, roles: Roles) -> MultiturnReward:
     )
     metrics = build_metrics(config, roles)  # its errors already name reward.metrics
     try:
-        return MultiturnReward(metrics, sampler,
-                               cut_futures=config.reward.cut_futures,
-                               adaptive=adaptive_sampling(config))
+        return MultiturnReward(
+            metrics,
+            sampler,
+            cut_futures=config.reward.cut_futures,
+            adaptive=adaptive_sampling(config),
+        )
     except ValueError as error:
         raise ConfigError(f"reward: {error}") from None

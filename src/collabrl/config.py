@@ -58,7 +58,9 @@ class PriceConfig(StrictModel):
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The price of that many prompt and completion tokens."""
-        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
 
 
 class _BackendConfig(StrictModel):
@@ -172,8 +174,10 @@ class CacheConfig(StrictModel):
         """``enabled: false`` means ``mode: off``; both set and disagreeing is an error."""
         both = {"enabled", "mode"} <= self.model_fields_set
         if both and self.enabled != (self.mode != "off"):
-            raise ValueError(f"cache.enabled: {str(self.enabled).lower()} contradicts "
-                             f"cache.mode: {self.mode}; drop cache.enabled (mode: off disables)")
+            raise ValueError(
+                f"cache.enabled: {str(self.enabled).lower()} contradicts "
+                f"cache.mode: {self.mode}; drop cache.enabled (mode: off disables)"
+            )
         if not self.enabled:
             self.mode = "off"
         self.enabled = self.mode != "off"
@@ -256,7 +260,9 @@ class RewardConfig(StrictModel):
         "pairs: stop once best, worst and the export's min_gap are settled (DPO pairs); "
         "estimate: stop once MR's standard error <= target_stderr (GRPO/PPO)",
     )
-    samples_min: int = Field(default=2, ge=1, description="adaptive: futures per round, first included")
+    samples_min: int = Field(
+        default=2, ge=1, description="adaptive: futures per round, first included"
+    )
     samples_max: int | None = Field(
         default=None, ge=1, description="adaptive: most futures per candidate (null: samples)"
     )
@@ -329,7 +335,10 @@ class GenerateConfig(StrictModel):
     tasks: TaskSources | None = Field(default=None, description="the training tasks")
     candidates: int = Field(default=3, ge=1, description="k: replies sampled per assistant turn")
     proactive_share: float = Field(
-        default=1 / 3, ge=0, le=1, description="share of candidates sampled with the proactive prompt"
+        default=1 / 3,
+        ge=0,
+        le=1,
+        description="share of candidates sampled with the proactive prompt",
     )
     max_turns: int = Field(default=7, ge=1, description="assistant turns per conversation")
     conversations_in_flight: int = Field(default=64, ge=1, description="conversations at once")
@@ -357,7 +366,9 @@ class ExportConfig(StrictModel):
     input_dir: Path = Field(default=Path("runs/generate"), description="a generate output_dir")
     output_dir: Path = Field(default=Path("runs/export"), description="DPO pairs and SFT rows")
     min_gap: float = Field(default=0.02, ge=0, description="keep pairs with MR gap >= this")
-    eval_fraction: float = Field(default=0.1, ge=0, lt=1, description="share of conversations held out")
+    eval_fraction: float = Field(
+        default=0.1, ge=0, lt=1, description="share of conversations held out"
+    )
     save_dataset: bool = Field(default=True, description="also write datasets.save_to_disk folders")
     push_to_hub: str | None = Field(default=None, description="optional hub repo id to push to")
 
@@ -442,7 +453,9 @@ class OnlineDPOSettings(StrictModel):
     prefixes: Path = Field(
         default=Path("runs/generate"), description="generate output_dir: prefixes to sample from"
     )
-    init_adapter: Path | None = Field(default=None, description="start from this adapter (offline DPO)")
+    init_adapter: Path | None = Field(
+        default=None, description="start from this adapter (offline DPO)"
+    )
     learning_rate: float = Field(default=5e-6, description="peak learning rate")
     rounds: int = Field(default=4, ge=1, description="sample, score, update: how many times")
     prefixes_per_round: int = Field(default=32, ge=1, description="prefixes sampled per round")
@@ -525,7 +538,9 @@ class TrainConfig(StrictModel):
     gradient_checkpointing: bool = Field(default=False, description="less memory, more compute")
     save_steps: int = Field(default=100, ge=1, description="steps between checkpoints")
     logging_steps: int = Field(default=10, ge=1, description="steps between log lines")
-    resume: bool = Field(default=True, description="continue from the last checkpoint in output_dir")
+    resume: bool = Field(
+        default=True, description="continue from the last checkpoint in output_dir"
+    )
     sft: SFTSettings = Field(
         default=SFTSettings(), description="`collabrl train sft`: fine-tuning on the best paths"
     )
@@ -547,8 +562,10 @@ class TrainConfig(StrictModel):
     @classmethod
     def _moved_report_to(cls, data: Any) -> Any:
         if isinstance(data, dict) and "report_to" in data:
-            raise ValueError("train.report_to moved to tracking.report_to (it now covers every "
-                             "stage, not only the TRL trainers)")
+            raise ValueError(
+                "train.report_to moved to tracking.report_to (it now covers every "
+                "stage, not only the TRL trainers)"
+            )
         return data
 
     @property
@@ -572,14 +589,16 @@ class BudgetCaps(StrictModel):
     """Caps on what a command may spend; a cap left out (null) is not applied."""
 
     usd: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="money, from the roles' prices (every role called needs roles.<role>.price)",
     )
     tokens: int | None = Field(
         default=None, ge=1, description="prompt + completion tokens of answers not from the cache"
     )
     requests: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="model calls past the cache (a cache hit is free; a retry is the same call)",
     )
 
@@ -649,8 +668,10 @@ class Config(StrictModel):
             if name not in self.roles:
                 raise ValueError(f"budget.roles.{name}: no such role (roles.{name} is not defined)")
             if caps.usd is not None and self.roles[name].price is None:
-                raise ValueError(f"budget.roles.{name}.usd: the role has no price, so its spend "
-                                 f"cannot be counted in money; set roles.{name}.price")
+                raise ValueError(
+                    f"budget.roles.{name}.usd: the role has no price, so its spend "
+                    f"cannot be counted in money; set roles.{name}.price"
+                )
         return self
 
     def role(self, name: str) -> BackendConfig:
@@ -678,15 +699,18 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     try:
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
-        raise ConfigError(f"override {key.strip()}: {raw!r} is not a YAML value "
-                          f"({yaml_problem(e)})") from None
+        raise ConfigError(
+            f"override {key.strip()}: {raw!r} is not a YAML value ({yaml_problem(e)})"
+        ) from None
 
 
 def yaml_problem(error: yaml.YAMLError) -> str:
     """PyYAML's several-line message as one line: the problem and where it is."""
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     mark = getattr(error, "problem_mark", None)
-    return problem if mark is None else f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return (
+        problem if mark is None else f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    )
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
@@ -701,13 +725,16 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return f"invalid config {source}: " + "; ".join(problems)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """Read a YAML config (or start empty), apply overrides, validate."""
     return load_model_config(Config, path, overrides)
 
 
-def load_model_config(model: type[M], path: str | Path | None,
-                      overrides: list[str] | tuple[str, ...] = ()) -> M:
+def load_model_config(
+    model: type[M], path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> M:
     """Read a YAML file (or start empty), apply ``key=value`` overrides, validate as ``model``;
     every failure is a ConfigError that names the file and the field."""
     data: dict[str, Any] = {}

@@ -28,8 +28,15 @@ START = "<!-- config-reference:start -->"
 END = "<!-- config-reference:end -->"
 WRITE_COMMAND = "collabrl config reference --write README.md"
 
-_NAMES = {int: "int", float: "float", str: "str", bool: "bool", Path: "path", type(None): "null",
-          Any: "any"}
+_NAMES = {
+    int: "int",
+    float: "float",
+    str: "str",
+    bool: "bool",
+    Path: "path",
+    type(None): "null",
+    Any: "any",
+}
 _BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))  # as pydantic names them
 
 
@@ -92,8 +99,12 @@ def _number(value: float) -> str:
 
 def _bounds(info: FieldInfo) -> str:
     """`` >= 1``, `` in [0, 1)``, ... from the field's constraints ('' when it has none)."""
-    found = {name: (op, getattr(item, name)) for item in info.metadata
-             for name, op in _BOUNDS if getattr(item, name, None) is not None}
+    found = {
+        name: (op, getattr(item, name))
+        for item in info.metadata
+        for name, op in _BOUNDS
+        if getattr(item, name, None) is not None
+    }
     low, high = found.get("ge") or found.get("gt"), found.get("le") or found.get("lt")
     if low and high:
         opening, closing = ("[" if "ge" in found else "("), ("]" if "le" in found else ")")
@@ -195,7 +206,10 @@ def _default_of(info: FieldInfo) -> Any:
 
 def _same_field(a: FieldInfo | None, b: FieldInfo) -> bool:
     return a is not None and (repr(a.annotation), a.metadata, a.description) == (
-        repr(b.annotation), b.metadata, b.description)
+        repr(b.annotation),
+        b.metadata,
+        b.description,
+    )
 
 
 def _tag_value(model: type[BaseModel], tag: str) -> str:
@@ -208,8 +222,11 @@ def _leaves(info: FieldInfo, key: str, value: Any = PydanticUndefined) -> list:
     model = _sub_model(info)
     if model is None or not isinstance(value, BaseModel):
         return [(key, info, value)]
-    return [leaf for name, sub in model.model_fields.items()
-            for leaf in _leaves(sub, f"{key}.{name}", getattr(value, name))]
+    return [
+        leaf
+        for name, sub in model.model_fields.items()
+        for leaf in _leaves(sub, f"{key}.{name}", getattr(value, name))
+    ]
 
 
 # --- walking the models ------------------------------------------------------------------------
@@ -222,8 +239,14 @@ class _Reference:
         self.tables: list[_Table] = []
         self.entries: dict[type[BaseModel], list[str]] = {}
 
-    def section(self, model: type[BaseModel], key: str, table: _Table,
-                names: list[str] | None = None, values: BaseModel | None = None) -> None:
+    def section(
+        self,
+        model: type[BaseModel],
+        key: str,
+        table: _Table,
+        names: list[str] | None = None,
+        values: BaseModel | None = None,
+    ) -> None:
         """Rows for ``model``'s fields (or only ``names``) into ``table``, then its sections.
 
         ``values``: the section's default, an instance whose values are its fields' defaults
@@ -260,18 +283,25 @@ class _Reference:
             models, tag = _mapping_of_models(info)
             self.kinds(models, tag, f"{dotted}.<name>", _sentence(info.description), depth)
 
-    def kinds(self, models: tuple[type[BaseModel], ...], tag: str | None, key: str, intro: str,
-              depth: int) -> None:
+    def kinds(
+        self, models: tuple[type[BaseModel], ...], tag: str | None, key: str, intro: str, depth: int
+    ) -> None:
         """A mapping's values: the fields every kind shares once, then each kind's own."""
         if tag is None:
             self.section(models[0], key, _Table(f"`{key}`", intro, depth))
             return
         first = models[0]
-        shared = [n for n in first.model_fields if n != tag and all(
-            _same_field(m.model_fields.get(n), first.model_fields[n]) for m in models)]
+        shared = [
+            n
+            for n in first.model_fields
+            if n != tag
+            and all(_same_field(m.model_fields.get(n), first.model_fields[n]) for m in models)
+        ]
         values = " | ".join(json.dumps(_tag_value(m, tag)) for m in models)
-        every = (f"Every `{tag}` takes these fields; each {tag}'s own fields follow, with the"
-                 " defaults it changes.")
+        every = (
+            f"Every `{tag}` takes these fields; each {tag}'s own fields follow, with the"
+            " defaults it changes."
+        )
         table = _Table(f"`{key}`", _join(intro, every), depth)
         table.rows.append((f"`{key}.{tag}`", f"`{values}`", "required", f"picks the {tag} below"))
         self.section(first, key, table, shared)
@@ -282,15 +312,18 @@ class _Reference:
             self.section(model, key, own_table, own)
             own_table.rows += self.changed_defaults(model, first, shared, key)
 
-    def changed_defaults(self, model: type[BaseModel], first: type[BaseModel], shared: list[str],
-                         key: str) -> list[tuple[str, str, str, str]]:
+    def changed_defaults(
+        self, model: type[BaseModel], first: type[BaseModel], shared: list[str], key: str
+    ) -> list[tuple[str, str, str, str]]:
         """Rows for the shared fields (and their sub-fields) whose default ``model`` changes."""
         rows = []
         for name in shared:
             theirs = {k: v for k, _, v in _leaves(first.model_fields[name], f"{key}.{name}")}
-            rows += [self.row(k, info, v) for k, info, v in
-                     _leaves(model.model_fields[name], f"{key}.{name}")
-                     if k not in theirs or theirs[k] != v]
+            rows += [
+                self.row(k, info, v)
+                for k, info, v in _leaves(model.model_fields[name], f"{key}.{name}")
+                if k not in theirs or theirs[k] != v
+            ]
         return rows
 
     def list_entries(self) -> None:
@@ -317,9 +350,14 @@ def _table_text(table: _Table) -> str:
 
 
 def _metrics_text() -> str:
-    lines = ["### Metric options", "",
-             "The `options` of a metric entry, by metric `name`, with their defaults:", "",
-             "| metric | options |", "|---|---|"]
+    lines = [
+        "### Metric options",
+        "",
+        "The `options` of a metric entry, by metric `name`, with their defaults:",
+        "",
+        "| metric | options |",
+        "|---|---|",
+    ]
     for name, options in metric_options().items():
         listed = ", ".join(f"`{k}: {_flow(v)}`" for k, v in options.items()) or "none"
         lines.append(f"| `{name}` | {_cell(listed)} |")
@@ -341,4 +379,3 @@ def replace_section(text: str, body: str) -> str:
     if start < 0 or end < start:
         raise ValueError(f"needs the markers {START} and {END} (in this order) around it")
     return f"{text[:start]}{START}\n\n{body.strip()}\n\n{text[end:]}"
-

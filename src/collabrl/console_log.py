@@ -85,7 +85,9 @@ def log_file(folder: str | Path, command: str, *, local_models: bool = False) ->
         import transformers.utils.logging  # noqa: F401  (imported for quiet_libraries)
     path = Path(folder) / LOG_NAME
     root, ours = logging.getLogger(), logging.getLogger(OUR_LOGGER)
-    handler = RunLog(path, f"---- collabrl {command} ---- {datetime.now().isoformat(' ', 'seconds')}")
+    handler = RunLog(
+        path, f"---- collabrl {command} ---- {datetime.now().isoformat(' ', 'seconds')}"
+    )
     # basicConfig's handler (stderr): it keeps --log-level, for collabrl's records only
     console_handlers = [h for h in root.handlers if type(h) is logging.StreamHandler]
     saved = (ours.level, [h.level for h in console_handlers])

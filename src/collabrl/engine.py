@@ -70,7 +70,9 @@ class CandidateRecord(BaseModel):
     futures: list[dict[str, Any]] | None = None
     cut: bool = False
     trimmed: bool = False
-    stopped: str | None = None  # why adaptive sampling stopped (settled, max_samples); None: fixed S
+    stopped: str | None = (
+        None  # why adaptive sampling stopped (settled, max_samples); None: fixed S
+    )
 
 
 class TurnRecord(BaseModel):
@@ -122,21 +124,35 @@ class Candidate(NamedTuple):
     trimmed: bool = False
 
 
-def candidate_record(reward: CandidateReward | None, candidate: Candidate,
-                     keep_futures: bool) -> CandidateRecord:
+def candidate_record(
+    reward: CandidateReward | None, candidate: Candidate, keep_futures: bool
+) -> CandidateRecord:
     """The record of a scored candidate, or of a cut one that was not scored (``reward`` None)."""
     if reward is None:
-        return CandidateRecord(text=candidate.text, source=candidate.source, mr=None, stderr=None,
-                               metric_means={}, sample_rewards=[], unscored=0,
-                               reasons=[CANDIDATE_CUT], cut=True)
+        return CandidateRecord(
+            text=candidate.text,
+            source=candidate.source,
+            mr=None,
+            stderr=None,
+            metric_means={},
+            sample_rewards=[],
+            unscored=0,
+            reasons=[CANDIDATE_CUT],
+            cut=True,
+        )
     return CandidateRecord(
-        text=reward.reply, source=candidate.source, mr=reward.mr, stderr=reward.stderr,
+        text=reward.reply,
+        source=candidate.source,
+        mr=reward.mr,
+        stderr=reward.stderr,
         metric_means=reward.metric_means,
         sample_rewards=[s.reward for s in reward.samples],
         unscored=reward.unscored,
         reasons=[s.reason for s in reward.samples],
         futures=[s.model_dump(mode="json") for s in reward.samples] if keep_futures else None,
-        cut=candidate.cut, trimmed=candidate.trimmed, stopped=reward.stopped,
+        cut=candidate.cut,
+        trimmed=candidate.trimmed,
+        stopped=reward.stopped,
     )
 
 
@@ -148,10 +164,15 @@ def candidate_offset(task_id: str) -> int:
     return int.from_bytes(digest[:8], "big") % 2**20 * 1024
 
 
-def best_candidate(rewards: list[CandidateReward | None], candidates: list[Candidate]) -> int | None:
+def best_candidate(
+    rewards: list[CandidateReward | None], candidates: list[Candidate]
+) -> int | None:
     """Index of the highest MR among uncut candidates (the first on ties), or None."""
-    scored = [(r.mr, -i) for i, (r, c) in enumerate(zip(rewards, candidates))
-              if r is not None and r.mr is not None and not c.cut]
+    scored = [
+        (r.mr, -i)
+        for i, (r, c) in enumerate(zip(rewards, candidates))
+        if r is not None and r.mr is not None and not c.cut
+    ]
     return -max(scored)[1] if scored else None
 
 
@@ -187,8 +208,12 @@ class DataEngine:
         return self.failures.reasons
 
     async def run(
-        self, tasks: Iterable[Task], output_dir: Path,
-        on_done: Callable[[ConversationRecord], None] | None = None, *, retry_failed: bool = True,
+        self,
+        tasks: Iterable[Task],
+        output_dir: Path,
+        on_done: Callable[[ConversationRecord], None] | None = None,
+        *,
+        retry_failed: bool = True,
         on_turn: Callable[[TurnRecord], None] | None = None,
     ) -> Counter[str]:
         """Build conversations for ``tasks`` not yet finished in ``output_dir``; return outcomes.
@@ -227,10 +252,16 @@ class DataEngine:
     def _write_manifest(self, output_dir: Path, turns_path: Path, convs_path: Path) -> None:
         """The files with their checksums, and what this run saw: outcomes, failures, cuts,
         and, with a budget, what it spent and whether the budget stopped it."""
-        write_manifest(output_dir, [file_manifest(turns_path), file_manifest(convs_path)],
-                       command="generate", outcomes=dict(self.outcomes),
-                       failures=self.failures.to_dict(), cut_outputs=dict(self.cut),
-                       **self.budget.manifest(), **self.run_info)
+        write_manifest(
+            output_dir,
+            [file_manifest(turns_path), file_manifest(convs_path)],
+            command="generate",
+            outcomes=dict(self.outcomes),
+            failures=self.failures.to_dict(),
+            cut_outputs=dict(self.cut),
+            **self.budget.manifest(),
+            **self.run_info,
+        )
 
     def _count(self, record: ConversationRecord) -> None:
         self.outcomes[record.status] += 1
@@ -238,7 +269,10 @@ class DataEngine:
             self.failures.add(record.reason or "failed", record.detail)
         done = self.outcomes["ok"] + self.outcomes["failed"]
         rate = self.outcomes["failed"] / done
-        if done >= self.config.min_conversations_for_failure_rate and rate > self.config.max_failure_rate:
+        if (
+            done >= self.config.min_conversations_for_failure_rate
+            and rate > self.config.max_failure_rate
+        ):
             raise EngineStopped(
                 f"stopping: {self.outcomes['failed']} of {done} conversations failed "
                 f"({rate:.0%} > generate.max_failure_rate={self.config.max_failure_rate:.0%}); "
@@ -246,7 +280,9 @@ class DataEngine:
                 f"and rerun to resume."
             )
 
-    async def conversation(self, task: Task, write_turn: Callable[[TurnRecord], None]) -> ConversationRecord:
+    async def conversation(
+        self, task: Task, write_turn: Callable[[TurnRecord], None]
+    ) -> ConversationRecord:
         conversation = Conversation()
         task = cast(task, self.personas, 0)
         try:
@@ -262,27 +298,50 @@ class DataEngine:
         except _Failed as failure:
             return self._record(task, conversation, "failed", "failed", failure)
 
-    def _record(self, task: Task, conversation: Conversation, status, ended: str,
-                failure: _Failed | None = None) -> ConversationRecord:
+    def _record(
+        self,
+        task: Task,
+        conversation: Conversation,
+        status,
+        ended: str,
+        failure: _Failed | None = None,
+    ) -> ConversationRecord:
         return ConversationRecord(
-            conversation_id=task.id, task_id=task.id, status=status, ended=ended,
-            reason=failure and failure.reason, detail=failure and failure.detail,
-            turns=len(conversation.turns("assistant")), messages=list(conversation.messages),
+            conversation_id=task.id,
+            task_id=task.id,
+            status=status,
+            ended=ended,
+            reason=failure and failure.reason,
+            detail=failure and failure.detail,
+            turns=len(conversation.turns("assistant")),
+            messages=list(conversation.messages),
             persona=persona_of(task),
         )
 
-    async def _turn(self, task: Task, conversation: Conversation, turn: int,
-                    write_turn: Callable[[TurnRecord], None]) -> tuple[Conversation, bool]:
+    async def _turn(
+        self,
+        task: Task,
+        conversation: Conversation,
+        turn: int,
+        write_turn: Callable[[TurnRecord], None],
+    ) -> tuple[Conversation, bool]:
         """Score candidates for one assistant turn; returns the longer conversation and ended."""
         candidates = await self._candidates(conversation, candidate_offset(task.id))
         rewards = await self._score(task, conversation, candidates)
         chosen = best_candidate(rewards, candidates)
-        write_turn(TurnRecord(
-            conversation_id=task.id, task_id=task.id, turn=turn,
-            prefix=list(conversation.messages), chosen=chosen,
-            candidates=[candidate_record(r, c, self.config.keep_futures)
-                        for r, c in zip(rewards, candidates)],
-        ))
+        write_turn(
+            TurnRecord(
+                conversation_id=task.id,
+                task_id=task.id,
+                turn=turn,
+                prefix=list(conversation.messages),
+                chosen=chosen,
+                candidates=[
+                    candidate_record(r, c, self.config.keep_futures)
+                    for r, c in zip(rewards, candidates)
+                ],
+            )
+        )
         if chosen is None:
             every_cut = all(c.cut for c in candidates)
             raise _Failed("every_candidate_cut" if every_cut else "no_candidate_scored")
@@ -292,12 +351,16 @@ class DataEngine:
             return conversation, True
         return conversation.append("user", next_message), False
 
-    async def _score(self, task: Task, conversation: Conversation,
-                     candidates: list[Candidate]) -> list[CandidateReward | None]:
+    async def _score(
+        self, task: Task, conversation: Conversation, candidates: list[Candidate]
+    ) -> list[CandidateReward | None]:
         """MR of every candidate; a cut one is not scored (None) unless cut_candidates='scored'."""
         scored = [c for c in candidates if not c.cut or self.config.cut_candidates == "scored"]
-        rewards = iter(await self.reward.score(task, conversation, [c.text for c in scored],
-                                               choosable=[not c.cut for c in scored]))
+        rewards = iter(
+            await self.reward.score(
+                task, conversation, [c.text for c in scored], choosable=[not c.cut for c in scored]
+            )
+        )
         out = [next(rewards) if c in scored else None for c in candidates]
         self.cut["candidates"] += sum(c.cut for c in candidates)
         self.cut["futures"] += sum(s.future.cut_replies > 0 for r in out if r for s in r.samples)
@@ -310,9 +373,9 @@ class DataEngine:
         k_pro = round(k * self.config.proactive_share)
         requests = [(self.policy, k - k_pro, "policy"), (self.proactive, k_pro, "proactive")]
         try:
-            batches = await asyncio.gather(*(
-                policy.reply(conversation, offset, n=n) for policy, n, _ in requests if n
-            ))
+            batches = await asyncio.gather(
+                *(policy.reply(conversation, offset, n=n) for policy, n, _ in requests if n)
+            )
         except BackendError as error:
             raise _Failed(f"policy_error:{error.reason}", str(error)) from None
         sources = [source for _, n, source in requests if n]
@@ -337,8 +400,9 @@ class DataEngine:
             return Candidate(whole, source, trimmed=True)
         return Candidate(text, source, cut=True)
 
-    async def _next_user_message(self, task: Task, conversation: Conversation,
-                                 chosen: CandidateReward) -> str | None:
+    async def _next_user_message(
+        self, task: Task, conversation: Conversation, chosen: CandidateReward
+    ) -> str | None:
         """The user's next message, from the chosen candidate's futures; None if the user ended."""
         for sample in chosen.samples:
             future = sample.future

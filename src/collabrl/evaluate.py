@@ -100,9 +100,17 @@ def system_policy(system: EvalSystem, backend_for: Callable[[str], Any], params_
 class Evaluation:
     """Runs (system x task x seed) conversations and scores them."""
 
-    def __init__(self, config: EvalConfig, *, policies: dict[str, Policy], user: UserSimulator,
-                 task_metrics: list[Metric], judge: InteractivityJudge | None,
-                 budget: Budget | None = None, personas: PersonaSet | None = None) -> None:
+    def __init__(
+        self,
+        config: EvalConfig,
+        *,
+        policies: dict[str, Policy],
+        user: UserSimulator,
+        task_metrics: list[Metric],
+        judge: InteractivityJudge | None,
+        budget: Budget | None = None,
+        personas: PersonaSet | None = None,
+    ) -> None:
         self.config = config
         self.personas = personas
         self.budget = budget or Budget()
@@ -113,16 +121,26 @@ class Evaluation:
         self.failures = FailureTally()
         self.evaluated = 0
 
-    async def run(self, tasks: list[Task], on_done: Callable[[EvalRecord], None] | None = None,
-                  *, retry_failed: bool = True) -> Path:
+    async def run(
+        self,
+        tasks: list[Task],
+        on_done: Callable[[EvalRecord], None] | None = None,
+        *,
+        retry_failed: bool = True,
+    ) -> Path:
         """Evaluate what ``output_dir`` has no result for yet; returns the records file.
 
         An item whose latest record failed is run again unless ``retry_failed`` is False."""
         out = self.config.output_dir / RECORDS_FILE
         latest = latest_by(read_jsonl(out), *KEY) if out.exists() else {}
         done = {key for key, r in latest.items() if not r["error"] or not retry_failed}
-        todo = ((name, task, seed) for name in self.policies for task in tasks
-                for seed in range(self.config.seeds) if (name, task.id, seed) not in done)
+        todo = (
+            (name, task, seed)
+            for name in self.policies
+            for task in tasks
+            for seed in range(self.config.seeds)
+            if (name, task.id, seed) not in done
+        )
         with JsonlAppender(out) as writer:
 
             async def one(item) -> None:
@@ -139,8 +157,9 @@ class Evaluation:
 
     async def conversation(self, system: str, task: Task, seed: int) -> EvalRecord:
         task = cast(task, self.personas, seed)
-        run = await run_conversation(task, self.policies[system], self.user,
-                                     self.config.max_turns, sample_index=seed)
+        run = await run_conversation(
+            task, self.policies[system], self.user, self.config.max_turns, sample_index=seed
+        )
         metric = next((m for m in self.task_metrics if applies_to(m, task)), None)
         if run.failed:
             score, itr = None, None
@@ -150,17 +169,30 @@ class Evaluation:
             grade = await self.judge(run.conversation, task) if self.judge else None
             score = task_score.value if task_score else None
             itr = float(grade.detail["grade"]) if grade and grade.scored else None
-            reasons = (task_score.reason if task_score else "no_task_metric",
-                       grade.reason if grade else "no_judge")
+            reasons = (
+                task_score.reason if task_score else "no_task_metric",
+                grade.reason if grade else "no_judge",
+            )
         return EvalRecord(
-            system=system, task_id=task.id, seed=seed, metric=metric.name if metric else None,
-            score=score, score_reason=reasons[0], itr_grade=itr, itr_reason=reasons[1],
+            system=system,
+            task_id=task.id,
+            seed=seed,
+            metric=metric.name if metric else None,
+            score=score,
+            score_reason=reasons[0],
+            itr_grade=itr,
+            itr_reason=reasons[1],
             assistant_tokens=run.policy_usage.completion_tokens,
-            turns=len(run.conversation.turns("assistant")), satisfied=run.ended == "user_terminated",
-            ended=run.ended, error=run.error, error_detail=run.error_detail,
-            cut_replies=run.cut_replies, group=task.metadata.get(GROUP_FIELD),
+            turns=len(run.conversation.turns("assistant")),
+            satisfied=run.ended == "user_terminated",
+            ended=run.ended,
+            error=run.error,
+            error_detail=run.error_detail,
+            cut_replies=run.cut_replies,
+            group=task.metadata.get(GROUP_FIELD),
             messages=run.conversation.to_openai(),
-            flags=list(run.flags), persona=persona_of(task),
+            flags=list(run.flags),
+            persona=persona_of(task),
         )
 
 
@@ -180,8 +212,14 @@ def _asks_first(messages: list[dict[str, str]]) -> float | None:
     return None if first is None else 100.0 * asks_question(first)
 
 
-def summarise(records: list[dict], systems: list[str], resamples: int = 2000, *,
-              seeds: int | None = None, success_threshold: float = 1.0) -> dict[str, Any]:
+def summarise(
+    records: list[dict],
+    systems: list[str],
+    resamples: int = 2000,
+    *,
+    seeds: int | None = None,
+    success_threshold: float = 1.0,
+) -> dict[str, Any]:
     """Per (metric group, system): every figure with a bootstrap interval, unscored counts, the
     failed conversations with their reasons, and paired differences against the first system;
     per group also the figures per persona and pass^1..pass^seeds (``collabrl.breakdowns``;
@@ -201,7 +239,9 @@ def summarise(records: list[dict], systems: list[str], resamples: int = 2000, *,
             "systems": {s: _figures(rs, resamples) for s, rs in per_system.items() if rs},
             "paired": _paired(ok, systems, resamples),
             "personas": persona_breakdown(rows, systems, lambda rs: _figures(rs, resamples)),
-            "reliability": reliability(rows, systems, seeds or _seeds_seen(rows), success_threshold),
+            "reliability": reliability(
+                rows, systems, seeds or _seeds_seen(rows), success_threshold
+            ),
         }
     return summary
 
@@ -219,9 +259,12 @@ def group_name(record: dict) -> str:
 def _figures(rows: list[dict], resamples: int) -> dict[str, Any]:
     ok = [r for r in rows if not r["error"]]
     failed = Counter(r["error"] for r in rows if r["error"])
-    out: dict[str, Any] = {"conversations": len(ok), "failed": sum(failed.values()),
-                           "failure_reasons": dict(failed),
-                           "cut_replies": sum(r.get("cut_replies", 0) for r in ok)}
+    out: dict[str, Any] = {
+        "conversations": len(ok),
+        "failed": sum(failed.values()),
+        "failure_reasons": dict(failed),
+        "cut_replies": sum(r.get("cut_replies", 0) for r in ok),
+    }
     for name, get in FIGURES.items():
         values = [v for v in map(get, ok) if v is not None]
         out[name] = bootstrap_mean(values, resamples=resamples).to_dict() if values else None
@@ -244,11 +287,21 @@ def _paired(per_system: dict[str, list[dict]], systems: list[str], resamples: in
     return diffs
 
 
-METRIC_LABELS = {"accuracy": "Accuracy", "pass_rate": "Pass rate", "bleu": "BLEU",
-                 "bleu_char": "BLEU (char)", "detail_success": "Task success"}
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "pass_rate": "Pass rate",
+    "bleu": "BLEU",
+    "bleu_char": "BLEU (char)",
+    "detail_success": "Task success",
+}
 # table columns: (figure, header, digits); a column no system has a value for is left out
-COLUMNS = (("score", "(%)", 1), ("asks_first", "asks first (%)", 1), ("turns", "turns", 2),
-           ("tokens_k", "tok (k)", 2), ("itr", "ITR", 1))
+COLUMNS = (
+    ("score", "(%)", 1),
+    ("asks_first", "asks first (%)", 1),
+    ("turns", "turns", 2),
+    ("tokens_k", "tok (k)", 2),
+    ("itr", "ITR", 1),
+)
 NOTED = ("score", "asks_first", "turns", "tokens_k", "itr")
 
 
@@ -269,10 +322,15 @@ def table_markdown(summary: dict[str, Any], systems: list[str]) -> str:
     """The paper's Table 1 shape: per task metric (and eval group), its value / share of first
     replies that ask / turns / tokens (k) / ITR per system; columns without values are left out."""
     groups = list(summary)
-    columns = {g: [c for c in COLUMNS if any(f.get(c[0]) for f in summary[g]["systems"].values())]
-               for g in groups}
-    header = ["System"] + [f"{group_label(g)} {col}" if name == "score" else f"{group_label(g)}: {col}"
-                           for g in groups for name, col, _ in columns[g]]
+    columns = {
+        g: [c for c in COLUMNS if any(f.get(c[0]) for f in summary[g]["systems"].values())]
+        for g in groups
+    }
+    header = ["System"] + [
+        f"{group_label(g)} {col}" if name == "score" else f"{group_label(g)}: {col}"
+        for g in groups
+        for name, col, _ in columns[g]
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for system in systems:
         cells = [system]
@@ -283,14 +341,25 @@ def table_markdown(summary: dict[str, Any], systems: list[str]) -> str:
     notes = [
         f"- {d['a']} vs {d['b']}, {group_label(g)} {d['figure']}: {d['mean']:+.2f} "
         f"[{d['low']:+.2f}, {d['high']:+.2f}]" + (" (within noise)" if d["within_noise"] else "")
-        for g in groups for d in summary[g]["paired"] if d["figure"] in NOTED
+        for g in groups
+        for d in summary[g]["paired"]
+        if d["figure"] in NOTED
     ]
-    intervals = ("Values are means with 95% bootstrap intervals; paired differences on the same "
-                 "tasks and seeds:")
-    breakdowns = [line for g in groups for line in (
-        *reliability_markdown(group_label(g), summary[g], systems),
-        *persona_markdown(group_label(g), summary[g], systems, _interval))]
-    return "\n".join(lines + ["", intervals, *notes, *_left_out(summary, systems), *breakdowns]) + "\n"
+    intervals = (
+        "Values are means with 95% bootstrap intervals; paired differences on the same "
+        "tasks and seeds:"
+    )
+    breakdowns = [
+        line
+        for g in groups
+        for line in (
+            *reliability_markdown(group_label(g), summary[g], systems),
+            *persona_markdown(group_label(g), summary[g], systems, _interval),
+        )
+    ]
+    return (
+        "\n".join(lines + ["", intervals, *notes, *_left_out(summary, systems), *breakdowns]) + "\n"
+    )
 
 
 def _left_out(summary: dict[str, Any], systems: list[str]) -> list[str]:
@@ -305,22 +374,32 @@ def _left_out(summary: dict[str, Any], systems: list[str]) -> list[str]:
         if failed:
             reasons = ", ".join(f"{k} x{v}" for k, v in failed.most_common())
             n = sum(failed.values())
-            lines.append(f"- {system}: {n} failed conversation{'s' * (n != 1)} left out ({reasons})")
+            lines.append(
+                f"- {system}: {n} failed conversation{'s' * (n != 1)} left out ({reasons})"
+            )
         if cut:
-            lines.append(f"- {system}: {cut} repl{'ies' if cut != 1 else 'y'} cut by the length "
-                         "limit (scored as they were)")
+            lines.append(
+                f"- {system}: {cut} repl{'ies' if cut != 1 else 'y'} cut by the length "
+                "limit (scored as they were)"
+            )
     return ["", *lines] if lines else []
 
 
 def write_summary(config: EvalConfig, systems: list[str], **run_info: Any) -> dict[str, Any]:
     """``summary.json``, ``table.md`` and a manifest (files, failures, ``run_info``)."""
     records_path = config.output_dir / RECORDS_FILE
-    summary = summarise(list(read_jsonl(records_path)), systems, config.bootstrap_resamples,
-                        seeds=config.seeds, success_threshold=config.success_threshold)
+    summary = summarise(
+        list(read_jsonl(records_path)),
+        systems,
+        config.bootstrap_resamples,
+        seeds=config.seeds,
+        success_threshold=config.success_threshold,
+    )
     entries = [
         file_manifest(records_path),
-        write_atomic(config.output_dir / "summary.json",
-                     [json.dumps(summary, indent=2, allow_nan=False)]),
+        write_atomic(
+            config.output_dir / "summary.json", [json.dumps(summary, indent=2, allow_nan=False)]
+        ),
         write_atomic(config.output_dir / "table.md", [table_markdown(summary, systems)]),
     ]
     failed: Counter[str] = Counter()

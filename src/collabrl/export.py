@@ -104,7 +104,9 @@ def export(config: ExportConfig) -> dict[str, Any]:
     for kind, data in (("dpo", pairs), ("sft", rows)):
         for split, items in _split(data, config.eval_fraction).items():
             name = f"{kind}_{split}"
-            entries.append(write_atomic(config.output_dir / f"{name}.jsonl", map(dumps_record, items)))
+            entries.append(
+                write_atomic(config.output_dir / f"{name}.jsonl", map(dumps_record, items))
+            )
             sizes[name] = len(items)
             if config.save_dataset:
                 _save_dataset(items, config.output_dir / name, config.push_to_hub, kind, split)
@@ -113,8 +115,9 @@ def export(config: ExportConfig) -> dict[str, Any]:
     return report
 
 
-def _save_dataset(items: list[dict[str, Any]], folder: Path, push_to_hub: str | None,
-                  kind: str, split: str) -> None:
+def _save_dataset(
+    items: list[dict[str, Any]], folder: Path, push_to_hub: str | None, kind: str, split: str
+) -> None:
     """A ``datasets`` copy of the rows (needs the ``train`` extra), pushed to the hub if asked
     (one hub config per kind, ``dpo`` or ``sft``, with ``train`` and ``eval`` splits)."""
     from datasets import Dataset, disable_progress_bars

@@ -44,5 +44,7 @@ class FailureTally:
 
 def all_failed_message(what: str, failed: int, tally: FailureTally) -> str:
     """The one-line message of a run in which every item failed."""
-    return (f"all {failed} {what} failed; {tally.describe()}. Nothing usable was produced; fix "
-            "the cause and rerun (failed items are retried).")
+    return (
+        f"all {failed} {what} failed; {tally.describe()}. Nothing usable was produced; fix "
+        "the cause and rerun (failed items are retried)."
+    )

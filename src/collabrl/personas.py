@@ -32,8 +32,13 @@ from collabrl.types import Task
 
 DEFAULT = "default"
 METADATA_KEY = "persona"
-TRAIT_LABELS = {"expertise": "Expertise", "patience": "Patience", "verbosity": "Verbosity",
-                "disclosure": "How much you volunteer", "style": "Writing style"}
+TRAIT_LABELS = {
+    "expertise": "Expertise",
+    "patience": "Patience",
+    "verbosity": "Verbosity",
+    "disclosure": "How much you volunteer",
+    "style": "Writing style",
+}
 
 
 class Persona(BaseModel):
@@ -42,7 +47,9 @@ class Persona(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    name: str = Field(min_length=1, description="unique within its file; used in records and tables")
+    name: str = Field(
+        min_length=1, description="unique within its file; used in records and tables"
+    )
     summary: str = Field(min_length=1, description="who this person is, in a sentence or two")
     expertise: str | None = Field(default=None, description="what they know about the subject")
     patience: str | None = Field(default=None, description="how long they put up with questions")
@@ -53,7 +60,9 @@ class Persona(BaseModel):
     def traits(self) -> dict[str, str]:
         """Every trait but the name and summary, known ones first, as label -> text."""
         known = {TRAIT_LABELS[k]: v for k, v in self if k in TRAIT_LABELS and v is not None}
-        extra = {k.replace("_", " ").capitalize(): str(v) for k, v in (self.model_extra or {}).items()}
+        extra = {
+            k.replace("_", " ").capitalize(): str(v) for k, v in (self.model_extra or {}).items()
+        }
         return {**known, **extra}
 
     def record(self) -> dict[str, Any]:
@@ -99,8 +108,11 @@ def persona_block(task: Task) -> str:
         return ""
     persona = Persona.model_validate(record)
     traits = "\n".join(f"- {label}: {text}" for label, text in persona.traits().items())
-    return render_prompt("user_simulator_persona", summary=persona.summary.strip(),
-                         traits=traits or "- (no further traits)")
+    return render_prompt(
+        "user_simulator_persona",
+        summary=persona.summary.strip(),
+        traits=traits or "- (no further traits)",
+    )
 
 
 def load_personas(spec: str | Path | None) -> PersonaSet | None:
@@ -109,7 +121,9 @@ def load_personas(spec: str | Path | None) -> PersonaSet | None:
         return None
     if str(spec) == DEFAULT:
         resource = files("collabrl").joinpath("tasks/data/personas.yaml")
-        return parse_personas(resource.read_text(encoding="utf-8"), "default (tasks/data/personas.yaml)", ".yaml")
+        return parse_personas(
+            resource.read_text(encoding="utf-8"), "default (tasks/data/personas.yaml)", ".yaml"
+        )
     path = Path(spec)
     try:
         text = path.read_text(encoding="utf-8")
@@ -134,7 +148,9 @@ def parse_personas(text: str, source: str, suffix: str) -> PersonaSet:
             raise ConfigError(f"{where}: field {field!r}: {first['msg']}") from None
         for key, value in (persona.model_extra or {}).items():
             if not isinstance(value, str | int | float | bool):
-                raise ConfigError(f"{where}: field {key!r}: extra fields hold text, numbers or flags")
+                raise ConfigError(
+                    f"{where}: field {key!r}: extra fields hold text, numbers or flags"
+                )
         if persona.name in names:
             raise ConfigError(f"{where}: the name {persona.name!r} is used twice")
         names.add(persona.name)
@@ -159,5 +175,7 @@ def _jsonl_entries(text: str, source: str) -> list[Any]:
             try:
                 entries.append(json.loads(line))
             except json.JSONDecodeError as error:
-                raise ConfigError(f"personas file {source}, line {number}: not JSON: {error.msg}") from None
+                raise ConfigError(
+                    f"personas file {source}, line {number}: not JSON: {error.msg}"
+                ) from None
     return entries

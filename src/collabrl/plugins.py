@@ -55,8 +55,9 @@ def load_reference(reference: str) -> object:
     try:
         target: object = importlib.import_module(module_name)
     except Exception as error:  # noqa: BLE001 - any import-time failure of user code
-        raise PluginError(f"{reference!r}: cannot import {module_name!r}: "
-                          f"{type(error).__name__}: {error}") from None
+        raise PluginError(
+            f"{reference!r}: cannot import {module_name!r}: {type(error).__name__}: {error}"
+        ) from None
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise PluginError(f"{reference!r}: {module_name!r} has no attribute {attribute!r}")
@@ -73,9 +74,11 @@ def _load_entry_point(kind: PluginKind, entry: EntryPoint) -> object:
     try:
         return entry.load()
     except Exception as error:  # noqa: BLE001 - any import-time failure of user code
-        raise PluginError(f"{NOUNS[kind][0]} entry point {entry.name!r} ({entry.value}, package "
-                          f"{entry.dist.name if entry.dist else '?'}): cannot load: "
-                          f"{type(error).__name__}: {error}") from None
+        raise PluginError(
+            f"{NOUNS[kind][0]} entry point {entry.name!r} ({entry.value}, package "
+            f"{entry.dist.name if entry.dist else '?'}): cannot load: "
+            f"{type(error).__name__}: {error}"
+        ) from None
 
 
 def resolve(kind: PluginKind, name: str, builtins: Mapping[str, T]) -> T | object:
@@ -90,9 +93,11 @@ def resolve(kind: PluginKind, name: str, builtins: Mapping[str, T]) -> T | objec
         return _load_entry_point(kind, entries[name])
     one, several = NOUNS[kind]
     known = ", ".join(known_names(kind, builtins)) or "none"
-    raise PluginError(f"unknown {one} {name!r}; known {several}: {known}; or give user code as "
-                      f"module:attribute, or install a package with a "
-                      f"{entry_point_group(kind)!r} entry point")
+    raise PluginError(
+        f"unknown {one} {name!r}; known {several}: {known}; or give user code as "
+        f"module:attribute, or install a package with a "
+        f"{entry_point_group(kind)!r} entry point"
+    )
 
 
 def known_names(kind: PluginKind, builtins: Mapping[str, object]) -> tuple[str, ...]:

@@ -48,9 +48,18 @@ def duration(seconds: float) -> str:
 class StageProgress:
     """``with StageProgress(console, "eval", "conversations", total) as p: p.advance()``."""
 
-    def __init__(self, console: Console, stage: str, unit: str, total: int | None, *,
-                 completed: int = 0, clock: Clock = time.monotonic,
-                 every: float = PLAIN_EVERY_S, heartbeat: float | None = HEARTBEAT_S) -> None:
+    def __init__(
+        self,
+        console: Console,
+        stage: str,
+        unit: str,
+        total: int | None,
+        *,
+        completed: int = 0,
+        clock: Clock = time.monotonic,
+        every: float = PLAIN_EVERY_S,
+        heartbeat: float | None = HEARTBEAT_S,
+    ) -> None:
         self.console, self.stage, self.unit = console, stage, unit
         self.total, self.completed, self.status = total, completed, ""
         self.clock, self.every = clock, every
@@ -60,11 +69,19 @@ class StageProgress:
         self.lock, self.stopped = threading.Lock(), threading.Event()
         self.heartbeat = heartbeat
         if console.is_terminal:
-            self.bar = Progress(TextColumn(f"[bold]{stage}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn(unit, markup=False),
-                                TextColumn("{task.fields[status]}", markup=False),
-                                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                                console=console, get_time=clock, transient=False)
+            self.bar = Progress(
+                TextColumn(f"[bold]{stage}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(unit, markup=False),
+                TextColumn("{task.fields[status]}", markup=False),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                console=console,
+                get_time=clock,
+                transient=False,
+            )
             self.task = self.bar.add_task(stage, total=total, completed=completed, status="")
 
     def __enter__(self) -> StageProgress:
@@ -78,8 +95,12 @@ class StageProgress:
         while not self.stopped.wait(self.heartbeat):
             self.tick()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.stopped.set()
         if self.bar is not None:
             self.bar.stop()
@@ -90,7 +111,9 @@ class StageProgress:
     def advance(self, steps: int = 1, status: str | None = None) -> None:
         self.update(self.completed + steps, status=status)
 
-    def update(self, completed: int, *, total: int | None = None, status: str | None = None) -> None:
+    def update(
+        self, completed: int, *, total: int | None = None, status: str | None = None
+    ) -> None:
         """``completed`` items done (of ``total``, when it changes); ``status``: a short note."""
         self.completed = completed
         self.total = self.total if total is None else total
@@ -120,8 +143,10 @@ class StageProgress:
     def line(self) -> str:
         """The plain line: counts, elapsed, time left (or "done"), status."""
         of = f"/{self.total}" if self.total is not None else ""
-        parts = [f"{self.stage}: {self.completed}{of} {self.unit}",
-                 f"{duration(self.clock() - self.started)} elapsed"]
+        parts = [
+            f"{self.stage}: {self.completed}{of} {self.unit}",
+            f"{duration(self.clock() - self.started)} elapsed",
+        ]
         left = self.left()
         if self.total is not None and self.completed >= self.total:
             parts.append("done")

@@ -79,6 +79,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
 def latest_by(records: Iterable[dict[str, Any]], *key: str) -> dict[Any, dict[str, Any]]:
     """The last record for each value of ``key`` (one field, or a tuple of fields): a rerun
     appends a new record for an item it retried, and the newest one is the item's result."""
+
     def key_of(record: dict[str, Any]) -> Any:
         return record[key[0]] if len(key) == 1 else tuple(record[k] for k in key)
 
@@ -112,7 +113,11 @@ def file_manifest(path: str | Path) -> dict[str, Any]:
     """Row count and sha256 of an existing JSONL file."""
     path = Path(path)
     data = path.read_bytes()
-    return {"file": path.name, "rows": data.count(b"\n"), "sha256": hashlib.sha256(data).hexdigest()}
+    return {
+        "file": path.name,
+        "rows": data.count(b"\n"),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
 
 
 def write_manifest(folder: str | Path, entries: list[dict[str, Any]], **extra: Any) -> Path:

@@ -84,18 +84,28 @@ class CandidateReward(BaseModel):
 class MultiturnReward:
     """MR = mean over S sampled futures of the weighted sum of metric values."""
 
-    def __init__(self, metrics: Mapping[str, WeightedMetric], sampler: ForwardSampler,
-                 *, cut_futures: CutFutures = "unscored",
-                 adaptive: AdaptiveSampling | None = None) -> None:
+    def __init__(
+        self,
+        metrics: Mapping[str, WeightedMetric],
+        sampler: ForwardSampler,
+        *,
+        cut_futures: CutFutures = "unscored",
+        adaptive: AdaptiveSampling | None = None,
+    ) -> None:
         if not any(m.weight for m in metrics.values()):
             raise ValueError("the multiturn-aware reward needs at least one metric with a weight")
         self.metrics = dict(metrics)
         self.sampler = sampler
         self.cut_futures = cut_futures
-        self.adaptive = adaptive if sampler.window else None  # window 0: one future, nothing to race
+        self.adaptive = (
+            adaptive if sampler.window else None
+        )  # window 0: one future, nothing to race
 
     async def score(
-        self, task: Task, prefix: Conversation, candidates: Sequence[str],
+        self,
+        task: Task,
+        prefix: Conversation,
+        candidates: Sequence[str],
         choosable: Sequence[bool] | None = None,
     ) -> list[CandidateReward]:
         """MR for each candidate reply to ``prefix`` (which ends with a user message).
@@ -112,22 +122,30 @@ class MultiturnReward:
             return (await self._race(task, prefix, [candidate], self.adaptive))[0]
         conversation = prefix.append("assistant", candidate)
         count = 1 if self.sampler.window == 0 else self.sampler.samples
-        samples = await asyncio.gather(
-            *(self._sample(task, conversation, j) for j in range(count))
-        )
+        samples = await asyncio.gather(*(self._sample(task, conversation, j) for j in range(count)))
         return summarise(candidate, list(samples), self.metrics)
 
-    async def _race(self, task: Task, prefix: Conversation, candidates: Sequence[str],
-                    rule: AdaptiveSampling,
-                    choosable: Sequence[bool] | None = None) -> list[CandidateReward]:
+    async def _race(
+        self,
+        task: Task,
+        prefix: Conversation,
+        candidates: Sequence[str],
+        rule: AdaptiveSampling,
+        choosable: Sequence[bool] | None = None,
+    ) -> list[CandidateReward]:
         """Rounds of futures for the candidates the rule has not stopped (collabrl.adaptive)."""
         conversations = [prefix.append("assistant", c) for c in candidates]
         samples: list[list[SampleScore]] = [[] for _ in candidates]
         stopped: list[StopReason | None] = [None] * len(candidates)
         while sampling := [i for i, reason in enumerate(stopped) if reason is None]:
-            wanted = [(i, j) for i in sampling
-                      for j in range(len(samples[i]), len(samples[i]) + rule.next_round(len(samples[i])))]
-            done = await asyncio.gather(*(self._sample(task, conversations[i], j) for i, j in wanted))
+            wanted = [
+                (i, j)
+                for i in sampling
+                for j in range(len(samples[i]), len(samples[i]) + rule.next_round(len(samples[i])))
+            ]
+            done = await asyncio.gather(
+                *(self._sample(task, conversations[i], j) for i, j in wanted)
+            )
             for (i, _), sample in zip(wanted, done):
                 samples[i].append(sample)
             rewards = [[s.reward for s in ss if s.reward is not None] for ss in samples]
@@ -137,8 +155,10 @@ class MultiturnReward:
                     stopped[i] = "settled"
                 elif len(samples[i]) >= rule.samples_max:
                     stopped[i] = "max_samples"
-        return [summarise(c, ss, self.metrics, stopped=reason)
-                for c, ss, reason in zip(candidates, samples, stopped)]
+        return [
+            summarise(c, ss, self.metrics, stopped=reason)
+            for c, ss, reason in zip(candidates, samples, stopped)
+        ]
 
     async def _sample(self, task: Task, conversation: Conversation, index: int) -> SampleScore:
         future = await self.sampler.sample_one(task, conversation, index)
@@ -167,13 +187,17 @@ def combine(scores: Mapping[str, Score], metrics: Mapping[str, WeightedMetric]) 
 
 
 def summarise(
-    reply: str, samples: list[SampleScore], metrics: Mapping[str, WeightedMetric],
+    reply: str,
+    samples: list[SampleScore],
+    metrics: Mapping[str, WeightedMetric],
     stopped: StopReason | None = None,
 ) -> CandidateReward:
     rewards = [s.reward for s in samples if s.reward is not None]
     means = {}
     for name in metrics:
-        values = [s.scores[name].value for s in samples if name in s.scores and s.scores[name].scored]
+        values = [
+            s.scores[name].value for s in samples if name in s.scores and s.scores[name].scored
+        ]
         if any(name in s.scores for s in samples):
             means[name] = statistics.fmean(values) if values else None
     stderr = statistics.stdev(rewards) / math.sqrt(len(rewards)) if len(rewards) > 1 else None

@@ -63,7 +63,10 @@ class Policy:
     """An assistant: a backend, its sampling settings, and an optional system prompt."""
 
     def __init__(
-        self, backend: Backend, params: GenerationParams | None = None, system_prompt: str | None = None
+        self,
+        backend: Backend,
+        params: GenerationParams | None = None,
+        system_prompt: str | None = None,
     ) -> None:
         self.backend = backend
         self.params = params or GenerationParams()
@@ -93,12 +96,24 @@ async def continue_conversation(
     start = len(conversation)
     turns_left = assistant_turns
 
-    def done(ended: EndReason, error: str | None = None, closing: str | None = None,
-             detail: str | None = None) -> Rollout:
-        return Rollout(conversation=conversation, start=start, ended=ended, error=error,
-                       error_detail=detail,
-                       policy_usage=state["policy"], user_usage=state["user"], flags=tuple(flags),
-                       closing_message=closing, sample_index=sample_index)
+    def done(
+        ended: EndReason,
+        error: str | None = None,
+        closing: str | None = None,
+        detail: str | None = None,
+    ) -> Rollout:
+        return Rollout(
+            conversation=conversation,
+            start=start,
+            ended=ended,
+            error=error,
+            error_detail=detail,
+            policy_usage=state["policy"],
+            user_usage=state["user"],
+            flags=tuple(flags),
+            closing_message=closing,
+            sample_index=sample_index,
+        )
 
     while True:
         if conversation.last is None or conversation.last.role == "assistant":
@@ -128,7 +143,11 @@ async def run_conversation(
 ) -> Rollout:
     """A whole conversation from the first user message, at most ``max_turns`` assistant turns."""
     return await continue_conversation(
-        task, Conversation(), policy=policy, user=user, assistant_turns=max_turns,
+        task,
+        Conversation(),
+        policy=policy,
+        user=user,
+        assistant_turns=max_turns,
         sample_index=sample_index,
     )
 
@@ -136,7 +155,9 @@ async def run_conversation(
 class ForwardSampler:
     """Samples S possible futures of ``window`` more turn pairs after a candidate reply."""
 
-    def __init__(self, user: UserSimulator, assistant: Policy, *, samples: int = 3, window: int = 2):
+    def __init__(
+        self, user: UserSimulator, assistant: Policy, *, samples: int = 3, window: int = 2
+    ):
         if samples < 1 or window < 0:
             raise ValueError("ForwardSampler needs samples >= 1 and window >= 0")
         self.user = user
@@ -150,15 +171,21 @@ class ForwardSampler:
             raise ValueError("forward sampling starts after an assistant reply (the candidate)")
         if self.window == 0:  # nothing to sample: the conversation itself is the only future
             return [await self.sample_one(task, conversation, 0)]
-        return list(await asyncio.gather(
-            *(self.sample_one(task, conversation, j) for j in range(self.samples))
-        ))
+        return list(
+            await asyncio.gather(
+                *(self.sample_one(task, conversation, j) for j in range(self.samples))
+            )
+        )
 
     async def sample_one(self, task: Task, conversation: Conversation, index: int) -> Rollout:
         """Future number ``index`` (its sample index in every call) of ``conversation``."""
         if self.window == 0:
             return Rollout(conversation=conversation, start=len(conversation), ended="turn_limit")
         return await continue_conversation(
-            task, conversation, policy=self.assistant, user=self.user,
-            assistant_turns=self.window, sample_index=index,
+            task,
+            conversation,
+            policy=self.assistant,
+            user=self.user,
+            assistant_turns=self.window,
+            sample_index=index,
         )

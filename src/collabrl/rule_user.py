@@ -39,12 +39,15 @@ FIELDS = ("opening", "detail", KEYWORDS_FIELD)
 class RuleUser:
     """The user of the rules above; same interface as ``UserSimulator``."""
 
-    async def next_turn(self, task: Task, conversation: Conversation,
-                        sample_index: int = 0) -> UserTurn:
+    async def next_turn(
+        self, task: Task, conversation: Conversation, sample_index: int = 0
+    ) -> UserTurn:
         missing = [f for f in FIELDS if not task.metadata.get(f)]
         if missing:
-            return UserTurn(failure="user_missing_fields",
-                            failure_detail=f"task {task.id}: metadata lacks {', '.join(missing)}")
+            return UserTurn(
+                failure="user_missing_fields",
+                failure_detail=f"task {task.id}: metadata lacks {', '.join(missing)}",
+            )
         replies = conversation.turns("assistant")
         if not replies:
             return UserTurn(message=task.metadata["opening"], thought="open without the detail")

@@ -39,7 +39,9 @@ _ASSISTANT_PHRASES = re.compile(
 )
 _FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 _SPEAKER_LABEL = re.compile(r"^\s*\**\s*(?:user|me|person|human)\s*\**\s*:\s*\**\s*", re.IGNORECASE)
-_OTHER_SPEAKER = re.compile(r"^\s*\**\s*(?:assistant|ai|bot)\s*\**\s*:", re.IGNORECASE | re.MULTILINE)
+_OTHER_SPEAKER = re.compile(
+    r"^\s*\**\s*(?:assistant|ai|bot)\s*\**\s*:", re.IGNORECASE | re.MULTILINE
+)
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)|\n")
 END_MARKER = "[END]"
 ReplyFormat = Literal["json", "plain"]
@@ -119,7 +121,9 @@ def _brace_spans(text: str) -> list[str]:
     return spans
 
 
-def health_flags(message: str, terminated: bool, intent: str, leak_words: int = 12) -> tuple[str, ...]:
+def health_flags(
+    message: str, terminated: bool, intent: str, leak_words: int = 12
+) -> tuple[str, ...]:
     """Warning labels for one simulated message: role_inversion, intent_leak, empty."""
     flags = []
     if not message.strip() and not terminated:
@@ -171,8 +175,13 @@ class UserSimulator:
     def prompt(self, task: Task, conversation: Conversation) -> list[Message]:
         """The simulator's messages: its instructions, then the conversation role-flipped."""
         answer_format = load_prompt(f"user_simulator_format_{self.reply_format}").strip()
-        system = render_prompt("user_simulator", description=task.description, intent=task.intent,
-                               persona=persona_block(task), answer_format=answer_format)
+        system = render_prompt(
+            "user_simulator",
+            description=task.description,
+            intent=task.intent,
+            persona=persona_block(task),
+            answer_format=answer_format,
+        )
         view = list(conversation.for_user_simulator().messages)
         if view and view[-1].role != "user":
             raise ValueError("the user simulator speaks after the assistant, not twice in a row")
@@ -191,8 +200,12 @@ class UserSimulator:
             try:
                 [completion] = await self.backend.generate(messages, params)
             except BackendError as error:
-                return UserTurn(raw=tuple(raw), usage=usage, failure=f"user_error:{error.reason}",
-                                failure_detail=str(error))
+                return UserTurn(
+                    raw=tuple(raw),
+                    usage=usage,
+                    failure=f"user_error:{error.reason}",
+                    failure_detail=str(error),
+                )
             raw.append(completion.text)
             usage = usage + completion.usage
             parsed = self._read(completion)
@@ -202,8 +215,11 @@ class UserSimulator:
                 return self._turn(task, parsed, tuple(raw), usage, flags)
             cuts += completion.cut
             reask = load_prompt("user_simulator_reask_cut" if completion.cut else self._reask)
-            messages = [*messages, Message(role="assistant", content=completion.text),
-                        Message(role="user", content=reask.strip())]
+            messages = [
+                *messages,
+                Message(role="assistant", content=completion.text),
+                Message(role="user", content=reask.strip()),
+            ]
         failure = "user_cut" if completion.cut else "user_unparsable"
         return UserTurn(raw=tuple(raw), usage=usage, failure=failure)
 
@@ -213,11 +229,21 @@ class UserSimulator:
             return self._parse(completion.text)
         return self._parse(trim_to_sentence(completion.text)) if self.trim_cut else None
 
-    def _turn(self, task: Task, parsed, raw: tuple[str, ...], usage: Usage,
-              cut_flags: tuple[str, ...] = ()) -> UserTurn:
+    def _turn(
+        self,
+        task: Task,
+        parsed,
+        raw: tuple[str, ...],
+        usage: Usage,
+        cut_flags: tuple[str, ...] = (),
+    ) -> UserTurn:
         thought, message, terminated = parsed
         flags = health_flags(message, terminated, task.intent, self.leak_words) + cut_flags
-        return UserTurn(message=message, thought=thought, terminated=terminated, flags=flags,
-                        raw=raw, usage=usage)
-
-
+        return UserTurn(
+            message=message,
+            thought=thought,
+            terminated=terminated,
+            flags=flags,
+            raw=raw,
+            usage=usage,
+        )

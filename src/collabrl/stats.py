@@ -45,11 +45,17 @@ class PairedDifference:
         return self.estimate.low <= 0 <= self.estimate.high
 
     def to_dict(self) -> dict:
-        return {"a": self.a, "b": self.b, **self.estimate.to_dict(), "within_noise": self.within_noise}
+        return {
+            "a": self.a,
+            "b": self.b,
+            **self.estimate.to_dict(),
+            "within_noise": self.within_noise,
+        }
 
 
-def bootstrap_mean(values: Sequence[float], *, resamples: int = 2000, confidence: float = 0.95,
-                   seed: int = 0) -> Estimate:
+def bootstrap_mean(
+    values: Sequence[float], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Estimate:
     """Mean of ``values`` with a percentile bootstrap interval."""
     if not values:
         raise ValueError("bootstrap needs at least one value")
@@ -62,8 +68,9 @@ def bootstrap_mean(values: Sequence[float], *, resamples: int = 2000, confidence
     return Estimate(mean=statistics.fmean(values), low=low, high=high, n=n)
 
 
-def paired_difference(a_name: str, a: Mapping[object, float], b_name: str, b: Mapping[object, float],
-                      **kwargs) -> PairedDifference | None:
+def paired_difference(
+    a_name: str, a: Mapping[object, float], b_name: str, b: Mapping[object, float], **kwargs
+) -> PairedDifference | None:
     """Bootstrap of ``a[k] - b[k]`` over the keys both have; None when they share none."""
     keys = sorted(set(a) & set(b), key=repr)
     if not keys:

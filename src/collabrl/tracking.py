@@ -51,8 +51,10 @@ def tracker_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise ConfigError(f"tracking.report_to: {name} needs the {package} package, which is "
-                          f"not installed: {command}") from None
+        raise ConfigError(
+            f"tracking.report_to: {name} needs the {package} package, which is "
+            f"not installed: {command}"
+        ) from None
 
 
 class TensorBoardWriter:
@@ -68,8 +70,9 @@ class TensorBoardWriter:
     def scalars(self, values: dict[str, float], step: int, wall_time: float) -> None:
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)
-                                 for tag, value in values.items()])
+        summary = Summary(
+            value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()]
+        )
         self._emit(summary, step, wall_time)
 
     def text(self, name: str, text: str, step: int) -> None:
@@ -78,10 +81,16 @@ class TensorBoardWriter:
         from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 
         metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
-        tensor = TensorProto(dtype="DT_STRING", string_val=[text.encode()],
-                             tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]))
-        self._emit(Summary(value=[Summary.Value(tag=name, metadata=metadata, tensor=tensor)]),
-                   step, time.time())
+        tensor = TensorProto(
+            dtype="DT_STRING",
+            string_val=[text.encode()],
+            tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]),
+        )
+        self._emit(
+            Summary(value=[Summary.Value(tag=name, metadata=metadata, tensor=tensor)]),
+            step,
+            time.time(),
+        )
 
     def _emit(self, summary, step: int, wall_time: float) -> None:
         from tensorboard.compat.proto.event_pb2 import Event
@@ -119,8 +128,7 @@ class Tracker:
 
     def scalars(self, values: Mapping[str, float | int | None], step: int) -> None:
         """``values`` at ``step``, stamped now; missing and non-finite values are left out."""
-        numbers = {tag: float(v) for tag, v in values.items()
-                   if v is not None and math.isfinite(v)}
+        numbers = {tag: float(v) for tag, v in values.items() if v is not None and math.isfinite(v)}
         self.step = max(self.step, step)
         if numbers:
             wall_time = time.time()
@@ -155,8 +163,12 @@ def require_trackers(settings: TrackingConfig) -> None:
         tracker_module(name)
 
 
-def open_tracker(settings: TrackingConfig, output_dir: Path, run_config: dict[str, Any],
-                 default_name: str | None = None) -> Tracker:
+def open_tracker(
+    settings: TrackingConfig,
+    output_dir: Path,
+    run_config: dict[str, Any],
+    default_name: str | None = None,
+) -> Tracker:
     """The tracker ``settings`` ask for; TensorBoard writes to ``log_dir`` or
     ``<output_dir>/runs``. ``run_config`` (the command's config) goes to W&B / Trackio. Raises
     ConfigError, before anything is written, when a tracker's package is missing."""
@@ -168,11 +180,19 @@ def open_tracker(settings: TrackingConfig, output_dir: Path, run_config: dict[st
             writers.append(TensorBoardWriter(settings.log_dir or output_dir / LOG_FOLDER))
         elif tracker == "wandb":
             output_dir.mkdir(parents=True, exist_ok=True)  # W&B keeps its files there
-            writers.append(RunWriter(module, project=settings.project, name=name,
-                                     config=run_config, dir=str(output_dir)))
+            writers.append(
+                RunWriter(
+                    module,
+                    project=settings.project,
+                    name=name,
+                    config=run_config,
+                    dir=str(output_dir),
+                )
+            )
         else:
-            writers.append(RunWriter(module, project=settings.project, name=name,
-                                     config=run_config))
+            writers.append(
+                RunWriter(module, project=settings.project, name=name, config=run_config)
+            )
     return Tracker(writers)
 
 
@@ -181,5 +201,8 @@ def trainer_tracking(settings: TrackingConfig) -> dict[str, Any]:
     trackers checked first. transformers writes TensorBoard events to ``<output_dir>/runs/<date>``
     and W&B takes its project from ``WANDB_PROJECT``; both are its own rules."""
     require_trackers(settings)
-    return {"report_to": list(settings.report_to) or "none", "run_name": settings.run_name,
-            "project": settings.project}
+    return {
+        "report_to": list(settings.report_to) or "none",
+        "run_name": settings.run_name,
+        "project": settings.project,
+    }

@@ -50,8 +50,9 @@ def usage_figures(stage: str, meter: UsageMeter) -> Figures:
     for role, usage in meter.roles.items():
         out[f"{stage}/usage/{role}/tokens"] = usage.prompt_tokens + usage.completion_tokens
         out[f"{stage}/usage/{role}/cost"] = usage.cost
-    out[f"{stage}/usage/tokens"] = sum(u.prompt_tokens + u.completion_tokens
-                                       for u in meter.roles.values())
+    out[f"{stage}/usage/tokens"] = sum(
+        u.prompt_tokens + u.completion_tokens for u in meter.roles.values()
+    )
     out[f"{stage}/usage/cost"] = meter.total_cost
     return out
 
@@ -91,14 +92,19 @@ class GenerateFigures:
 
     def figures(self, cut_futures: int, meter: UsageMeter) -> Figures:
         """The figures so far; ``cut_futures``: futures with a reply cut (the engine's count)."""
-        out: Figures = {"generate/mr/mean": self.mr.mean, "generate/mr/std": self.mr.std,
-                        "generate/gap/mean": self.gaps.mean, "generate/gap/std": self.gaps.std}
+        out: Figures = {
+            "generate/mr/mean": self.mr.mean,
+            "generate/mr/std": self.mr.std,
+            "generate/gap/mean": self.gaps.mean,
+            "generate/gap/std": self.gaps.std,
+        }
         for name, series in sorted(self.metrics.items()):
             out[f"generate/metric/{name}/mean"] = series.mean
             out[f"generate/metric/{name}/std"] = series.std
         out["generate/failure_rate"] = self.failed / self.done if self.done else None
-        out["generate/cut/candidate_rate"] = (self.cut_candidates / self.candidates
-                                              if self.candidates else None)
+        out["generate/cut/candidate_rate"] = (
+            self.cut_candidates / self.candidates if self.candidates else None
+        )
         out["generate/cut/future_rate"] = cut_futures / self.futures if self.futures else None
         return out | usage_figures("generate", meter)
 
@@ -127,8 +133,10 @@ class EvalFigures:
             for name, get in [*FIGURES.items(), ("cut_replies", lambda r: r["cut_replies"])]:
                 if (value := get(row)) is not None:
                     self.series[system, name].add(value)
-        out: Figures = {f"eval/{system}/{name}": self.series[system, name].mean
-                        for name in [*FIGURES, "cut_replies"]}
+        out: Figures = {
+            f"eval/{system}/{name}": self.series[system, name].mean
+            for name in [*FIGURES, "cut_replies"]
+        }
         out[f"eval/{system}/failure_rate"] = self.failed[system] / self.conversations[system]
         return out
 
@@ -144,8 +152,9 @@ def summary_figures(summary: dict[str, Any]) -> Figures:
                 out[f"eval/summary/{group}/{system}/{name}"] = estimate and estimate["mean"]
             out[f"eval/summary/{group}/{system}/failed"] = figures["failed"]
         for diff in block["paired"]:
-            out[f"eval/summary/{group}/paired/{diff['a']}-{diff['b']}/{diff['figure']}"] = (
-                diff["mean"])
+            out[f"eval/summary/{group}/paired/{diff['a']}-{diff['b']}/{diff['figure']}"] = diff[
+                "mean"
+            ]
     return out
 
 
@@ -154,9 +163,11 @@ def online_dpo_figures(stats: dict[str, Any], meter: UsageMeter) -> Figures:
     chosen, rejected = stats["mean_mr_chosen"], stats["mean_mr_rejected"]
     replies = stats["replies"]
     out: Figures = {
-        "online_dpo/mr/mean": stats["mean_mr"], "online_dpo/mr/std": stats["std_mr"],
+        "online_dpo/mr/mean": stats["mean_mr"],
+        "online_dpo/mr/std": stats["std_mr"],
         "online_dpo/gap/mean": None if chosen is None else chosen - rejected,
-        "online_dpo/pairs": stats["pairs"], "online_dpo/loss": stats["mean_loss"],
+        "online_dpo/pairs": stats["pairs"],
+        "online_dpo/loss": stats["mean_loss"],
         "online_dpo/unscored_rate": stats["unscored_replies"] / replies if replies else None,
         "online_dpo/unscored_futures": stats["unscored_futures"],
         "online_dpo/prompts_too_long": stats["prompts_too_long"],
@@ -168,8 +179,9 @@ def online_dpo_figures(stats: dict[str, Any], meter: UsageMeter) -> Figures:
 
 def ppo_figures(metrics: dict[str, Any]) -> Figures:
     """One PPO update: every number it measured (reward, losses, KL, ...) and the unscored rate."""
-    out: Figures = {f"ppo/{name}": value for name, value in metrics.items()
-                    if isinstance(value, int | float)}
+    out: Figures = {
+        f"ppo/{name}": value for name, value in metrics.items() if isinstance(value, int | float)
+    }
     replies = metrics["scored"] + metrics["unscored"]
     out["ppo/unscored_rate"] = metrics["unscored"] / replies if replies else None
     return out

@@ -157,7 +157,9 @@ class Task(_Frozen):
     """
 
     id: str
-    description: str = Field(description="what the user wants help with, e.g. 'solve a math problem'")
+    description: str = Field(
+        description="what the user wants help with, e.g. 'solve a math problem'"
+    )
     intent: str = Field(description="the hidden, complete single-turn request")
     reference: str | None = None
     artifact: ArtifactKind = Field(default="none", description="what the conversation produces")

@@ -43,11 +43,17 @@ def _render(meter):
 
 
 def _config(tmp_path, *extra):
-    return load_config(None, [
-        "roles.policy.kind=scripted", "roles.policy.replies=[p1]",
-        "roles.user.kind=scripted", "roles.user.replies=[u1]",
-        f"cache.path={tmp_path / 'cache.sqlite'}", *extra,
-    ])
+    return load_config(
+        None,
+        [
+            "roles.policy.kind=scripted",
+            "roles.policy.replies=[p1]",
+            "roles.user.kind=scripted",
+            "roles.user.replies=[u1]",
+            f"cache.path={tmp_path / 'cache.sqlite'}",
+            *extra,
+        ],
+    )
 
 
 async def test_roles_cache_hits_are_metered_and_free(tmp_path):

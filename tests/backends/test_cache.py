@@ -161,9 +161,14 @@ async def test_replay_serves_hits_and_a_miss_fails_without_asking(tmp_path):
     await CachedBackend(inner, ResponseCache(path)).generate(MSG, GenerationParams(n=2))
     replay = CachedBackend(inner, ResponseCache(path), mode="replay", role="judge")
     assert [c.text for c in await replay.generate(MSG, GenerationParams(n=2))] == [
-        "reply-1", "reply-2"]
+        "reply-1",
+        "reply-2",
+    ]
     long = [Message(role="system", content="s"), Message(role="user", content="why\n" + "x" * 200)]
-    for messages, params, sample in [(MSG, GenerationParams(n=3), 2), (long, GenerationParams(), 0)]:
+    for messages, params, sample in [
+        (MSG, GenerationParams(n=3), 2),
+        (long, GenerationParams(), 0),
+    ]:
         with pytest.raises(ReplayMissError) as caught:
             await replay.generate(messages, params)
         message = str(caught.value)
@@ -208,7 +213,8 @@ async def test_the_sqlite_file_alone_holds_every_answer_after_close(tmp_path, ot
     copy.parent.mkdir()
     shutil.copyfile(path, copy)  # the .sqlite file only: no -wal, no -shm
     replayed = await CachedBackend(inner, ResponseCache(copy), mode="replay").generate(
-        MSG, GenerationParams(n=50))
+        MSG, GenerationParams(n=50)
+    )
     assert [c.text for c in replayed] == [f"reply-{i}" for i in range(1, 51)]
     if other is not None:
         other.close()

@@ -44,7 +44,9 @@ def store(path, identity: dict[str, str], text: str) -> None:
     cache = ResponseCache(path)
     request = request_key(identity, ask(text), PARAMS)
     for index in range(PARAMS.n):
-        cache.put(sample_key(request, index), Completion(text=f"kept {index}", finish_reason="stop"))
+        cache.put(
+            sample_key(request, index), Completion(text=f"kept {index}", finish_reason="stop")
+        )
     cache.close()
 
 
@@ -58,8 +60,11 @@ async def test_record_then_replay_elsewhere_sends_no_request(fake, tmp_path, mon
     shutil.copyfile(tmp_path / "a/c.sqlite", tmp_path / "b/c.sqlite")  # the file alone
     replay = policy_config(tmp_path / "b/c.sqlite", "replay", role)
     assert await answers(replay, "x", "y") == recorded
-    with pytest.raises(ReplayMissError, match="role 'policy', kind openai, model m, base_url "
-                       f"{server.base_url}, sample 0, last message \\(user\\) 'z'"):
+    with pytest.raises(
+        ReplayMissError,
+        match="role 'policy', kind openai, model m, base_url "
+        f"{server.base_url}, sample 0, last message \\(user\\) 'z'",
+    ):
         await answers(replay, "z")
     assert server.request_count == sent == 2
 
@@ -89,7 +94,8 @@ async def test_replay_never_loads_a_local_model(tmp_path):
     store(tmp_path / "c.sqlite", {"kind": "hf_local", "model": elsewhere}, "x")
     role = f"{{kind: hf_local, model: {elsewhere}}}"
     assert await answers(policy_config(tmp_path / "c.sqlite", "replay", role), "x") == [
-        ["kept 0", "kept 1"]]
+        ["kept 0", "kept 1"]
+    ]
     with_adapter = f"{{kind: hf_local, model: {elsewhere}, adapter: {tmp_path / 'gone'}}}"
     with pytest.raises(ConfigError, match="roles.policy.adapter: replay needs the folder"):
         await answers(policy_config(tmp_path / "c.sqlite", "replay", with_adapter), "x")
@@ -106,8 +112,9 @@ async def test_an_unloaded_local_model_has_the_loaded_models_identity(tmp_path):
     lora = get_peft_model(tiny_chat_model(seed=0)[0], LoraConfig(r=4, target_modules=["q_proj"]))
     lora.save_pretrained(tmp_path / "adapter")
     for adapter in (None, tmp_path / "adapter"):
-        cfg = HFLocalBackendConfig(kind="hf_local", model=str(base), adapter=adapter,
-                                   dtype="float32", device="cpu")
+        cfg = HFLocalBackendConfig(
+            kind="hf_local", model=str(base), adapter=adapter, dtype="float32", device="cpu"
+        )
         loaded = HFLocalBackend.from_config(cfg)
         assert UnloadedLocalModel(cfg, "policy").identity() == loaded.identity()
         await loaded.aclose()
@@ -129,7 +136,9 @@ def test_enabled_false_means_mode_off_and_contradictions_are_refused(tmp_path):
     assert load_config(None, ["cache.enabled=false"]).cache.mode == "off"
     assert load_config(None, ["cache.mode=off"]).cache.enabled is False  # YAML's bare off
     assert load_config(None, ["cache.mode=replay"]).cache.enabled is True
-    for overrides in (["cache.enabled=false", "cache.mode=replay"],
-                      ["cache.enabled=true", "cache.mode=off"]):
+    for overrides in (
+        ["cache.enabled=false", "cache.mode=replay"],
+        ["cache.enabled=true", "cache.mode=off"],
+    ):
         with pytest.raises(ConfigError, match="cache.enabled: .* contradicts cache.mode: "):
             load_config(None, overrides)

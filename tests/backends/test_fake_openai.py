@@ -216,13 +216,24 @@ def test_server_process_plays_every_role_and_counts_requests():
 
     with FakeServerProcess(roleplay=True) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
-        sim = client.chat.completions.create(model="m", messages=[
-            {"role": "system", "content": "<<<REQUEST\nhidden\nREQUEST>>>"},
-            {"role": "user", "content": "start"}])
+        sim = client.chat.completions.create(
+            model="m",
+            messages=[
+                {"role": "system", "content": "<<<REQUEST\nhidden\nREQUEST>>>"},
+                {"role": "user", "content": "start"},
+            ],
+        )
         assert _json.loads(sim.choices[0].message.content)["terminate"] is False
-        judge = client.chat.completions.create(model="m", messages=[
-            {"role": "user", "content": "This request's id is 0a1b2c3d4e5f.\nrate it\n"
-                                        "GRADE 0a1b2c3d4e5f: <3|2|1>"}])
+        judge = client.chat.completions.create(
+            model="m",
+            messages=[
+                {
+                    "role": "user",
+                    "content": "This request's id is 0a1b2c3d4e5f.\nrate it\n"
+                    "GRADE 0a1b2c3d4e5f: <3|2|1>",
+                }
+            ],
+        )
         assert judge.choices[0].message.content.endswith("GRADE 0a1b2c3d4e5f: 3")
         assert server.request_count == 2
     assert server.process.poll() is not None

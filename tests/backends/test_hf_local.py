@@ -250,8 +250,9 @@ def _save_adapter(folder, seed: int):
 
     model, _ = tiny_chat_model(seed=0)
     torch.manual_seed(seed)  # init_lora_weights=False: random B, so the adapter changes outputs
-    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                            init_lora_weights=False))
+    lora = get_peft_model(
+        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     lora.save_pretrained(folder)
     return lora
 
@@ -259,14 +260,20 @@ def _save_adapter(folder, seed: int):
 async def test_from_config_applies_an_adapter_and_names_its_content(tmp_path):
     base = save_tiny_chat_model(tmp_path / "tiny")
     trained = _save_adapter(tmp_path / "adapter", seed=1)
-    cfg = HFLocalBackendConfig(kind="hf_local", model=str(base), adapter=tmp_path / "adapter",
-                               dtype="float32", device="cpu")
+    cfg = HFLocalBackendConfig(
+        kind="hf_local",
+        model=str(base),
+        adapter=tmp_path / "adapter",
+        dtype="float32",
+        device="cpu",
+    )
     backend = HFLocalBackend.from_config(cfg)
     _, tokenizer = tiny_chat_model(seed=0)
     reference = HFLocalBackend(trained.eval(), tokenizer)
     plain = HFLocalBackend(*tiny_chat_model(seed=0))
     [served], [expected], [untrained] = [
-        await b.generate(user("Tell me a story."), GREEDY) for b in (backend, reference, plain)]
+        await b.generate(user("Tell me a story."), GREEDY) for b in (backend, reference, plain)
+    ]
     assert served.text == expected.text != untrained.text
     first = backend.identity()["model"]
     assert first.startswith(f"{base}+{tmp_path / 'adapter'}@")

@@ -40,8 +40,9 @@ async def test_requests_per_minute_spaces_starts():
         starts.append(time.monotonic())
         return "ok"
 
-    backend = LimitedBackend(ScriptedBackend(reply_fn=record), max_concurrency=10,
-                             requests_per_minute=600)  # one start per 0.1 s
+    backend = LimitedBackend(
+        ScriptedBackend(reply_fn=record), max_concurrency=10, requests_per_minute=600
+    )  # one start per 0.1 s
     await asyncio.gather(*(backend.generate(MSG, GenerationParams()) for _ in range(5)))
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert min(gaps) >= 0.09

@@ -29,13 +29,21 @@ def api_key(monkeypatch):
 
 
 def config(server, tmp_path, *extra):
-    return load_config(None, [
-        "roles.user.kind=openai", "roles.user.model=fake-model",
-        f"roles.user.base_url={server.base_url}", f"roles.user.api_key_env={KEY_ENV}",
-        "roles.user.retry.initial_backoff_s=0.05", "roles.user.retry.max_backoff_s=0.2",
-        "roles.user.retry.attempt_timeout_s=2", "roles.user.retry.deadline_s=10",
-        f"cache.path={tmp_path / 'cache.sqlite'}", *extra,
-    ])
+    return load_config(
+        None,
+        [
+            "roles.user.kind=openai",
+            "roles.user.model=fake-model",
+            f"roles.user.base_url={server.base_url}",
+            f"roles.user.api_key_env={KEY_ENV}",
+            "roles.user.retry.initial_backoff_s=0.05",
+            "roles.user.retry.max_backoff_s=0.2",
+            "roles.user.retry.attempt_timeout_s=2",
+            "roles.user.retry.deadline_s=10",
+            f"cache.path={tmp_path / 'cache.sqlite'}",
+            *extra,
+        ],
+    )
 
 
 async def ask(cfg, params=None):
@@ -90,8 +98,12 @@ async def test_persistent_faults_raise_the_last_error_after_capped_attempts(tmp_
 
 async def test_hanging_server_hits_attempt_timeout_and_deadline(tmp_path):
     with FakeOpenAIServer(script=lambda request: Behaviour.hang(30)) as server:
-        cfg = config(server, tmp_path, "roles.user.retry.attempt_timeout_s=0.3",
-                     "roles.user.retry.deadline_s=1.0")
+        cfg = config(
+            server,
+            tmp_path,
+            "roles.user.retry.attempt_timeout_s=0.3",
+            "roles.user.retry.deadline_s=1.0",
+        )
         started = time.monotonic()
         with pytest.raises(DeadlineExceededError):
             await ask(cfg)

@@ -22,8 +22,14 @@ from collabrl.config import RetryConfig
 from collabrl.types import Completion, GenerationParams, Message
 
 MSG = [Message(role="user", content="hi")]
-FAST = RetryConfig(max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.05, jitter=0.0,
-                   attempt_timeout_s=1.0, deadline_s=5.0)
+FAST = RetryConfig(
+    max_attempts=4,
+    initial_backoff_s=0.01,
+    max_backoff_s=0.05,
+    jitter=0.0,
+    attempt_timeout_s=1.0,
+    deadline_s=5.0,
+)
 
 
 def failing_then_ok(errors):
@@ -78,11 +84,14 @@ async def test_hanging_attempt_times_out_and_deadline_holds():
     async def hang(messages, params, index):
         await asyncio.sleep(30)
 
-    config = RetryConfig(max_attempts=10, initial_backoff_s=0.01, jitter=0, attempt_timeout_s=0.2,
-                         deadline_s=0.7)
+    config = RetryConfig(
+        max_attempts=10, initial_backoff_s=0.01, jitter=0, attempt_timeout_s=0.2, deadline_s=0.7
+    )
     started = time.monotonic()
     with pytest.raises(DeadlineExceededError):
-        await RetryingBackend(ScriptedBackend(reply_fn=hang), config).generate(MSG, GenerationParams())
+        await RetryingBackend(ScriptedBackend(reply_fn=hang), config).generate(
+            MSG, GenerationParams()
+        )
     assert time.monotonic() - started < 1.0
 
 
@@ -92,11 +101,15 @@ async def test_single_attempt_timeout_is_typed():
 
     config = RetryConfig(max_attempts=1, attempt_timeout_s=0.05, deadline_s=5)
     with pytest.raises(AttemptTimeoutError):
-        await RetryingBackend(ScriptedBackend(reply_fn=hang), config).generate(MSG, GenerationParams())
+        await RetryingBackend(ScriptedBackend(reply_fn=hang), config).generate(
+            MSG, GenerationParams()
+        )
 
 
 async def test_retry_after_longer_than_deadline_fails_fast():
-    inner = ScriptedBackend(reply_fn=failing_then_ok([RateLimitedError("slow down", status=429, retry_after=60)]))
+    inner = ScriptedBackend(
+        reply_fn=failing_then_ok([RateLimitedError("slow down", status=429, retry_after=60)])
+    )
     started = time.monotonic()
     with pytest.raises(DeadlineExceededError, match="rate_limited"):
         await RetryingBackend(inner, FAST).generate(MSG, GenerationParams())
@@ -112,7 +125,9 @@ async def test_incomplete_output_is_retried_not_returned():
 
 
 async def test_incomplete_output_every_time_raises():
-    inner = ScriptedBackend(reply_fn=lambda m, p, i: Completion(text="x", finish_reason="incomplete"))
+    inner = ScriptedBackend(
+        reply_fn=lambda m, p, i: Completion(text="x", finish_reason="incomplete")
+    )
     with pytest.raises(IncompleteOutputError):
         await RetryingBackend(inner, FAST).generate(MSG, GenerationParams())
 

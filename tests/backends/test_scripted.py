@@ -31,7 +31,9 @@ async def test_reply_fn_sees_sample_index_and_may_be_async():
 
 
 async def test_reply_fn_may_return_completions_or_raise():
-    backend = ScriptedBackend(reply_fn=lambda m, p, i: Completion(text="x", finish_reason="refusal"))
+    backend = ScriptedBackend(
+        reply_fn=lambda m, p, i: Completion(text="x", finish_reason="refusal")
+    )
     assert (await backend.generate(msgs("q"), GenerationParams()))[0].finish_reason == "refusal"
 
     def fail(m, p, i):
@@ -48,19 +50,29 @@ async def test_no_matching_rule_is_a_rejected_request():
 
 
 async def test_from_config():
-    cfg = load_config(None, ["roles.u.kind=scripted", "roles.u.replies=[x]",
-                             "roles.u.rules=[{contains: hi, reply: hey}]"]).role("u")
+    cfg = load_config(
+        None,
+        [
+            "roles.u.kind=scripted",
+            "roles.u.replies=[x]",
+            "roles.u.rules=[{contains: hi, reply: hey}]",
+        ],
+    ).role("u")
     backend = ScriptedBackend.from_config(cfg)
     assert (await backend.generate(msgs("hi there"), GenerationParams()))[0].text == "hey"
     assert (await backend.generate(msgs("yo"), GenerationParams()))[0].text == "x"
 
 
 async def test_a_rule_with_request_contains_also_needs_that_text_anywhere_in_the_request():
-    cfg = load_config(None, [
-        "roles.u.kind=scripted", "roles.u.replies=[generic]",
-        "roles.u.rules=[{contains: start, request_contains: poem, reply: a poem please},"
-        " {contains: start, reply: an email please}]",
-    ]).role("u")
+    cfg = load_config(
+        None,
+        [
+            "roles.u.kind=scripted",
+            "roles.u.replies=[generic]",
+            "roles.u.rules=[{contains: start, request_contains: poem, reply: a poem please},"
+            " {contains: start, reply: an email please}]",
+        ],
+    ).role("u")
     backend = ScriptedBackend.from_config(cfg)
     poem = [Message(role="system", content="The user wants a poem."), *msgs("start")]
     email = [Message(role="system", content="The user wants an email."), *msgs("start")]

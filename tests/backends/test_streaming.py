@@ -43,9 +43,15 @@ class GenerateOnly:
 
 
 def openai_backend(server: FakeOpenAIServer) -> OpenAICompatBackend:
-    return OpenAICompatBackend(OpenAIBackendConfig(
-        kind="openai", model="fake-model", base_url=server.base_url, api_key_env="UNSET_KEY_ENV",
-        retry=RetryConfig(attempt_timeout_s=2)))
+    return OpenAICompatBackend(
+        OpenAIBackendConfig(
+            kind="openai",
+            model="fake-model",
+            base_url=server.base_url,
+            api_key_env="UNSET_KEY_ENV",
+            retry=RetryConfig(attempt_timeout_s=2),
+        )
+    )
 
 
 def test_split_chunks_join_back():
@@ -114,8 +120,11 @@ async def test_anthropic_streams_text_deltas(fake, monkeypatch):
     from collabrl.backends.anthropic import AnthropicBackend
 
     server = fake(reply_fn=lambda request, i: "bonjour tout le monde")
-    backend = AnthropicBackend(AnthropicBackendConfig(
-        kind="anthropic", model="claude-test", base_url=server.url, api_key_env="UNSET_KEY_ENV"))
+    backend = AnthropicBackend(
+        AnthropicBackendConfig(
+            kind="anthropic", model="claude-test", base_url=server.url, api_key_env="UNSET_KEY_ENV"
+        )
+    )
     try:
         assert await collect(backend) == ["bonjour ", "tout ", "le ", "monde"]
     finally:
@@ -133,12 +142,17 @@ async def test_retry_happens_only_before_the_first_chunk():
         return "late but fine"
 
     retried: list[str] = []
-    backend = RetryingBackend(ScriptedBackend(reply_fn=reply), FAST_RETRY,
-                              on_retry=lambda error, delay: retried.append(error.reason))
+    backend = RetryingBackend(
+        ScriptedBackend(reply_fn=reply),
+        FAST_RETRY,
+        on_retry=lambda error, delay: retried.append(error.reason),
+    )
     assert "".join(await collect(backend)) == "late but fine"
     assert retried == ["transient"]
 
-    cut = ScriptedBackend(reply_fn=lambda m, p, i: Completion(text="x y z w", finish_reason="incomplete"))
+    cut = ScriptedBackend(
+        reply_fn=lambda m, p, i: Completion(text="x y z w", finish_reason="incomplete")
+    )
     calls_before = len(cut.calls)
     with pytest.raises(IncompleteOutputError):
         await collect(RetryingBackend(cut, FAST_RETRY))
@@ -151,7 +165,9 @@ async def test_limits_cache_and_meter_forward_streams(tmp_path):
     cache = ResponseCache(tmp_path / "cache.sqlite")
     hits: list[int] = []
     meter = UsageMeter()
-    backend = MeteredBackend(CachedBackend(limited, cache, on_hit=hits.append), meter.role("policy"))
+    backend = MeteredBackend(
+        CachedBackend(limited, cache, on_hit=hits.append), meter.role("policy")
+    )
     assert "".join(await collect(backend)) == "streamed reply here"
     assert len(cache) == 0 and limited.peak_in_flight == 1 and limited.in_flight == 0
     key = sample_key(request_key(backend.identity(), HELLO, GenerationParams()), 0)

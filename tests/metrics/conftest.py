@@ -12,7 +12,10 @@ def conversation() -> Conversation:
         ("user", "I need a poem."),
         ("assistant", "Happy to help! What should it be about, and how long?"),
         ("user", "Autumn rain, four lines."),
-        ("assistant", "Grey threads of rain\nstitch the gutters' song;\nleaves drown in the lane,\nthe dusk comes on."),
+        (
+            "assistant",
+            "Grey threads of rain\nstitch the gutters' song;\nleaves drown in the lane,\nthe dusk comes on.",
+        ),
     )
 
 

@@ -15,13 +15,19 @@ CONVERSATION = Conversation.of(("user", "What is half of one?"), ("assistant", "
 
 
 def task(reference="0.5"):
-    return Task(id="m", description="solve a math problem", intent="What is half of one?",
-                artifact="answer", reference=reference)
+    return Task(
+        id="m",
+        description="solve a math problem",
+        intent="What is half of one?",
+        artifact="answer",
+        reference=reference,
+    )
 
 
 def accuracy(extracted, judge_replies=None):
     extractor = ArtifactExtractor(
-        ScriptedBackend([f"<<<ARTIFACT $call_id>>>\n{extracted}\n<<<END ARTIFACT $call_id>>>"]))
+        ScriptedBackend([f"<<<ARTIFACT $call_id>>>\n{extracted}\n<<<END ARTIFACT $call_id>>>"])
+    )
     judge = None if judge_replies is None else ScriptedBackend(judge_replies)
     return AnswerAccuracy(extractor, judge), judge
 
@@ -70,9 +76,18 @@ def test_equal_answers(answer, reference):
 
 @pytest.mark.parametrize(
     "answer, reference",
-    [("4", "5"), ("\\frac{3}{4}", "0.7"), ("0.333", "\\frac13"), ("(2, 1)", "(1, 2)"),
-     ("[1, 2)", "(1, 2)"), ("\\{1, 2\\}", "(1, 2)"), ("1, 2, 3", "1, 2"), ("-3", "3"),
-     ("\\infty", "-\\infty"), ("x^2", "2x")],
+    [
+        ("4", "5"),
+        ("\\frac{3}{4}", "0.7"),
+        ("0.333", "\\frac13"),
+        ("(2, 1)", "(1, 2)"),
+        ("[1, 2)", "(1, 2)"),
+        ("\\{1, 2\\}", "(1, 2)"),
+        ("1, 2, 3", "1, 2"),
+        ("-3", "3"),
+        ("\\infty", "-\\infty"),
+        ("x^2", "2x"),
+    ],
 )
 def test_unequal_answers(answer, reference):
     assert answers_match(answer, reference) == (False, "sympy")
@@ -80,8 +95,14 @@ def test_unequal_answers(answer, reference):
 
 @pytest.mark.parametrize(
     "answer",
-    ["Tuesday", "__import__('os').system('echo hacked')", "x.n", "10^{10^{10}}",
-     "\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\frac{1}{"],
+    [
+        "Tuesday",
+        "__import__('os').system('echo hacked')",
+        "x.n",
+        "10^{10^{10}}",
+        "\\begin{pmatrix}1\\\\2\\end{pmatrix}",
+        "\\frac{1}{",
+    ],
 )
 def test_unparsable_or_unsafe_answers_are_not_decided(answer):
     assert answers_match(answer, "3") is None
@@ -103,7 +124,9 @@ async def test_metric_scores_one_or_zero_with_detail():
     metric, _ = accuracy("\\boxed{\\frac{1}{2}}")
     score = await metric(CONVERSATION, task())
     assert metric.name == "accuracy" and score.value == 1.0
-    assert score.detail["method"] == "sympy" and score.detail["extracted"] == "\\boxed{\\frac{1}{2}}"
+    assert (
+        score.detail["method"] == "sympy" and score.detail["extracted"] == "\\boxed{\\frac{1}{2}}"
+    )
     assert score.detail["reference"] == "0.5" and len(score.raw) == 1
     assert (await accuracy("0.6")[0](CONVERSATION, task())).value == 0.0
     assert (await accuracy("0.5")[0](CONVERSATION, task())).detail["method"] == "exact"

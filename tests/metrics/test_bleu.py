@@ -16,13 +16,19 @@ CONVERSATION = Conversation.of(("user", "write it"), ("assistant", DOC))
 
 
 def doc_task(reference=DOC):
-    return Task(id="d", description="write an article", intent="An article.",
-                artifact="document", reference=reference)
+    return Task(
+        id="d",
+        description="write an article",
+        intent="An article.",
+        artifact="document",
+        reference=reference,
+    )
 
 
 def extractor_replying(text):
     return ArtifactExtractor(
-        ScriptedBackend([f"<<<ARTIFACT $call_id>>>\n{text}\n<<<END ARTIFACT $call_id>>>"]))
+        ScriptedBackend([f"<<<ARTIFACT $call_id>>>\n{text}\n<<<END ARTIFACT $call_id>>>"])
+    )
 
 
 def test_identical_text_scores_one_in_both_forms():
@@ -56,18 +62,23 @@ async def test_metrics_score_the_extracted_document():
 async def test_both_forms_share_one_extraction():
     backend = ScriptedBackend([f"<<<ARTIFACT $call_id>>>\n{DOC}\n<<<END ARTIFACT $call_id>>>"])
     extractor = ArtifactExtractor(backend)
-    scores = await asyncio.gather(Bleu(extractor)(CONVERSATION, doc_task()),
-                                  BleuChar(extractor)(CONVERSATION, doc_task()))
+    scores = await asyncio.gather(
+        Bleu(extractor)(CONVERSATION, doc_task()), BleuChar(extractor)(CONVERSATION, doc_task())
+    )
     assert [s.value for s in scores] == pytest.approx([1.0, 1.0]) and len(backend.calls) == 1
 
 
 async def test_missing_inputs():
-    assert (await Bleu(extractor_replying(DOC))(CONVERSATION, doc_task(None))).reason == "no_reference"
+    assert (
+        await Bleu(extractor_replying(DOC))(CONVERSATION, doc_task(None))
+    ).reason == "no_reference"
     none = await Bleu(ArtifactExtractor(ScriptedBackend(["NONE"])))(CONVERSATION, doc_task())
     assert none.value == 0.0
 
     def fail(messages, params, index):
         raise TransientError("down")
 
-    failed = await BleuChar(ArtifactExtractor(ScriptedBackend(reply_fn=fail)))(CONVERSATION, doc_task())
+    failed = await BleuChar(ArtifactExtractor(ScriptedBackend(reply_fn=fail)))(
+        CONVERSATION, doc_task()
+    )
     assert failed.value is None and failed.reason == "extract_error:transient"

@@ -8,8 +8,9 @@ from collabrl.metrics.registry import build_metric
 from collabrl.metrics.turn_cost import TurnCost
 from collabrl.types import Conversation, Task
 
-TASK = Task(id="t", description="d", intent="Write a note to Maya.",
-            metadata={"detail_keywords": ["Maya"]})
+TASK = Task(
+    id="t", description="d", intent="Write a note to Maya.", metadata={"detail_keywords": ["Maya"]}
+)
 
 
 def chat(*replies):
@@ -29,7 +30,9 @@ def test_whole_words_in_any_case_count_and_parts_of_words_do_not():
 async def test_success_is_the_final_reply_using_the_detail():
     metric = DetailSuccess()
     assert (await metric(chat("Who is it for?", "Dear Maya, ..."), TASK)).value == 1.0
-    assert (await metric(chat("Dear Maya, ...", "Anything else?"), TASK)).value == 0.0  # not the last
+    assert (
+        await metric(chat("Dear Maya, ...", "Anything else?"), TASK)
+    ).value == 0.0  # not the last
     assert (await metric(Conversation(), TASK)).value == 0.0
 
 
@@ -56,5 +59,7 @@ def test_the_registry_builds_both_with_their_options():
 
     built = build_metric("turn_cost", {"cost": 0.1}, backends=no_backend, extractor_for=no_backend)
     assert isinstance(built, TurnCost) and built.cost == 0.1
-    assert isinstance(build_metric("detail_success", {}, backends=no_backend,
-                                   extractor_for=no_backend), DetailSuccess)
+    assert isinstance(
+        build_metric("detail_success", {}, backends=no_backend, extractor_for=no_backend),
+        DetailSuccess,
+    )

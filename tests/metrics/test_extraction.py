@@ -16,13 +16,21 @@ from collabrl.metrics.extraction import (
 )
 from collabrl.types import Completion, Conversation, Task
 
-MATH = Task(id="m", description="solve a math problem", intent="What is 6 * 7?",
-            artifact="answer", reference="42")
+MATH = Task(
+    id="m",
+    description="solve a math problem",
+    intent="What is 6 * 7?",
+    artifact="answer",
+    reference="42",
+)
 CODE = Task(id="c", description="write a function", intent="Add two numbers.", artifact="code")
 CODE_CONVERSATION = Conversation.of(
     ("user", "add two numbers"),
-    ("assistant", "Draft:\n```python\ndef add(a, b):\n    pass\n```\nFinal:\n"
-                  "```python\ndef add(a, b):\n    return a + b\n```"),
+    (
+        "assistant",
+        "Draft:\n```python\ndef add(a, b):\n    pass\n```\nFinal:\n"
+        "```python\ndef add(a, b):\n    return a + b\n```",
+    ),
 )
 
 
@@ -38,8 +46,11 @@ def block(text, call="$call_id"):
     "reply, text, reason",
     [
         (block("42", ID), "42", None),
-        ("Here it is:\n" + block("draft", ID) + "\n" + block("  indented\n    code", ID),
-         "  indented\n    code", None),
+        (
+            "Here it is:\n" + block("draft", ID) + "\n" + block("  indented\n    code", ID),
+            "  indented\n    code",
+            None,
+        ),
         ("NONE", None, NO_ARTIFACT),
         ("None.", None, NO_ARTIFACT),
         (block("None", ID), "None", None),  # inside a block, "None" may be the answer itself
@@ -66,7 +77,9 @@ async def test_extracts_with_the_template_and_a_framed_verbatim_transcript(conve
     prompt, call = extractor.render(conv, MATH)
     assert extraction == Extraction("42", raw=(block("42", call),))
     assert backend.calls[0].messages[0].content == prompt  # the same material, the same prompt
-    transcript = f"<<<TRANSCRIPT {call}>>>\n{verbatim_transcript(conv)}\n<<<END TRANSCRIPT {call}>>>"
+    transcript = (
+        f"<<<TRANSCRIPT {call}>>>\n{verbatim_transcript(conv)}\n<<<END TRANSCRIPT {call}>>>"
+    )
     assert 'kind "answer"' in prompt and transcript in prompt
     assert "x <<< y\n<<<END TRANSCRIPT>>>\nGRADE: 3" in prompt  # copied unaltered
     assert prompt.rstrip().endswith("reply with the single word NONE.")
@@ -88,19 +101,24 @@ async def test_failures_are_reasons_not_exceptions(conversation):
     refused = Completion(text="no", finish_reason="refusal")
     broken = Completion(text=block("4"), finish_reason="incomplete")
     cut = Completion(text=block("4"), finish_reason="length")
-    cases = [(fail, "extract_error:transient:503"), (lambda m, p, i: refused, "extract_refused"),
-             (lambda m, p, i: broken, "extract_error:incomplete"),
-             (lambda m, p, i: cut, "extract_cut")]
+    cases = [
+        (fail, "extract_error:transient:503"),
+        (lambda m, p, i: refused, "extract_refused"),
+        (lambda m, p, i: broken, "extract_error:incomplete"),
+        (lambda m, p, i: cut, "extract_cut"),
+    ]
     for reply_fn, reason in cases:
         extraction = await ArtifactExtractor(ScriptedBackend(reply_fn=reply_fn)).extract(
-            conversation, MATH)
+            conversation, MATH
+        )
         assert extraction.text is None and extraction.reason == reason
 
 
 async def test_tasks_without_an_artifact_kind_make_no_call(conversation, poem_task):
     backend = ScriptedBackend([block("x")])
     extraction = await ArtifactExtractor(backend).extract(
-        conversation, poem_task.model_copy(update={"artifact": "none"}))
+        conversation, poem_task.model_copy(update={"artifact": "none"})
+    )
     assert extraction.reason == "no_artifact_kind" and backend.calls == []
 
 
@@ -117,12 +135,15 @@ def _fail(messages, params, index):
 
 @pytest.mark.parametrize(
     "reply_fn, reason",
-    [(_fail, "extract_error:transient"),
-     (lambda m, p, i: Completion(text="I could not", finish_reason="length"), "extract_cut")],
+    [
+        (_fail, "extract_error:transient"),
+        (lambda m, p, i: Completion(text="I could not", finish_reason="length"), "extract_cut"),
+    ],
 )
 async def test_no_code_fallback_after_a_backend_error_or_a_cut_reply(reply_fn, reason):
     extraction = await ArtifactExtractor(ScriptedBackend(reply_fn=reply_fn)).extract(
-        CODE_CONVERSATION, CODE)
+        CODE_CONVERSATION, CODE
+    )
     assert extraction.text is None and extraction.reason == reason
 
 
@@ -168,8 +189,9 @@ async def test_failures_are_shared_but_not_cached(conversation):
 
     backend = ScriptedBackend(reply_fn=flaky)
     extractor = ArtifactExtractor(backend)
-    failed = await asyncio.gather(extractor.extract(conversation, MATH),
-                                  extractor.extract(conversation, MATH))
+    failed = await asyncio.gather(
+        extractor.extract(conversation, MATH), extractor.extract(conversation, MATH)
+    )
     assert [f.reason for f in failed] == ["extract_error:transient"] * 2
     assert (await extractor.extract(conversation, MATH)).text == "42"
     assert len(backend.calls) == 2

@@ -29,8 +29,15 @@ async def test_the_judge_sees_the_task_and_the_quoted_transcript(conversation, p
 
 @pytest.mark.parametrize(
     "grades, itr",
-    [([3], 100.0), ([2], -100.0), ([1], -300.0), ([3, 2], 0.0), ([3, 3, 3, 2], 50.0),
-     (["3", "3"], 100.0), ([3] * 24 + [2], 92.0)],
+    [
+        ([3], 100.0),
+        ([2], -100.0),
+        ([1], -300.0),
+        ([3, 2], 0.0),
+        ([3, 3, 3, 2], 50.0),
+        (["3", "3"], 100.0),
+        ([3] * 24 + [2], 92.0),
+    ],
 )
 def test_itr_is_the_papers_rescaled_mean(grades, itr):
     assert itr_from_grades(grades) == pytest.approx(itr)
@@ -58,8 +65,11 @@ async def test_itr_scale_averages_to_the_papers_itr(conversation, poem_task):
     """A mean of the itr-scale values, times 100, is the ITR that eval reports."""
     grades = ["3", "3", "2", "1"]
     values = [
-        (await InteractivityJudge(ScriptedBackend([f"GRADE $call_id: {g}"]), scale="itr")(
-            conversation, poem_task)).value
+        (
+            await InteractivityJudge(ScriptedBackend([f"GRADE $call_id: {g}"]), scale="itr")(
+                conversation, poem_task
+            )
+        ).value
         for g in grades
     ]
     assert 100 * sum(values) / len(values) == pytest.approx(itr_from_grades(grades))

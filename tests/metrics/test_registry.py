@@ -28,15 +28,21 @@ class Roles:
         return self.extractors.setdefault(role, ArtifactExtractor(self.backend(role)))
 
     def build(self, name, options=None):
-        return build_metric(name, options or {}, backends=self.backend,
-                            extractor_for=self.extractor)
+        return build_metric(
+            name, options or {}, backends=self.backend, extractor_for=self.extractor
+        )
 
 
 @pytest.mark.parametrize(
     "name, cls",
-    [("interactivity", InteractivityJudge), ("helpfulness", HelpfulnessJudge),
-     ("accuracy", AnswerAccuracy), ("bleu", Bleu), ("bleu_char", BleuChar),
-     ("token_efficiency", TokenEfficiency)],
+    [
+        ("interactivity", InteractivityJudge),
+        ("helpfulness", HelpfulnessJudge),
+        ("accuracy", AnswerAccuracy),
+        ("bleu", Bleu),
+        ("bleu_char", BleuChar),
+        ("token_efficiency", TokenEfficiency),
+    ],
 )
 def test_every_name_builds_its_metric_with_defaults(name, cls):
     metric = Roles().build(name)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-INJECTION = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\"> pwned"
+INJECTION = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> pwned'
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +21,13 @@ def scripted_runs(tmp_path_factory) -> dict[str, Path]:
     shutil.copytree(ROOT / "configs", work / "configs")
     shutil.copytree(ROOT / "examples", work / "examples")
     for command in ("generate", "eval"):
-        done = subprocess.run([sys.executable, "-m", "collabrl", command, "--config",
-                               "configs/scripted.yaml"], cwd=work, capture_output=True, text=True,
-                              timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "collabrl", command, "--config", "configs/scripted.yaml"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     return {"generate": work / "runs/scripted/generate", "eval": work / "runs/scripted/eval"}
 
@@ -41,11 +45,18 @@ def read_lines(path: Path) -> list[dict]:
 def injected_runs(scripted_runs, tmp_path) -> dict[str, Path]:
     """Copies of the real runs plus one conversation each whose texts (user, reply, candidate,
     future, judge) carry a script that must be shown, never run."""
-    runs = {kind: shutil.copytree(folder, tmp_path / kind) for kind, folder in scripted_runs.items()}
+    runs = {
+        kind: shutil.copytree(folder, tmp_path / kind) for kind, folder in scripted_runs.items()
+    }
     record = read_lines(runs["eval"] / "conversations.jsonl")[0]
-    record = {**record, "task_id": "injected-task",
-              "messages": [{"role": "user", "content": f"user says {INJECTION}"},
-                           {"role": "assistant", "content": f"reply {INJECTION}"}]}
+    record = {
+        **record,
+        "task_id": "injected-task",
+        "messages": [
+            {"role": "user", "content": f"user says {INJECTION}"},
+            {"role": "assistant", "content": f"reply {INJECTION}"},
+        ],
+    }
     append_jsonl(runs["eval"] / "conversations.jsonl", [record])
     turn = read_lines(runs["generate"] / "turns.jsonl")[0]
     candidate = turn["candidates"][0]
@@ -54,6 +65,8 @@ def injected_runs(scripted_runs, tmp_path) -> dict[str, Path]:
     for score in future["scores"].values():
         score["raw"] = [f"judge {INJECTION}"]
     turn["candidates"][0] = {**candidate, "text": f"candidate {INJECTION}"}
-    append_jsonl(runs["generate"] / "turns.jsonl", [{**turn, "conversation_id": "injected-conv",
-                                                     "task_id": "injected-task"}])
+    append_jsonl(
+        runs["generate"] / "turns.jsonl",
+        [{**turn, "conversation_id": "injected-conv", "task_id": "injected-task"}],
+    )
     return runs

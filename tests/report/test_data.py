@@ -51,11 +51,15 @@ def test_eval_counts_plots_and_conversations(scripted_runs):
     assert run["counts"]["satisfied"] == sum(r["satisfied"] for r in records)
     first = run["conversations"][0]
     assert (first["task"], first["system"], first["messages"]) == (
-        records[0]["task_id"], records[0]["system"], records[0]["messages"])
+        records[0]["task_id"],
+        records[0]["system"],
+        records[0]["messages"],
+    )
     turns = run["plots"]["turns"]
     assert sum(sum(s["counts"]) for s in turns["series"]) == len(records)
-    assert run["figures"] and all(b["low"] <= b["mean"] <= b["high"] for f in run["figures"]
-                                  for b in f["bars"])
+    assert run["figures"] and all(
+        b["low"] <= b["mean"] <= b["high"] for f in run["figures"] for b in f["bars"]
+    )
 
 
 def test_generate_counts_and_reward_series(scripted_runs):
@@ -80,10 +84,14 @@ def test_generate_turns_sit_on_their_assistant_message(scripted_runs):
         assert conversation["steps"]
         for step in conversation["steps"]:
             chosen = step["candidates"][step["chosen"]]
-            assert conversation["messages"][step["at"]] == {"role": "assistant",
-                                                            "content": chosen["text"]}
+            assert conversation["messages"][step["at"]] == {
+                "role": "assistant",
+                "content": chosen["text"],
+            }
     future = raw[0]["candidates"][0]["futures"][0]
-    compact = next(c for c in run["conversations"] if c["conversation_id"] == raw[0]["conversation_id"])
+    compact = next(
+        c for c in run["conversations"] if c["conversation_id"] == raw[0]["conversation_id"]
+    )
     added = compact["steps"][0]["candidates"][0]["futures"][0]["added"]
     start = future["future"]["start"]
     assert added == future["future"]["conversation"]["messages"][start:]
@@ -101,11 +109,15 @@ def test_runs_without_futures_keep_the_candidates(scripted_runs, tmp_path):
     folder = tmp_path / "generate"
     folder.mkdir()
     turns = read_lines(scripted_runs["generate"] / "turns.jsonl")
-    lines = [json.dumps({**t, "candidates": [{**c, "futures": None} for c in t["candidates"]]})
-             for t in turns]
+    lines = [
+        json.dumps({**t, "candidates": [{**c, "futures": None} for c in t["candidates"]]})
+        for t in turns
+    ]
     (folder / "turns.jsonl").write_text("\n".join(lines) + "\n")
     run = load_run(folder)
-    candidates = [c for conv in run["conversations"] for s in conv["steps"] for c in s["candidates"]]
+    candidates = [
+        c for conv in run["conversations"] for s in conv["steps"] for c in s["candidates"]
+    ]
     assert len(candidates) == run["counts"]["candidates"]
     assert all(c["futures"] is None and c["mr"] is not None for c in candidates)
     assert run["counts"]["unfinished"] == len(run["conversations"])
@@ -151,8 +163,10 @@ def test_page_is_self_contained_and_escaped(injected_runs):
 
 def test_cli_writes_the_report(scripted_runs, tmp_path, capsys):
     out = tmp_path / "report.html"
-    assert main(["report", str(scripted_runs["generate"]), str(scripted_runs["eval"]),
-                 "-o", str(out)]) == 0
+    assert (
+        main(["report", str(scripted_runs["generate"]), str(scripted_runs["eval"]), "-o", str(out)])
+        == 0
+    )
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "x.html")]) == 2
     assert "not a run folder" in capsys.readouterr().out
@@ -176,8 +190,9 @@ def test_the_headline_is_task_success_of_the_first_eval_run(scripted_runs):
     assert headline["run"] == data["runs"][1]["name"]
     assert len(headline["charts"]) == len(summary)
     for chart, body in zip(headline["charts"], summary.values()):
-        assert chart["bars"] == [{"name": s, **body["systems"][s]["score"]}
-                                 for s in ("base", "proactive")]
+        assert chart["bars"] == [
+            {"name": s, **body["systems"][s]["score"]} for s in ("base", "proactive")
+        ]
         assert chart["base"] == "base"
         assert chart["differences"] == [d for d in body["paired"] if d["figure"] == "score"]
     assert report_data([scripted_runs["generate"]])["headline"] is None

@@ -21,7 +21,8 @@ from .conftest import append_jsonl, read_lines
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is missing: pip install playwright (dev extra)")
+    "playwright.sync_api", reason="playwright is missing: pip install playwright (dev extra)"
+)
 pytestmark = pytest.mark.slow
 
 
@@ -50,7 +51,9 @@ def show_tab(page, index: int):
 
 @pytest.fixture
 def report(injected_runs, tmp_path) -> Path:
-    return build_report([injected_runs["generate"], injected_runs["eval"]], tmp_path / "report.html")
+    return build_report(
+        [injected_runs["generate"], injected_runs["eval"]], tmp_path / "report.html"
+    )
 
 
 def test_summary_table_shows_summary_json(open_report, report, injected_runs):
@@ -71,7 +74,8 @@ def test_summary_table_shows_summary_json(open_report, report, injected_runs):
                 assert f"{est['mean']:.{d}f}" in text
                 assert f"[{est['low']:.{d}f}, {est['high']:.{d}f}]" in text
     assert run.locator(".paired-table .badge.noise").count() == sum(
-        d["within_noise"] for g in summary.values() for d in g["paired"])
+        d["within_noise"] for g in summary.values() for d in g["paired"]
+    )
     assert run.locator("svg.chart").count() >= 4
 
 
@@ -85,7 +89,8 @@ def test_the_page_opens_on_the_headline_above_the_runs(open_report, report, inje
     charts = headline.locator("svg.chart")
     assert charts.count() == 2 * len(summary)  # systems with intervals, differences vs base
     assert headline.locator("svg.chart .bar").count() == sum(
-        len(g["systems"]) for g in summary.values())
+        len(g["systems"]) for g in summary.values()
+    )
     differences = [d for g in summary.values() for d in g["paired"] if d["figure"] == "score"]
     items = headline.locator(".headline-difference").all_inner_texts()
     assert len(items) == len(differences)
@@ -129,6 +134,7 @@ def test_an_opened_section_has_its_content_at_once(open_report, report, injected
     turn = read_lines(injected_runs["generate"] / "turns.jsonl")[0]
     assert seen["open"] and seen["futures"] == len(turn["candidates"][turn["chosen"]]["futures"])
     assert seen["messages"] >= 1
+
 
 def test_search_and_filters_narrow_the_list(open_report, report, injected_runs):
     page = open_report(report)
@@ -194,13 +200,19 @@ def scaled_runs(runs: dict[str, Path], folder: Path, conversations: int) -> list
     turns = read_lines(runs["generate"] / "turns.jsonl")
     finished = read_lines(runs["generate"] / "conversations.jsonl")
     for i in range(conversations // len(records)):
-        append_jsonl(eval_dir / "conversations.jsonl",
-                     [{**r, "task_id": f"{r['task_id']}-{i}"} for r in records])
+        append_jsonl(
+            eval_dir / "conversations.jsonl",
+            [{**r, "task_id": f"{r['task_id']}-{i}"} for r in records],
+        )
     for i in range(conversations // len(finished)):
-        append_jsonl(gen_dir / "turns.jsonl",
-                     [{**t, "conversation_id": f"{t['conversation_id']}-{i}"} for t in turns])
-        append_jsonl(gen_dir / "conversations.jsonl",
-                     [{**c, "conversation_id": f"{c['conversation_id']}-{i}"} for c in finished])
+        append_jsonl(
+            gen_dir / "turns.jsonl",
+            [{**t, "conversation_id": f"{t['conversation_id']}-{i}"} for t in turns],
+        )
+        append_jsonl(
+            gen_dir / "conversations.jsonl",
+            [{**c, "conversation_id": f"{c['conversation_id']}-{i}"} for c in finished],
+        )
     return [gen_dir, eval_dir]
 
 

@@ -23,9 +23,21 @@ def persona_runs(tmp_path_factory) -> dict[str, Path]:
     for folder in ("configs", "examples"):
         shutil.copytree(ROOT / folder, work / folder)
     for command in ("generate", "eval"):
-        done = subprocess.run([sys.executable, "-m", "collabrl", command, "--config",
-                               "configs/scripted.yaml", "user.personas=default"], cwd=work,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "collabrl",
+                command,
+                "--config",
+                "configs/scripted.yaml",
+                "user.personas=default",
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     return {"generate": work / "runs/scripted/generate", "eval": work / "runs/scripted/eval"}
 

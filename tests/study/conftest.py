@@ -85,13 +85,20 @@ class Person:
         return self.client.post(f"{self.path}/message", json={"text": text}, headers=self.headers)
 
     def rate(self, turn: int, value: int):
-        return self.client.post(f"{self.path}/rating", json={"turn": turn, "value": value},
-                                headers=self.headers)
+        return self.client.post(
+            f"{self.path}/rating", json={"turn": turn, "value": value}, headers=self.headers
+        )
 
     def finish(self, document: str = "The final text.", **ratings: str):
         page = self.client.get(self.path).text
-        form = {"csrf_token": self.csrf, "session_id": session_id_of(page), "document": document,
-                "rating_document": "8", "rating_interaction": "7", "rating_engagement": "6"}
+        form = {
+            "csrf_token": self.csrf,
+            "session_id": session_id_of(page),
+            "document": document,
+            "rating_document": "8",
+            "rating_interaction": "7",
+            "rating_engagement": "6",
+        }
         form.update(ratings)
         return self.client.post(f"{self.path}/finish", data=form, follow_redirects=False)
 
@@ -112,12 +119,26 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ServerProcess:
-        args = [sys.executable, "-m", "collabrl", "study", "serve", "--config",
-                str(self.config_path), "--port", str(self.port)]
+        args = [
+            sys.executable,
+            "-m",
+            "collabrl",
+            "study",
+            "serve",
+            "--config",
+            str(self.config_path),
+            "--port",
+            str(self.port),
+        ]
         log = self.config_path.parent / "server.log"
         with log.open("ab") as out:
-            self.process = subprocess.Popen(args, cwd=self.config_path.parent, env=self.env,
-                                            stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                args,
+                cwd=self.config_path.parent,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -37,8 +37,9 @@ class Clock:
 @contextmanager
 def attacker_and_admin(config, clock: Clock):
     """Two clients of one app, at different addresses; the app runs while the block does."""
-    systems = {n: StudySystem(n, ScriptedBackend(["fine"]), GenerationParams())
-               for n in ("alpha", "beta")}
+    systems = {
+        n: StudySystem(n, ScriptedBackend(["fine"]), GenerationParams()) for n in ("alpha", "beta")
+    }
     app = create_app(config, admin_token=ADMIN, systems=systems, clock=clock)
     with TestClient(app, client=("203.0.113.7", 40000)) as attacker:
         yield attacker, TestClient(app, client=("198.51.100.2", 50000))
@@ -68,12 +69,14 @@ def test_wrong_bearer_tokens_are_throttled_per_client(make_config):
     clock = Clock()
     with attacker_and_admin(make_config(), clock) as (attacker, admin):
         tried, refused = guess_until_refused(
-            lambda: attacker.get("/admin/export.csv", headers=WRONG))
+            lambda: attacker.get("/admin/export.csv", headers=WRONG)
+        )
         assert 1 <= tried < TRIES
         retry_after = assert_throttled(refused)
         assert attacker.get("/admin/export.csv", headers=RIGHT).status_code == 429
-        assert all(admin.get("/admin/export.csv", headers=RIGHT).status_code == 200
-                   for _ in range(TRIES))  # right tokens never count against anyone
+        assert all(
+            admin.get("/admin/export.csv", headers=RIGHT).status_code == 200 for _ in range(TRIES)
+        )  # right tokens never count against anyone
         clock.now += retry_after
         assert attacker.get("/admin/export.csv", headers=RIGHT).status_code == 200
 
@@ -83,7 +86,8 @@ def test_wrong_login_form_tokens_are_throttled_per_client(make_config):
     with attacker_and_admin(make_config(), clock) as (attacker, admin):
         csrf = login_csrf(attacker)
         tried, refused = guess_until_refused(
-            lambda: attacker.post("/admin/login", data={"csrf_token": csrf, "token": "guess"}))
+            lambda: attacker.post("/admin/login", data={"csrf_token": csrf, "token": "guess"})
+        )
         assert 1 <= tried < TRIES
         assert_throttled(refused)
         assert "Too many" in refused.text
@@ -122,8 +126,11 @@ def test_guesses_through_every_channel_count_together(make_config):
 def test_a_forged_forwarded_for_header_does_not_escape_the_throttle(make_config):
     with attacker_and_admin(make_config(), Clock()) as (attacker, admin):
         tries = iter(range(TRIES))
-        tried, refused = guess_until_refused(lambda: attacker.get(
-            "/admin/export.csv", headers={**WRONG, "X-Forwarded-For": f"10.0.0.{next(tries)}"}))
+        tried, refused = guess_until_refused(
+            lambda: attacker.get(
+                "/admin/export.csv", headers={**WRONG, "X-Forwarded-For": f"10.0.0.{next(tries)}"}
+            )
+        )
         assert tried < TRIES
         assert_throttled(refused)
 

@@ -33,17 +33,38 @@ def crafted_db(tmp_path) -> str:
             db.flush()
             for position, (system, (*finals, turns, seconds)) in enumerate(systems.items()):
                 start = 1000.0 * (position + 1)
-                session = StudySession(participant_id=person.id, position=position, system=system,
-                                       label=f"Assistant {position}", task_id="t", started_at=start,
-                                       finished_at=start + seconds, document="doc")
+                session = StudySession(
+                    participant_id=person.id,
+                    position=position,
+                    system=system,
+                    label=f"Assistant {position}",
+                    task_id="t",
+                    started_at=start,
+                    finished_at=start + seconds,
+                    document="doc",
+                )
                 db.add(session)
                 db.flush()
                 for kind, value in zip(KINDS, finals):
-                    db.add(Rating(session_id=session.id, kind=kind, turn=0, value=value, created_at=0))
+                    db.add(
+                        Rating(session_id=session.id, kind=kind, turn=0, value=value, created_at=0)
+                    )
                 for turn, value in enumerate(turns, start=1):
-                    db.add(Rating(session_id=session.id, kind="turn", turn=turn, value=value, created_at=0))
-        db.add(StudySession(participant_id=person.id, position=2, system="b", label="x",
-                            task_id="t", started_at=5000.0))  # unfinished: no time, no ratings
+                    db.add(
+                        Rating(
+                            session_id=session.id, kind="turn", turn=turn, value=value, created_at=0
+                        )
+                    )
+        db.add(
+            StudySession(
+                participant_id=person.id,
+                position=2,
+                system="b",
+                label="x",
+                task_id="t",
+                started_at=5000.0,
+            )
+        )  # unfinished: no time, no ratings
     engine.dispose()
     return url
 
@@ -57,18 +78,25 @@ def test_means_intervals_pairs_and_time(crafted_db):
     assert ratings["a"]["document"]["mean"] == pytest.approx(7.5)
     assert ratings["b"]["document"]["mean"] == pytest.approx(5.0)
     assert ratings["a"]["interaction"] == {"mean": 7.0, "low": 7.0, "high": 7.0, "n": 4}
-    assert ratings["a"]["turn"]["mean"] == pytest.approx((7 + 7 + 9) / 3) and ratings["a"]["turn"]["n"] == 3
+    assert (
+        ratings["a"]["turn"]["mean"] == pytest.approx((7 + 7 + 9) / 3)
+        and ratings["a"]["turn"]["n"] == 3
+    )
     low, high = ratings["a"]["document"]["low"], ratings["a"]["document"]["high"]
     assert 6 <= low < 7.5 < high <= 9
     assert summary["minutes_on_task"]["a"] == {"mean": 10.0, "low": 10.0, "high": 10.0, "n": 4}
     assert summary["minutes_on_task"]["b"]["mean"] == pytest.approx(5.0)
-    assert summary["sessions"] == {"a": {"assigned": 4, "finished": 4},
-                                   "b": {"assigned": 5, "finished": 4}}
+    assert summary["sessions"] == {
+        "a": {"assigned": 4, "finished": 4},
+        "b": {"assigned": 5, "finished": 4},
+    }
     pairs = {p["kind"]: p for p in summary["paired"]}
     assert (pairs["document"]["a"], pairs["document"]["b"]) == ("a", "b")
     assert pairs["document"]["mean"] == pytest.approx(2.5) and not pairs["document"]["within_noise"]
     assert pairs["engagement"] == {**pairs["engagement"], "mean": 4.0, "low": 4.0, "high": 4.0}
-    assert pairs["interaction"]["mean"] == pytest.approx(0.5) and pairs["interaction"]["within_noise"]
+    assert (
+        pairs["interaction"]["mean"] == pytest.approx(0.5) and pairs["interaction"]["within_noise"]
+    )
     assert pairs["turn"]["n"] == 2  # participants with turn ratings for both systems
 
 

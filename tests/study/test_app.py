@@ -24,8 +24,10 @@ ADMIN = "admin-token-for-tests"
 
 
 def systems_with(backend) -> dict[str, StudySystem]:
-    return {name: StudySystem(name, backend, GenerationParams(), "Be brief.")
-            for name in ("alpha", "beta")}
+    return {
+        name: StudySystem(name, backend, GenerationParams(), "Be brief.")
+        for name in ("alpha", "beta")
+    }
 
 
 def db_rows(config, sql: str) -> list[tuple]:
@@ -99,7 +101,9 @@ def test_backend_failure_gives_a_retry_message_and_keeps_the_text(make_config, a
         assert retried[-1]["type"] == "done"
         assert client.post(f"{path}/retry", headers=person.headers).status_code == 409
     assert db_rows(config, "SELECT role, content FROM messages") == [
-        ("user", "my precious paragraph"), ("assistant", "Recovered reply.")]
+        ("user", "my precious paragraph"),
+        ("assistant", "Recovered reply."),
+    ]
     (event,) = db_rows(config, "SELECT kind, detail FROM events WHERE kind = 'backend_error'")
     assert json.loads(event[1])["reason"] == "transient"
 
@@ -149,8 +153,10 @@ def test_admin_export_jsonl_and_csv(make_config, app_for):
         person.rate(1, 4)
         person.finish()
         auth = {"Authorization": f"Bearer {ADMIN}"}
-        (record,) = [json.loads(line) for line in
-                     client.get("/admin/export.jsonl", headers=auth).text.splitlines()]
+        (record,) = [
+            json.loads(line)
+            for line in client.get("/admin/export.jsonl", headers=auth).text.splitlines()
+        ]
         csv_text = client.get("/admin/export.csv", headers=auth).text
         admin_page = client.get("/admin", headers=auth).text
     assert record["ratings"] == {"document": 8, "interaction": 7, "engagement": 6}
@@ -168,8 +174,20 @@ def test_invite_cli_creates_links_up_to_the_configured_number(tmp_path, capsys):
     links = tmp_path / "links.txt"
     assert main(["study", "invite", "--config", str(config), "--out", str(links)]) == 0
     assert main(["study", "invite", "--config", str(config)]) == 0  # already 3: none more
-    assert main(["study", "invite", "--config", str(config), "--n", "2",
-                 "public_url=https://study.example.org/"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "invite",
+                "--config",
+                str(config),
+                "--n",
+                "2",
+                "public_url=https://study.example.org/",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.split()
     assert len(printed) == 5 and printed[-1].startswith("https://study.example.org/p/")
     assert links.read_text().split() == printed[:3] and links.stat().st_mode & 0o077 == 0
@@ -179,10 +197,13 @@ def test_invite_cli_creates_links_up_to_the_configured_number(tmp_path, capsys):
 def test_config_errors_name_the_field(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(json.dumps(study_data(tmp_path, rating_every=0, systems_per_participant=3)))
-    with pytest.raises(ConfigError, match="rating_every: Input should be greater than or equal to 1"):
+    with pytest.raises(
+        ConfigError, match="rating_every: Input should be greater than or equal to 1"
+    ):
         load_study_config(path)
     with pytest.raises(ConfigError, match="systems_per_participant"):
         load_study_config(path, ["rating_every=2"])
     with pytest.raises(ConfigError, match="roles does not define"):
-        load_study_config(path, ["rating_every=2", "systems_per_participant=1",
-                                 "systems=[{name: x, role: nope}]"])
+        load_study_config(
+            path, ["rating_every=2", "systems_per_participant=1", "systems=[{name: x, role: nope}]"]
+        )

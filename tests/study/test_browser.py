@@ -32,10 +32,18 @@ pytestmark = pytest.mark.slow
 
 def config_data(tmp_path: Path, fake: FakeOpenAIServer) -> dict:
     roles = {
-        "alpha": {"kind": "scripted", "rules": [{"contains": "<script>", "reply": MODEL_SAYS}],
-                  "replies": ["Alpha: who is the reader?", "Alpha: here is a draft."]},
-        "beta": {"kind": "openai", "model": "fake-model", "base_url": fake.base_url,
-                 "api_key_env": "COLLABRL_STUDY_TEST_UNSET_KEY", "retry": {"max_attempts": 1}},
+        "alpha": {
+            "kind": "scripted",
+            "rules": [{"contains": "<script>", "reply": MODEL_SAYS}],
+            "replies": ["Alpha: who is the reader?", "Alpha: here is a draft."],
+        },
+        "beta": {
+            "kind": "openai",
+            "model": "fake-model",
+            "base_url": fake.base_url,
+            "api_key_env": "COLLABRL_STUDY_TEST_UNSET_KEY",
+            "retry": {"max_attempts": 1},
+        },
     }
     return study_data(tmp_path, roles=roles, systems_per_participant=2, rating_every=2)
 
@@ -45,7 +53,8 @@ def say(page, text: str, replies: int) -> None:
     page.click("#send")
     page.wait_for_function(
         f"document.querySelectorAll('#messages .message.assistant:not(.streaming)').length === {replies}"
-        " && !document.querySelector('#messages .streaming')")
+        " && !document.querySelector('#messages .streaming')"
+    )
 
 
 def open_link(page, url: str) -> None:
@@ -84,7 +93,9 @@ def test_a_whole_session_with_a_restart_a_failure_and_hostile_text(browser, tmp_
             page.click("#rating .rate[data-value='7']")
             page.wait_for_selector("#rating", state="hidden")
             page.fill("#document", "Draft before the restart")
-            page.wait_for_function("document.getElementById('draft-status').textContent === 'Draft saved.'")
+            page.wait_for_function(
+                "document.getElementById('draft-status').textContent === 'Draft saved.'"
+            )
 
             server.restart()
             open_link(page, server.url + first)
@@ -100,11 +111,18 @@ def test_a_whole_session_with_a_restart_a_failure_and_hostile_text(browser, tmp_
             page.wait_for_selector("#retry:not([hidden])")
             assert "could not reply" in page.inner_text("#notice")
             assert page.input_value("#input") == ""  # stored on the server, shown in the chat
-            assert page.locator("#messages .message.user .text").all_inner_texts() == ["Beta, please help"]
+            assert page.locator("#messages .message.user .text").all_inner_texts() == [
+                "Beta, please help"
+            ]
             page.click("#retry")
-            page.wait_for_function("document.querySelectorAll('#messages .message.assistant').length === 1"
-                                   " && !document.querySelector('#messages .streaming')")
-            assert page.locator("#messages .message.assistant .text").inner_text() == "Beta: a fine reply."
+            page.wait_for_function(
+                "document.querySelectorAll('#messages .message.assistant').length === 1"
+                " && !document.querySelector('#messages .streaming')"
+            )
+            assert (
+                page.locator("#messages .message.assistant .text").inner_text()
+                == "Beta: a fine reply."
+            )
             assert page.is_hidden("#notice")
             finish(page, "Final document two", scores=("9", "9", "9"))
             assert "Thank you" in page.inner_text("main")
@@ -119,21 +137,31 @@ def test_a_whole_session_with_a_restart_a_failure_and_hostile_text(browser, tmp_
                         headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
                         body: JSON.stringify({text: 'intruder'})});
                     return r.status;
-                }""", first)
+                }""",
+                first,
+            )
             assert status == 403
     assert errors == []
     assert fake.request_count == 2  # the failed request, then the retry
 
     with sqlite3.connect(tmp_path / "study.sqlite") as db:
-        sessions = db.execute("SELECT system, document, finished_at > started_at FROM sessions "
-                              "WHERE participant_id = 1 ORDER BY position").fetchall()
+        sessions = db.execute(
+            "SELECT system, document, finished_at > started_at FROM sessions "
+            "WHERE participant_id = 1 ORDER BY position"
+        ).fetchall()
         roles = db.execute("SELECT role FROM messages ORDER BY session_id, seq").fetchall()
         ratings = db.execute("SELECT kind, turn, value FROM ratings ORDER BY id").fetchall()
         failures = db.execute("SELECT COUNT(*) FROM events WHERE kind = 'backend_error'").fetchone()
         intruder = db.execute("SELECT COUNT(*) FROM messages WHERE content = 'intruder'").fetchone()
     assert sessions == [("alpha", "Final document one", 1), ("beta", "Final document two", 1)]
     assert [r[0] for r in roles] == ["user", "assistant"] * 4
-    assert ratings == [("turn", 2, 7), ("document", 0, 8), ("interaction", 0, 7),
-                       ("engagement", 0, 6), ("document", 0, 9), ("interaction", 0, 9),
-                       ("engagement", 0, 9)]
+    assert ratings == [
+        ("turn", 2, 7),
+        ("document", 0, 8),
+        ("interaction", 0, 7),
+        ("engagement", 0, 6),
+        ("document", 0, 9),
+        ("interaction", 0, 9),
+        ("engagement", 0, 9),
+    ]
     assert failures == (1,) and intruder == (0,)

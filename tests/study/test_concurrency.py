@@ -23,13 +23,20 @@ async def participant(client: httpx2.AsyncClient, path: str) -> None:
     csrf = csrf_of((await client.get(path)).text)
     headers = {"X-CSRF-Token": csrf}
     for i in range(MESSAGES):
-        response = await client.post(f"{path}/message", json={"text": f"{path} message {i}"},
-                                     headers=headers)
+        response = await client.post(
+            f"{path}/message", json={"text": f"{path} message {i}"}, headers=headers
+        )
         assert response.status_code == 200, response.text
         assert events_of(response.text)[-1]["type"] == "done"
     page = (await client.get(path)).text
-    form = {"csrf_token": csrf, "session_id": session_id_of(page), "document": f"doc of {path}",
-            "rating_document": "8", "rating_interaction": "7", "rating_engagement": "6"}
+    form = {
+        "csrf_token": csrf,
+        "session_id": session_id_of(page),
+        "document": f"doc of {path}",
+        "rating_document": "8",
+        "rating_interaction": "7",
+        "rating_engagement": "6",
+    }
     finished = await client.post(f"{path}/finish", data=form)
     assert finished.status_code == 303
 
@@ -47,9 +54,12 @@ def test_twenty_concurrent_participants_lose_nothing(tmp_path):
     with serving(tmp_path, data, env=dict(os.environ)) as server:
         asyncio.run(everyone(server.url, paths))
     with sqlite3.connect(tmp_path / "study.sqlite") as db:
-        finished = db.execute("SELECT COUNT(*) FROM sessions WHERE finished_at IS NOT NULL").fetchone()
-        rows = db.execute("SELECT session_id, seq, role, content FROM messages "
-                          "ORDER BY session_id, seq").fetchall()
+        finished = db.execute(
+            "SELECT COUNT(*) FROM sessions WHERE finished_at IS NOT NULL"
+        ).fetchone()
+        rows = db.execute(
+            "SELECT session_id, seq, role, content FROM messages ORDER BY session_id, seq"
+        ).fetchall()
     assert finished == (PARTICIPANTS,)
     assert len(rows) == PARTICIPANTS * MESSAGES * 2
     by_session: dict[int, list] = {}

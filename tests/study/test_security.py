@@ -60,8 +60,9 @@ def test_rate_limiter_refills():
 
 
 def test_size_limits(make_config, client_for):
-    config = make_config(limits={"max_message_chars": 50, "max_document_chars": 100,
-                                 "max_request_bytes": 2048})
+    config = make_config(
+        limits={"max_message_chars": 50, "max_document_chars": 100, "max_request_bytes": 2048}
+    )
     (path,) = links_for(config, 1)
     with client_for(config) as client:
         person = Person(client, path)
@@ -69,8 +70,11 @@ def test_size_limits(make_config, client_for):
         assert too_long.status_code == 413 and "limit 50" in too_long.json()["error"]
         draft = client.post(f"{path}/draft", json={"text": "y" * 101}, headers=person.headers)
         assert draft.status_code == 413
-        huge = client.post(f"{path}/draft", content=b'{"text": "' + b"z" * 5000 + b'"}',
-                           headers={**person.headers, "Content-Type": "application/json"})
+        huge = client.post(
+            f"{path}/draft",
+            content=b'{"text": "' + b"z" * 5000 + b'"}',
+            headers={**person.headers, "Content-Type": "application/json"},
+        )
         assert huge.status_code == 413
         assert person.say("").status_code == 422
         assert person.say("x" * 50).status_code == 200
@@ -89,14 +93,17 @@ def test_admin_needs_the_token(make_config, client_for):
         wrong = client.post("/admin/login", data={"csrf_token": csrf, "token": "nope"})
         assert wrong.status_code == 401
         assert client.post("/admin/login", data={"token": ADMIN}).status_code == 403
-        ok = client.post("/admin/login", data={"csrf_token": csrf, "token": ADMIN},
-                         follow_redirects=False)
+        ok = client.post(
+            "/admin/login", data={"csrf_token": csrf, "token": ADMIN}, follow_redirects=False
+        )
         assert ok.status_code == 303 and "httponly" in ok.headers["set-cookie"].lower()
         page = client.get("/admin")  # the cookie now
         assert "2 participant link(s)" in page.text and 'data-system="alpha"' in page.text
     with client_for(config, admin_token=None) as client:
         assert client.get("/admin").status_code == 503
-        assert client.get("/admin/export.csv", headers={"Authorization": "Bearer "}).status_code == 503
+        assert (
+            client.get("/admin/export.csv", headers={"Authorization": "Bearer "}).status_code == 503
+        )
 
 
 def test_a_token_reaches_only_its_own_session(make_config, client_for):

@@ -29,7 +29,9 @@ def write_dataset(tmp_path, monkeypatch):
             target = target.with_suffix(".parquet")
             datasets.Dataset.from_list(first).to_parquet(str(target))
         elif kind == "disk":
-            splits = {name: datasets.Dataset.from_list(rows) for name, rows in rows_by_split.items()}
+            splits = {
+                name: datasets.Dataset.from_list(rows) for name, rows in rows_by_split.items()
+            }
             datasets.DatasetDict(splits).save_to_disk(str(target))
         else:
             raise ValueError(kind)

@@ -36,7 +36,8 @@ def test_humaneval_intents_carry_signatures_docstrings_and_helpers():
     tasks = {t.id: t for t in load_humaneval()}
     first = tasks["HumanEval/0"]
     assert first.intent.startswith(
-        "Write a Python function `has_close_elements(numbers: List[float], threshold: float) -> bool`.")
+        "Write a Python function `has_close_elements(numbers: List[float], threshold: float) -> bool`."
+    )
     assert "closer to each other than" in first.intent
     assert first.metadata["setup_code"] == "from typing import List"
     # max_fill's docstring comes after an import inside the function.
@@ -50,15 +51,21 @@ def test_humaneval_intents_carry_signatures_docstrings_and_helpers():
 @pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/32"])
 def test_humaneval_canonical_solution_passes_its_check(task_id):
     task = next(t for t in load_humaneval() if t.id == task_id)
-    program = (f"{task.metadata['canonical_solution']}\n{task.reference}\n"
-               f"check({task.metadata['entry_point']})\n")
+    program = (
+        f"{task.metadata['canonical_solution']}\n{task.reference}\n"
+        f"check({task.metadata['entry_point']})\n"
+    )
     assert _passes(program)
 
 
 def test_humaneval_reads_a_gzipped_copy(tmp_path):
-    row = {"task_id": "HumanEval/x", "entry_point": "twice", "test": "def check(c):\n    assert c(2) == 4\n",
-           "prompt": "def twice(n: int) -> int:\n    \"\"\"Double n.\"\"\"\n",
-           "canonical_solution": "    return 2 * n\n"}
+    row = {
+        "task_id": "HumanEval/x",
+        "entry_point": "twice",
+        "test": "def check(c):\n    assert c(2) == 4\n",
+        "prompt": 'def twice(n: int) -> int:\n    """Double n."""\n',
+        "canonical_solution": "    return 2 * n\n",
+    }
     copy = tmp_path / "he.jsonl.gz"
     with gzip.open(copy, "wt") as f:
         f.write(json.dumps(row) + "\n")
@@ -70,8 +77,8 @@ def test_humaneval_reads_a_gzipped_copy(tmp_path):
 
 COMPLETE = (
     "import itertools\n\ndef task_func(numbers=[1, 2, 3]):\n"
-    "    \"\"\"\n    Count the permutations of numbers.\n\n    Requirements:\n    - itertools\n"
-    "    \"\"\"\n"
+    '    """\n    Count the permutations of numbers.\n\n    Requirements:\n    - itertools\n'
+    '    """\n'
 )
 TEST = (
     "import unittest\n\nclass TestCases(unittest.TestCase):\n"
@@ -82,34 +89,55 @@ TEST = (
 
 def _bcb_row(number: int, instruct: str) -> dict:
     return {
-        "task_id": f"BigCodeBench/{number}", "complete_prompt": COMPLETE,
+        "task_id": f"BigCodeBench/{number}",
+        "complete_prompt": COMPLETE,
         "instruct_prompt": instruct,
         "canonical_solution": "    return len(list(itertools.permutations(numbers)))\n",
         "code_prompt": "import itertools\ndef task_func(numbers=[1, 2, 3]):\n",
-        "test": TEST, "entry_point": "task_func", "doc_struct": "{}",
+        "test": TEST,
+        "entry_point": "task_func",
+        "doc_struct": "{}",
         "libs": "['itertools']",
     }
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "parquet", "disk"])
 def test_bigcodebench_from_local_copies(write_dataset, kind):
-    rows = [_bcb_row(0, "Count the permutations.\nYou should write self-contained code starting with:\n```\nimport itertools\ndef task_func(numbers=[1, 2, 3]):\n```"),
-            _bcb_row(1, "Another task.")]
+    rows = [
+        _bcb_row(
+            0,
+            "Count the permutations.\nYou should write self-contained code starting with:\n```\nimport itertools\ndef task_func(numbers=[1, 2, 3]):\n```",
+        ),
+        _bcb_row(1, "Another task."),
+    ]
     tasks = list(load_bigcodebench(write_dataset({"v0.1.4": rows}, kind)))
     assert [t.id for t in tasks] == ["BigCodeBench/0", "BigCodeBench/1"]
     task = tasks[0]
     assert task.intent.startswith("Count the permutations.") and task.reference == TEST
     meta = task.metadata
-    assert (meta["test_style"], meta["entry_point"], meta["libs"]) == ("unittest", "task_func", ["itertools"])
+    assert (meta["test_style"], meta["entry_point"], meta["libs"]) == (
+        "unittest",
+        "task_func",
+        ["itertools"],
+    )
     assert meta["canonical_solution"].startswith(COMPLETE) and meta["code_prompt"]
-    assert _passes(meta["canonical_solution"] + "\n" + task.reference
-                   + "\nunittest.main(argv=['x'], exit=True)\n")
+    assert _passes(
+        meta["canonical_solution"]
+        + "\n"
+        + task.reference
+        + "\nunittest.main(argv=['x'], exit=True)\n"
+    )
 
 
 def test_bigcodebench_reads_the_latest_version_split_unless_told(write_dataset):
-    path = write_dataset({"v0.1.0_hf": [_bcb_row(0, "old wording")],
-                          "v0.1.4": [_bcb_row(0, "new wording")],
-                          "v0.1.10": [_bcb_row(0, "newest wording")]}, "disk")
+    path = write_dataset(
+        {
+            "v0.1.0_hf": [_bcb_row(0, "old wording")],
+            "v0.1.4": [_bcb_row(0, "new wording")],
+            "v0.1.10": [_bcb_row(0, "newest wording")],
+        },
+        "disk",
+    )
     [latest] = load_bigcodebench(path)
     assert latest.intent == "newest wording" and latest.metadata["version"] == "v0.1.10"
     [old] = load_bigcodebench(path, version="v0.1.0_hf")

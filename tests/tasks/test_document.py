@@ -30,13 +30,19 @@ def test_doc_chat_ships_as_package_data():
     assert load_doc_chat(doc_chat_file()) == load_task_file(doc_chat_file())
 
 
-@pytest.mark.parametrize(("text", "limit", "expected"), [
-    ("short text stays", 10, "short text stays"),
-    ("One two three four.\n\nFive six seven eight.\n\nNine ten eleven twelve.", 9,
-     "One two three four.\n\nFive six seven eight."),
-    ("One two three. Four five six. Seven eight nine ten", 8, "One two three. Four five six."),
-    ("one two three four five six", 4, "one two three four"),
-])
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("short text stays", 10, "short text stays"),
+        (
+            "One two three four.\n\nFive six seven eight.\n\nNine ten eleven twelve.",
+            9,
+            "One two three four.\n\nFive six seven eight.",
+        ),
+        ("One two three. Four five six. Seven eight nine ten", 8, "One two three. Four five six."),
+        ("one two three four five six", 4, "one two three four"),
+    ],
+)
 def test_truncate_words_cuts_at_natural_ends(text, limit, expected):
     assert truncate_words(text, limit) == expected
 
@@ -47,12 +53,30 @@ def _article(paragraphs: int, words: int = 60) -> str:
 
 
 ROWS = [
-    {"title": "Why Sleep Matters", "text": _article(12), "url": "https://medium.com/a",
-     "authors": "['Ana']", "timestamp": "2021-01-01", "tags": "['Health']"},
-    {"title": "A Stub", "text": "Too short to be an article.", "url": "https://medium.com/b",
-     "authors": "[]", "timestamp": "2021-01-02", "tags": "[]"},
-    {"title": "Learning Rust", "text": _article(3), "url": "https://medium.com/c",
-     "authors": "['Bo']", "timestamp": "2021-01-03", "tags": "['Programming']"},
+    {
+        "title": "Why Sleep Matters",
+        "text": _article(12),
+        "url": "https://medium.com/a",
+        "authors": "['Ana']",
+        "timestamp": "2021-01-01",
+        "tags": "['Health']",
+    },
+    {
+        "title": "A Stub",
+        "text": "Too short to be an article.",
+        "url": "https://medium.com/b",
+        "authors": "[]",
+        "timestamp": "2021-01-02",
+        "tags": "[]",
+    },
+    {
+        "title": "Learning Rust",
+        "text": _article(3),
+        "url": "https://medium.com/c",
+        "authors": "['Bo']",
+        "timestamp": "2021-01-03",
+        "tags": "['Programming']",
+    },
 ]
 
 

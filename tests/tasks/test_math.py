@@ -22,16 +22,33 @@ def test_champ_loads_270_problems_with_answers_from_the_installed_package():
     assert first.reference == "239"
     assert first.metadata["category"] == "Combinatorics" and first.metadata["solution"]
     assert {t.metadata["category"] for t in tasks} == {
-        "Combinatorics", "Inequality", "Number-Theory", "Polynomial", "Sequence"}
+        "Combinatorics",
+        "Inequality",
+        "Number-Theory",
+        "Polynomial",
+        "Sequence",
+    }
     # Only the data file is read: the package's own code never runs.
     assert "champ_dataset" not in sys.modules
 
 
 def test_champ_reads_a_copy_and_rejects_a_broken_file(tmp_path):
     copy = tmp_path / "champ.json"
-    copy.write_text(json.dumps({"problems": {"P_Demo_1": {
-        "identifier": "P_Demo_1", "_raw_text": "Find @@x@@ if @@x+1=3@@.", "_raw_answer": "@@2@@",
-        "category": "Demo", "solution": {"steps": [{"_raw_text": "Subtract @@1@@."}]}}}}))
+    copy.write_text(
+        json.dumps(
+            {
+                "problems": {
+                    "P_Demo_1": {
+                        "identifier": "P_Demo_1",
+                        "_raw_text": "Find @@x@@ if @@x+1=3@@.",
+                        "_raw_answer": "@@2@@",
+                        "category": "Demo",
+                        "solution": {"steps": [{"_raw_text": "Subtract @@1@@."}]},
+                    }
+                }
+            }
+        )
+    )
     [task] = load_champ(copy)
     assert (task.id, task.intent, task.reference) == ("CHAMP/P_Demo_1", "Find x if x+1=3.", "2")
     assert task.metadata["solution"] == "Subtract 1."
@@ -41,28 +58,39 @@ def test_champ_reads_a_copy_and_rejects_a_broken_file(tmp_path):
         load_champ(broken)
 
 
-@pytest.mark.parametrize(("solution", "answer"), [
-    ("so the answer is $\\boxed{5}$.", "5"),
-    ("$\\boxed{\\frac{1}{2}}$", "\\frac{1}{2}"),
-    ("$\\boxed{x^{2}+\\sqrt{3}}$ done", "x^{2}+\\sqrt{3}"),
-    ("first $\\boxed{1}$, finally $\\boxed{\\dfrac{3}{4}}$", "\\dfrac{3}{4}"),
-    ("the set $\\boxed{\\{1, 2\\}}$", "\\{1, 2\\}"),
-    ("$\\boxed{\\text{(C)}}$", "\\text{(C)}"),
-    ("$\\fbox{7}$", "7"),
-    ("so $\\boxed 9$.", "9"),
-    ("no box here", None),
-    ("$\\boxed{}$", None),
-    ("$\\boxed{\\frac{1}{2}$", None),
-])
+@pytest.mark.parametrize(
+    ("solution", "answer"),
+    [
+        ("so the answer is $\\boxed{5}$.", "5"),
+        ("$\\boxed{\\frac{1}{2}}$", "\\frac{1}{2}"),
+        ("$\\boxed{x^{2}+\\sqrt{3}}$ done", "x^{2}+\\sqrt{3}"),
+        ("first $\\boxed{1}$, finally $\\boxed{\\dfrac{3}{4}}$", "\\dfrac{3}{4}"),
+        ("the set $\\boxed{\\{1, 2\\}}$", "\\{1, 2\\}"),
+        ("$\\boxed{\\text{(C)}}$", "\\text{(C)}"),
+        ("$\\fbox{7}$", "7"),
+        ("so $\\boxed 9$.", "9"),
+        ("no box here", None),
+        ("$\\boxed{}$", None),
+        ("$\\boxed{\\frac{1}{2}$", None),
+    ],
+)
 def test_boxed_answer_handles_nested_braces(solution, answer):
     assert boxed_answer(solution) == answer
 
 
 ROWS = [
-    {"problem": "What is $1+1$?", "solution": "Add: $\\boxed{2}$.", "level": "Level 5",
-     "type": "Prealgebra"},
-    {"problem": "Simplify $\\frac{2}{4}$.", "solution": "It is $\\boxed{\\frac{1}{2}}$.",
-     "level": "Level 5", "type": "Algebra"},
+    {
+        "problem": "What is $1+1$?",
+        "solution": "Add: $\\boxed{2}$.",
+        "level": "Level 5",
+        "type": "Prealgebra",
+    },
+    {
+        "problem": "Simplify $\\frac{2}{4}$.",
+        "solution": "It is $\\boxed{\\frac{1}{2}}$.",
+        "level": "Level 5",
+        "type": "Algebra",
+    },
     {"problem": "An easy one.", "solution": "$\\boxed{3}$", "level": "Level 2", "type": "Algebra"},
     {"problem": "No boxed answer.", "solution": "It is 4.", "level": "Level 5", "type": "Algebra"},
 ]

@@ -18,9 +18,19 @@ OFFLINE = {"math-chat": 270, "code-chat": 164, "doc-chat": 20}
 
 def test_available_task_sets_describe_every_set():
     infos = {info.name: info for info in available_task_sets()}
-    assert tuple(infos) == TASK_SET_NAMES == (
-        "math-chat", "code-chat", "doc-chat", "clarify-chat", "math-hard", "bigcodebench",
-        "medium-doc")
+    assert (
+        tuple(infos)
+        == TASK_SET_NAMES
+        == (
+            "math-chat",
+            "code-chat",
+            "doc-chat",
+            "clarify-chat",
+            "math-hard",
+            "bigcodebench",
+            "medium-doc",
+        )
+    )
     assert {name: infos[name].size for name in OFFLINE} == OFFLINE
     for name in ("math-hard", "bigcodebench", "medium-doc"):
         assert infos[name].size is None and infos[name].hub
@@ -53,12 +63,22 @@ def test_split_of_depends_only_on_the_id():
 
 
 def test_hub_sets_read_a_local_copy(write_dataset):
-    rows = [{"problem": f"Compute {i}+{i}.", "solution": f"$\\boxed{{{2 * i}}}$",
-             "level": "Level 5", "type": "Algebra"} for i in range(30)]
+    rows = [
+        {
+            "problem": f"Compute {i}+{i}.",
+            "solution": f"$\\boxed{{{2 * i}}}$",
+            "level": "Level 5",
+            "type": "Algebra",
+        }
+        for i in range(30)
+    ]
     path = write_dataset({"train": rows}, "jsonl")
     tasks = load_task_set("math-hard", path=path)
     assert len(tasks) == 30
-    train, test = load_task_set("math-hard", "train", path=path), load_task_set("math-hard", "test", path=path)
+    train, test = (
+        load_task_set("math-hard", "train", path=path),
+        load_task_set("math-hard", "test", path=path),
+    )
     assert len(train) + len(test) == 30 and all(split_of(t.id) == "test" for t in test)
     assert len(load_task_set("math-hard", limit=4, path=str(path))) == 4
 
@@ -74,8 +94,11 @@ def test_unknown_names_splits_and_limits_are_reported():
 
 def test_a_missing_package_says_what_to_install(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "champ_dataset" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "champ_dataset" else real(name, *a),
+    )
     with pytest.raises(TaskSetError, match="pip install champ-dataset"):
         load_task_set("math-chat")
     [info] = [i for i in available_task_sets() if i.name == "math-chat"]
@@ -87,9 +110,18 @@ def test_config_lists_several_sources_in_order():
     from collabrl.tasks.registry import load_tasks
 
     config = load_config(None, [])
-    config = config.model_copy(update={"generate": config.generate.model_validate(
-        {"tasks": [{"set": "doc-chat", "split": "train", "limit": 2},
-                   {"set": "math-chat", "split": "test", "limit": 3}]})})
+    config = config.model_copy(
+        update={
+            "generate": config.generate.model_validate(
+                {
+                    "tasks": [
+                        {"set": "doc-chat", "split": "train", "limit": 2},
+                        {"set": "math-chat", "split": "test", "limit": 3},
+                    ]
+                }
+            )
+        }
+    )
     tasks = load_tasks(config.generate.tasks, "generate.tasks")
     assert [t.artifact for t in tasks] == ["document"] * 2 + ["answer"] * 3
     assert all(split_of(t.id) == "train" for t in tasks[:2])

@@ -116,8 +116,11 @@ def test_incomplete_checkpoint_refuses_to_resume(make_config, missing):
 
 def test_verify_checkpoint_names_every_missing_file(tmp_path):
     (tmp_path / "trainer_state.json").write_text("{}")
-    with pytest.raises(CheckpointError, match=r"optimizer\.pt, scheduler\.pt, rng_state\*\.pth, "
-                                              r"model weights"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"optimizer\.pt, scheduler\.pt, rng_state\*\.pth, "
+        r"model weights",
+    ):
         verify_checkpoint(tmp_path)
     for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "adapter_model.safetensors"):
         (tmp_path / name).write_bytes(b"x")
@@ -179,8 +182,10 @@ def test_training_chat_template_keeps_the_model_family_format():
     assert "{% generation %}" in llama and "<|start_header_id|>" in llama
     tokenizer.chat_template = qwen2_5_chat_template
     assert "{% generation %}" in training_chat_template(tokenizer)
-    plain_chatml = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] "
-                    "+ '<|im_end|>\\n' }}{% endfor %}")
+    plain_chatml = (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] "
+        "+ '<|im_end|>\\n' }}{% endfor %}"
+    )
     tokenizer.chat_template = plain_chatml  # ChatML unknown to TRL (SmolLM2): ChatML with markers
     assert training_chat_template(tokenizer) == CHATML_WITH_GENERATION
     unknown = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}"
@@ -193,18 +198,23 @@ def test_load_tokenizer_keeps_the_served_template_unless_sft_needs_markers(tmp_p
     template adds a default system line that ChatML-with-markers would drop)."""
     from collabrl.train.common import load_tokenizer
 
-    served = ("{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are SmolLM."
-              "<|im_end|>\\n' }}{% endif %}{% for m in messages %}{{ '<|im_start|>' + m['role'] "
-              "+ '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
-              "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    served = (
+        "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are SmolLM."
+        "<|im_end|>\\n' }}{% endif %}{% for m in messages %}{{ '<|im_start|>' + m['role'] "
+        "+ '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
     tokenizer = tiny_tokenizer()
     tokenizer.chat_template = served
     tokenizer.save_pretrained(tmp_path)
     assert load_tokenizer(str(tmp_path)).chat_template == served
     assert "You are SmolLM." in load_tokenizer(str(tmp_path)).apply_chat_template(
-        [{"role": "user", "content": "hi"}], tokenize=False)
-    assert load_tokenizer(str(tmp_path), assistant_markers=True).chat_template == \
-        CHATML_WITH_GENERATION
+        [{"role": "user", "content": "hi"}], tokenize=False
+    )
+    assert (
+        load_tokenizer(str(tmp_path), assistant_markers=True).chat_template
+        == CHATML_WITH_GENERATION
+    )
 
 
 def test_trainer_arguments_train_bf16_on_the_cpu(make_config, monkeypatch):

@@ -32,8 +32,11 @@ def prompt_tokens(tokenizer, messages) -> int:
     return len(token_ids(tokenizer, messages, generation_prompt=True))
 
 
-LONG_PROMPT = [{"role": "system", "content": "You are a helpful assistant."},
-               *conversation(0, 4), {"role": "user", "content": "Thanks, please write the final version."}]
+LONG_PROMPT = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    *conversation(0, 4),
+    {"role": "user", "content": "Thanks, please write the final version."},
+]
 
 
 def test_fit_prompt_keeps_the_end_and_drops_whole_early_turns(tokenizer):
@@ -43,11 +46,14 @@ def test_fit_prompt_keeps_the_end_and_drops_whole_early_turns(tokenizer):
     assert prompt_tokens(tokenizer, fitted) <= budget
     assert fitted[0] == LONG_PROMPT[0]  # the system message is kept
     assert fitted[1]["role"] == "user"  # the kept part starts at a user turn
-    assert fitted[1:] == LONG_PROMPT[-(len(fitted) - 1):]  # an ending of the conversation
+    assert fitted[1:] == LONG_PROMPT[-(len(fitted) - 1) :]  # an ending of the conversation
 
 
 def test_fit_prompt_keeps_the_tail_of_an_overlong_last_message(tokenizer):
-    last = {"role": "user", "content": " ".join(f"word{i}" for i in range(200)) + " FINAL QUESTION?"}
+    last = {
+        "role": "user",
+        "content": " ".join(f"word{i}" for i in range(200)) + " FINAL QUESTION?",
+    }
     prompt = [*conversation(1, 2), last]
     fitted = fit_prompt(tokenizer, prompt, 60)
     assert prompt_tokens(tokenizer, fitted) <= 60
@@ -70,8 +76,12 @@ def test_prepare_pairs_counts_every_drop_and_truncation(tokenizer):
     max_length, max_prompt_length = 200, 60
     kept, report = prepare_pairs(rows, tokenizer, max_length, max_prompt_length, "dpo_train")
     assert report.rows == 7 and report.kept == len(kept) == 2
-    assert report.dropped == {"chosen_equals_rejected": 1, "empty_completion": 2, "malformed": 1,
-                              "completion_too_long": 1}
+    assert report.dropped == {
+        "chosen_equals_rejected": 1,
+        "empty_completion": 2,
+        "malformed": 1,
+        "completion_too_long": 1,
+    }
     assert report.truncated == 1 and report.messages_cut > 0 and report.tokens_cut > 0
     truncated = kept[1]
     assert truncated["conversation_id"] == "c4" and truncated["prompt"][-1] == LONG_PROMPT[-1]
@@ -99,11 +109,15 @@ def write_pairs(export_dir, rows):
 
 
 def test_trl_keeps_every_fitted_pair_and_run_info_reports_counts(make_config, export_dir):
-    rows = [dpo_row(i) for i in range(4)] + [dpo_row(4, prompt=LONG_PROMPT),
-                                             dpo_row(5, chosen="x", rejected="x")]
+    rows = [dpo_row(i) for i in range(4)] + [
+        dpo_row(4, prompt=LONG_PROMPT),
+        dpo_row(5, chosen="x", rejected="x"),
+    ]
     write_pairs(export_dir, rows)
     # the default prompts have at most 104 tokens, LONG_PROMPT has about 400
-    config = make_config("train.max_length=200", "train.dpo.max_prompt_length=120", "train.max_steps=1")
+    config = make_config(
+        "train.max_length=200", "train.dpo.max_prompt_length=120", "train.max_steps=1"
+    )
     trainer, reports = dpo.build_trainer(config.train)
     assert len(trainer.train_dataset) == 5
     for example in trainer.train_dataset:
@@ -120,7 +134,9 @@ def test_trl_keeps_every_fitted_pair_and_run_info_reports_counts(make_config, ex
 
 def test_no_usable_pairs_is_a_clear_error(make_config, export_dir):
     write_pairs(export_dir, [dpo_row(0, chosen="x", rejected="x")])
-    with pytest.raises(TrainingDataError, match="no usable preference pairs.*chosen_equals_rejected=1"):
+    with pytest.raises(
+        TrainingDataError, match="no usable preference pairs.*chosen_equals_rejected=1"
+    ):
         dpo.build_trainer(make_config().train)
 
 
@@ -147,7 +163,9 @@ def test_reference_is_the_base_model_with_the_adapter_disabled(make_config, tiny
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
     model = trainer.model.eval().cpu()  # the trainer may have moved it to a GPU
-    input_ids = torch.tensor([trainer.train_dataset[0]["prompt_ids"] + trainer.train_dataset[0]["chosen_ids"]])
+    input_ids = torch.tensor(
+        [trainer.train_dataset[0]["prompt_ids"] + trainer.train_dataset[0]["chosen_ids"]]
+    )
     with torch.no_grad():
         expected = base(input_ids=input_ids).logits
         with model.disable_adapter():
@@ -161,7 +179,9 @@ def test_training_changes_the_adapter_with_finite_losses(make_config):
     config = make_config("train.max_steps=3")
     trainer, reports = dpo.build_trainer(config.train)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-    frozen = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if not p.requires_grad}
+    frozen = {
+        n: p.detach().clone() for n, p in trainer.model.named_parameters() if not p.requires_grad
+    }
     final = dpo.fit(trainer, config.train, reports, None)
     after = dict(trainer.model.named_parameters())
     assert before and all(not torch.equal(before[n], after[n]) for n in before)

@@ -66,8 +66,11 @@ def test_resuming_repeats_the_straight_run_and_incomplete_checkpoints_are_refuse
 def unreadable_every_third_call(run, tiny_model, **train) -> Config:
     data = online_config(run, tiny_model, **train).model_dump(mode="json")
     data["reward"]["samples"] = 1
-    data["roles"]["judge"]["replies"] = ["GRADE $call_id: 3", "GRADE $call_id: 3",
-                                        "no grade at all"]
+    data["roles"]["judge"]["replies"] = [
+        "GRADE $call_id: 3",
+        "GRADE $call_id: 3",
+        "no grade at all",
+    ]
     return Config.model_validate(data)
 
 
@@ -95,15 +98,16 @@ def test_unscored_mr_is_none_and_left_out_of_the_group_baseline(run, tiny_model,
     monkeypatch.setattr(grpo, "multiturn_reward_function", spy_reward)
     monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", spy_batch)
     config = unreadable_every_third_call(
-        run, tiny_model, max_steps=2, per_device_batch_size=8, grpo={"num_generations": 4})
+        run, tiny_model, max_steps=2, per_device_batch_size=8, grpo={"num_generations": 4}
+    )
     grpo.train(config)
     assert len(returned) == len(batches) == 2
     mixed = 0
     for rewards, batch in zip(returned, batches):
         assert any(r is None for r in rewards) and any(r is not None for r in rewards)
         for start in range(0, len(rewards), 4):
-            group = rewards[start:start + 4]
-            advantages = batch["advantages"][start:start + 4].tolist()
+            group = rewards[start : start + 4]
+            advantages = batch["advantages"][start : start + 4].tolist()
             scored = [r for r in group if r is not None]
             assert all(a == 0 for r, a in zip(group, advantages) if r is None)
             if len(scored) >= 2 and len(scored) < 4:

@@ -38,29 +38,68 @@ def _launch(method: str, tmp_path: Path, model: Path, export: Path) -> tuple[str
     output, dumps = tmp_path / f"{method}-run", tmp_path / f"{method}-ranks"
     dumps.mkdir()
     overrides = [
-        f"train.model={model}", f"train.output_dir={output}", "train.dtype=float32",
-        "train.per_device_batch_size=2", "train.gradient_accumulation_steps=1",
-        f"train.max_steps={STEPS}", f"train.save_steps={STEPS}", "train.logging_steps=1",
-        "train.max_length=256", "train.lora.r=8", "train.sft.learning_rate=1e-3",
-        "train.dpo.learning_rate=1e-3", "train.dpo.max_prompt_length=192",
-        f"train.sft.data={export}", f"train.dpo.data={export}",
+        f"train.model={model}",
+        f"train.output_dir={output}",
+        "train.dtype=float32",
+        "train.per_device_batch_size=2",
+        "train.gradient_accumulation_steps=1",
+        f"train.max_steps={STEPS}",
+        f"train.save_steps={STEPS}",
+        "train.logging_steps=1",
+        "train.max_length=256",
+        "train.lora.r=8",
+        "train.sft.learning_rate=1e-3",
+        "train.dpo.learning_rate=1e-3",
+        "train.dpo.max_prompt_length=192",
+        f"train.sft.data={export}",
+        f"train.dpo.data={export}",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "ACCELERATE_USE_CPU"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
-               __file__, method, str(dumps), *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--multi_gpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(_free_port()),
+        __file__,
+        method,
+        str(dumps),
+        *overrides,
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     console = done.stdout + done.stderr
     written = sorted(p.name for p in dumps.iterdir())
-    assert done.returncode == 0, f"rank records {written}; " + "\n".join(
-        line for line in console.splitlines()
-        if any(word in line for word in ("rror", "terminate", "rank  ", "exitcode")))[-6000:]
-    records = sorted((json.loads(p.read_text()) for p in dumps.glob("rank*.json")),
-                     key=lambda r: r["rank"])
+    assert done.returncode == 0, (
+        f"rank records {written}; "
+        + "\n".join(
+            line
+            for line in console.splitlines()
+            if any(word in line for word in ("rror", "terminate", "rank  ", "exitcode"))
+        )[-6000:]
+    )
+    records = sorted(
+        (json.loads(p.read_text()) for p in dumps.glob("rank*.json")), key=lambda r: r["rank"]
+    )
     return console, records
 
 
@@ -96,11 +135,15 @@ def test_two_processes_are_one_data_parallel_run(method, files, tmp_path):
     assert info["global_step"] == STEPS and info["parallelism"]["world_size"] == 2
     assert sorted(p.name for p in output.glob("checkpoint-*")) == [f"checkpoint-{STEPS}"]
     saved = load_file(str(output / "final" / "adapter_model.safetensors"))
-    assert hashlib.sha256(b"".join(saved[n].numpy().tobytes() for n in sorted(saved))
-                          ).hexdigest() == first["final"] == second["final"]
+    assert (
+        hashlib.sha256(b"".join(saved[n].numpy().tobytes() for n in sorted(saved))).hexdigest()
+        == first["final"]
+        == second["final"]
+    )
 
 
 # ---- what each launched process runs -------------------------------------------------------
+
 
 def _digest(tensors) -> str:
     hasher = hashlib.sha256()

@@ -11,8 +11,15 @@ from collabrl.cli import main
 from collabrl.train import online_dpo, ppo
 from collabrl.train.common import device_arguments, launched_processes, parallelism_line
 
-LAUNCHER_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
-                      "MV2_COMM_WORLD_SIZE", "ACCELERATE_USE_CPU")
+LAUNCHER_VARIABLES = (
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "PMI_SIZE",
+    "OMPI_COMM_WORLD_SIZE",
+    "MV2_COMM_WORLD_SIZE",
+    "ACCELERATE_USE_CPU",
+)
 
 
 @pytest.fixture
@@ -70,8 +77,9 @@ def _must_not_load(*args, **kwargs):
 
 
 @pytest.mark.parametrize(("method", "module"), [("online-dpo", online_dpo), ("ppo", ppo)])
-def test_one_device_recipes_refuse_a_multi_process_launch(method, module, launcher, monkeypatch,
-                                                          tmp_path, capsys):
+def test_one_device_recipes_refuse_a_multi_process_launch(
+    method, module, launcher, monkeypatch, tmp_path, capsys
+):
     for name in ("load_prefixes", "load_policy"):
         monkeypatch.setattr(module, name, _must_not_load)
     launcher(WORLD_SIZE="2", RANK="1", LOCAL_RANK="1")
@@ -86,11 +94,22 @@ def test_one_device_recipes_refuse_a_multi_process_launch(method, module, launch
 
 
 def test_the_first_line_says_how_the_run_is_spread():
-    one = {"world_size": 1, "backend": None, "distributed_type": "NO", "device": "cuda",
-           "effective_batch": 64}
+    one = {
+        "world_size": 1,
+        "backend": None,
+        "distributed_type": "NO",
+        "device": "cuda",
+        "effective_batch": 64,
+    }
     assert parallelism_line("sft", one) == "sft: one process on cuda, batch 64"
-    zero = {"world_size": 8, "backend": "nccl", "distributed_type": "DEEPSPEED", "device": "cuda",
-            "effective_batch": 64}
+    zero = {
+        "world_size": 8,
+        "backend": "nccl",
+        "distributed_type": "DEEPSPEED",
+        "device": "cuda",
+        "effective_batch": 64,
+    }
     assert parallelism_line("dpo", zero) == (
         "dpo: one data-parallel run over world size 8 (nccl on cuda, DeepSpeed), effective batch "
-        "64; rank 0 writes the outputs")
+        "64; rank 0 writes the outputs"
+    )

@@ -27,7 +27,9 @@ def run(tmp_path):
 
 
 def capped(config, requests: int):
-    return config.model_copy(update={"budget": config.budget.model_validate({"requests": requests})})
+    return config.model_copy(
+        update={"budget": config.budget.model_validate({"requests": requests})}
+    )
 
 
 def run_info(config) -> dict:
@@ -41,8 +43,11 @@ def names(config, pattern: str) -> list[str]:
 def assert_stopped(config, requests: int, last: str | None) -> dict:
     info = run_info(config)
     assert info["stopped"] == "budget" and info["budget"] == {"requests": requests, "roles": {}}
-    assert info["spent"]["requests"] >= 1 and set(info["spent"]["roles"]) == {"policy", "user",
-                                                                              "judge"}
+    assert info["spent"]["requests"] >= 1 and set(info["spent"]["roles"]) == {
+        "policy",
+        "user",
+        "judge",
+    }
     if last is None:
         assert info["last_checkpoint"] is None
     else:
@@ -74,14 +79,26 @@ def test_online_dpo_stops_between_and_inside_rounds_then_resumes(run, tiny_model
 
 
 def ppo_config(run, model, output: str):
-    settings = {"prefixes": str(run / "generate"), "rollouts": 4, "updates": 2, "epochs": 2,
-                "learning_rate": 1e-2}
-    return online_config(run, model, output_dir=str(run / output), per_device_batch_size=2,
-                         save_steps=100, ppo=settings)
+    settings = {
+        "prefixes": str(run / "generate"),
+        "rollouts": 4,
+        "updates": 2,
+        "epochs": 2,
+        "learning_rate": 1e-2,
+    }
+    return online_config(
+        run,
+        model,
+        output_dir=str(run / output),
+        per_device_batch_size=2,
+        save_steps=100,
+        ppo=settings,
+    )
 
 
-def test_ppo_checkpoints_the_last_update_at_the_cap_and_resumes_like_a_straight_run(run,
-                                                                                    tiny_model):
+def test_ppo_checkpoints_the_last_update_at_the_cap_and_resumes_like_a_straight_run(
+    run, tiny_model
+):
     inside = capped(ppo_config(run, tiny_model, "inside"), 10)
     with pytest.raises(BudgetStop, match="requests=10 reached"):
         ppo.train(inside)
@@ -98,16 +115,26 @@ def test_ppo_checkpoints_the_last_update_at_the_cap_and_resumes_like_a_straight_
 
     resumed = load_file(ppo.train(capped(config, 1000)) / "adapter_model.safetensors")
     assert run_info(config)["resumed_from"].endswith("checkpoint-1")
-    straight = load_file(ppo.train(ppo_config(run, tiny_model, "straight"))
-                         / "adapter_model.safetensors")
+    straight = load_file(
+        ppo.train(ppo_config(run, tiny_model, "straight")) / "adapter_model.safetensors"
+    )
     for name in straight:
         torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6)
 
 
 def test_grpo_stops_at_the_end_of_the_step_with_a_checkpoint_and_resumes(run, tiny_model):
     def config_for(output: str, requests: int):
-        return capped(online_config(run, tiny_model, output_dir=str(run / output), max_steps=3,
-                                    save_steps=100, per_device_batch_size=2), requests)
+        return capped(
+            online_config(
+                run,
+                tiny_model,
+                output_dir=str(run / output),
+                max_steps=3,
+                save_steps=100,
+                per_device_batch_size=2,
+            ),
+            requests,
+        )
 
     inside = config_for("inside", 5)  # the cap is reached inside step 1: it completes unscored
     with pytest.raises(BudgetStop, match="requests=5 reached.*1 steps finished"):

@@ -29,8 +29,11 @@ def adapter(folder) -> dict[str, torch.Tensor]:
 
 def lora_weights(model) -> dict[str, torch.Tensor]:
     """The trained adapter's weights, named as in its saved file (the live policy's fingerprint)."""
-    return {name.replace(".default", ""): p.detach().cpu().clone()  # saved files load on the CPU
-            for name, p in model.named_parameters() if "lora_" in name and ".default." in name}
+    return {
+        name.replace(".default", ""): p.detach().cpu().clone()  # saved files load on the CPU
+        for name, p in model.named_parameters()
+        if "lora_" in name and ".default." in name
+    }
 
 
 def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -59,8 +62,12 @@ def test_rounds_train_the_adapter_and_report_each_round(run, tiny_model):
     assert sorted(p.name for p in config.train.output_dir.glob("round-*")) == ["round-1", "round-2"]
 
     # from that adapter as init_adapter, the reference is the adapter itself: ln 2 again
-    again = online_config(run, tiny_model, output_dir=str(run / "from-init"),
-                          online_dpo={"rounds": 1, "init_adapter": str(final)})
+    again = online_config(
+        run,
+        tiny_model,
+        output_dir=str(run / "from-init"),
+        online_dpo={"rounds": 1, "init_adapter": str(final)},
+    )
     online_dpo.train(again)
     assert run_info(again)["rounds"][0]["losses"][0] == pytest.approx(math.log(2), abs=1e-6)
     assert "init_adapter" in run_info(again)["reference"]
@@ -68,8 +75,11 @@ def test_rounds_train_the_adapter_and_report_each_round(run, tiny_model):
 
 def test_round_two_samples_from_the_weights_round_one_produced(run, tiny_model, monkeypatch):
     events: list[tuple[str, object]] = []
-    generate, do_round, save_round = (HFLocalBackend._generate, online_dpo._round,
-                                      online_dpo._save_round)
+    generate, do_round, save_round = (
+        HFLocalBackend._generate,
+        online_dpo._round,
+        online_dpo._save_round,
+    )
 
     def spy_generate(self, rows):
         events.append(("sample", lora_weights(self.model)))
@@ -105,8 +115,9 @@ def test_resuming_after_round_one_equals_a_straight_run(run, tiny_model):
     lora = {"r": 4, "alpha": 8, "dropout": 0.1}
     straight = online_config(run, tiny_model, output_dir=str(run / "straight"), lora=lora)
     online_dpo.train(straight)
-    split = online_config(run, tiny_model, output_dir=str(run / "split"), lora=lora,
-                          online_dpo={"rounds": 1})
+    split = online_config(
+        run, tiny_model, output_dir=str(run / "split"), lora=lora, online_dpo={"rounds": 1}
+    )
     online_dpo.train(split)
     resumed = online_config(run, tiny_model, output_dir=str(run / "split"), lora=lora)
     online_dpo.train(resumed)
@@ -166,5 +177,8 @@ def test_full_fine_tuning_keeps_a_frozen_reference_and_resumes(run, tiny_model):
     info = run_info(more)
     assert info["resumed_from"].endswith("round-1") and len(info["rounds"]) == 2
     assert info["reference"] == "frozen copy of the starting model"
-    base, trained = load_file(tiny_model / "model.safetensors"), load_file(final / "model.safetensors")
+    base, trained = (
+        load_file(tiny_model / "model.safetensors"),
+        load_file(final / "model.safetensors"),
+    )
     assert any(not torch.equal(base[k], trained[k]) for k in base)

@@ -36,10 +36,22 @@ def run(tmp_path):
 
 
 def ppo_config(run, model, output="out", dropout=0.0, **ppo_settings):
-    settings = {"prefixes": str(run / "generate"), "rollouts": 4, "updates": 2, "epochs": 2,
-                "learning_rate": 1e-2, **ppo_settings}
-    return online_config(run, model, output_dir=str(run / output), per_device_batch_size=2,
-                         lora={"dropout": dropout}, ppo=settings)
+    settings = {
+        "prefixes": str(run / "generate"),
+        "rollouts": 4,
+        "updates": 2,
+        "epochs": 2,
+        "learning_rate": 1e-2,
+        **ppo_settings,
+    }
+    return online_config(
+        run,
+        model,
+        output_dir=str(run / output),
+        per_device_batch_size=2,
+        lora={"dropout": dropout},
+        ppo=settings,
+    )
 
 
 def history(folder):
@@ -81,8 +93,9 @@ def test_unscored_replies_are_left_out_of_the_update_and_counted(run, tiny_model
     async def every_other_unscored(self, task, prefix, candidate):
         calls["n"] += 1
         if calls["n"] % 2:
-            return CandidateReward(reply=candidate, mr=None, metric_means={}, samples=[],
-                                   stderr=None, unscored=0)
+            return CandidateReward(
+                reply=candidate, mr=None, metric_means={}, samples=[], stderr=None, unscored=0
+            )
         return await original(self, task, prefix, candidate)
 
     seen = []
@@ -115,8 +128,9 @@ def test_an_update_with_no_scored_reply_changes_nothing(run, tiny_model):
 
 def test_from_an_init_adapter_the_reference_is_that_adapter(run, tiny_model):
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
-    sft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                          init_lora_weights=False))  # B != 0: not the base
+    sft = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    )  # B != 0: not the base
     sft.save_pretrained(run / "sft")
     final = ppo.train(ppo_config(run, tiny_model, updates=1, init_adapter=str(run / "sft")))
     [step] = history(run / "out" / "checkpoint-1")
@@ -149,15 +163,20 @@ def test_resuming_after_one_update_matches_a_straight_run(run, tiny_model):
 def test_a_checkpoint_with_missing_files_refuses_to_resume(run, tiny_model):
     folder = run / "out" / "checkpoint-3"
     folder.mkdir(parents=True)
-    for name in ("adapter_model.safetensors", "adapter_config.json", ppo.VALUE_HEAD_FILE,
-                 ppo.STATE_FILE):
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        ppo.VALUE_HEAD_FILE,
+        ppo.STATE_FILE,
+    ):
         (folder / name).write_text("{}")
     with pytest.raises(CheckpointError, match=r"missing optimizer\.pt, rng_state\.pth"):
         ppo.train(ppo_config(run, tiny_model))
 
 
-def test_a_nan_loss_stops_before_the_step_and_keeps_the_last_checkpoint(run, tiny_model,
-                                                                        monkeypatch):
+def test_a_nan_loss_stops_before_the_step_and_keeps_the_last_checkpoint(
+    run, tiny_model, monkeypatch
+):
     ppo.train(ppo_config(run, tiny_model, updates=1))
     checkpoint = run / "out" / "checkpoint-1"
     before = hashes(checkpoint)
@@ -165,8 +184,9 @@ def test_a_nan_loss_stops_before_the_step_and_keeps_the_last_checkpoint(run, tin
 
     def nan_losses(*args, **kwargs):
         losses = real_losses(*args, **kwargs)
-        return PPOLosses(losses.policy * float("nan"), losses.value, losses.clip_fraction,
-                         losses.approx_kl)
+        return PPOLosses(
+            losses.policy * float("nan"), losses.value, losses.clip_fraction, losses.approx_kl
+        )
 
     def counting_step(self, *args, **kwargs):
         steps.append(1)
@@ -203,14 +223,19 @@ def test_forward_gives_each_reply_token_its_unpadded_log_probability():
             logits = model(input_ids=torch.tensor([prompt + reply])).logits[0].log_softmax(-1)
         expected = [logits[len(prompt) - 1 + j, token].item() for j, token in enumerate(reply)]
         assert logp[row, : len(reply)].tolist() == pytest.approx(expected, abs=1e-5)
-        assert (logp[row, len(reply):] == 0).all() and (values[row, len(reply):] == 0).all()
+        assert (logp[row, len(reply) :] == 0).all() and (values[row, len(reply) :] == 0).all()
 
 
 def test_encode_keeps_the_end_of_turn_token_only_when_the_reply_ended():
     _, tokenizer = tiny_chat_model(seed=0)
     eos = tokenizer.eos_token_id
-    rollout = Rollout(prefix=None, messages=({"role": "user", "content": "hi"},),
-                          reply="Sure!", finished=True, mr=0.5)
+    rollout = Rollout(
+        prefix=None,
+        messages=({"role": "user", "content": "hi"},),
+        reply="Sure!",
+        finished=True,
+        mr=0.5,
+    )
     prompt, reply = encode(tokenizer, rollout, eos, max_length=256)
     assert reply[-1] == eos and tokenizer.decode(reply[:-1]) == "Sure!"
     assert tokenizer.decode(prompt).endswith("<|im_start|>assistant\n")

@@ -94,8 +94,17 @@ def test_ppo_losses_on_crafted_ratios():
     # value = 0.5 * (1 + 1 + 0.16 + 0) / 4 = 0.27
     values, old_values = t([1.0, 0.0, 0.5, 0.2, 50.0]), t([0.5, 0.0, 0.0, 0.2, 0.0])
     returns = t([0.0, 1.0, 0.6, 0.2, -50.0])
-    losses = ppo_losses(logp, old_logp, advantages, values, old_values, returns, mask,
-                        clip_range=0.2, value_clip_range=0.2)
+    losses = ppo_losses(
+        logp,
+        old_logp,
+        advantages,
+        values,
+        old_values,
+        returns,
+        mask,
+        clip_range=0.2,
+        value_clip_range=0.2,
+    )
     assert losses.policy.item() == pytest.approx(-0.675)
     assert losses.clip_fraction.item() == pytest.approx(0.5)
     assert losses.value.item() == pytest.approx(0.27)
@@ -105,8 +114,17 @@ def test_ppo_losses_on_crafted_ratios():
 
 def test_ppo_policy_gradient_is_zero_where_the_clip_is_active():
     logp = torch.log(t([1.5, 0.9])).requires_grad_()
-    losses = ppo_losses(logp, t([0.0, 0.0]), t([1.0, 1.0]), t([0.0, 0.0]), t([0.0, 0.0]),
-                        t([0.0, 0.0]), t([1, 1]), clip_range=0.2, value_clip_range=0.2)
+    losses = ppo_losses(
+        logp,
+        t([0.0, 0.0]),
+        t([1.0, 1.0]),
+        t([0.0, 0.0]),
+        t([0.0, 0.0]),
+        t([0.0, 0.0]),
+        t([1, 1]),
+        clip_range=0.2,
+        value_clip_range=0.2,
+    )
     losses.policy.backward()
     # token 0 is clipped (no gradient); token 1: d/dlogp of -A * exp(logp) / 2 = -0.9 / 2
     close(logp.grad, [0.0, -0.45])

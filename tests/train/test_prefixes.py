@@ -37,7 +37,8 @@ def test_load_prefixes_attaches_tasks_and_shuffles_with_the_seed(run):
     assert all(p.conversation.last.role == "user" for p in prefixes)
     assert all(p.task.id == p.conversation_id for p in prefixes)
     assert prefixes[0].conversation == next(
-        q.conversation for q in load_prefixes(config, run / "generate") if q.key == prefixes[0].key)
+        q.conversation for q in load_prefixes(config, run / "generate") if q.key == prefixes[0].key
+    )
     assert [p.key for p in load_prefixes(config, run / "generate")] == [p.key for p in prefixes]
     other = load_prefixes(config_for(run, seed=1), run / "generate")
     assert [p.key for p in other] != [p.key for p in prefixes]
@@ -73,8 +74,9 @@ def test_policy_prompt_drops_the_oldest_turns_and_starts_with_a_user(run):
 
 def test_the_future_assistant_role_is_added_when_the_config_lacks_it(run):
     config = config_for(run)
-    bare = config.model_copy(update={"roles": {k: v for k, v in config.roles.items()
-                                               if k != "policy"}})
+    bare = config.model_copy(
+        update={"roles": {k: v for k, v in config.roles.items() if k != "policy"}}
+    )
     added = with_live_policy_role(bare).roles["policy"]
     assert added.kind == "hf_local" and added.model == config.train.model
     assert with_live_policy_role(config) is config
@@ -95,8 +97,10 @@ def test_scorer_gives_mr_per_reply_and_none_when_unscored(run):
     assert rewards[1] is None
     assert all(isinstance(r, float) for r in rewards[:1] + rewards[2:])
     # interactivity 1, minus 0.02 per assistant token: the prefix's, the reply's, the future's "ok"
-    for prefix, reply, reward in [(prefixes[0], replies[0], rewards[0]),
-                                  (prefixes[1], replies[2], rewards[2])]:
+    for prefix, reply, reward in [
+        (prefixes[0], replies[0], rewards[0]),
+        (prefixes[1], replies[2], rewards[2]),
+    ]:
         tokens = sum(approx_token_count(m.content) for m in prefix.conversation.turns("assistant"))
         assert reward == pytest.approx(1 - 0.02 * (tokens + approx_token_count(reply) + 1))
     assert len(policy.calls) == 8

@@ -45,7 +45,9 @@ def test_training_changes_the_adapter_and_saves_final(make_config):
     config = make_config("train.max_steps=3")
     trainer, reports = sft.build_trainer(config.train)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-    frozen = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if not p.requires_grad}
+    frozen = {
+        n: p.detach().clone() for n, p in trainer.model.named_parameters() if not p.requires_grad
+    }
     final = sft.fit(trainer, config.train, reports, None)
     after = dict(trainer.model.named_parameters())
     assert before and all(not torch.equal(before[n], after[n]) for n in before)
@@ -64,15 +66,26 @@ def test_training_changes_the_adapter_and_saves_final(make_config):
 def test_rows_are_checked_with_counts():
     tokenizer = tiny_tokenizer()
     long_row = {"messages": conversation(0, 4) * 3, "conversation_id": "long"}
-    rows = [*sft_rows(2), long_row,
-            {"messages": [{"role": "user", "content": "Hi"}], "conversation_id": "no-reply"},
-            {"messages": [{"role": "user", "content": "word " * 300},
-                          {"role": "assistant", "content": "OK"}], "conversation_id": "late"},
-            {"messages": "oops", "conversation_id": "bad"}]
+    rows = [
+        *sft_rows(2),
+        long_row,
+        {"messages": [{"role": "user", "content": "Hi"}], "conversation_id": "no-reply"},
+        {
+            "messages": [
+                {"role": "user", "content": "word " * 300},
+                {"role": "assistant", "content": "OK"},
+            ],
+            "conversation_id": "late",
+        },
+        {"messages": "oops", "conversation_id": "bad"},
+    ]
     kept, report = prepare_conversations(rows, tokenizer, max_length=256)
     assert [r["conversation_id"] for r in kept] == ["c0", "c1", "long"]
-    assert report.dropped == {"no_assistant_message": 1, "first_reply_beyond_max_length": 1,
-                              "malformed": 1}
+    assert report.dropped == {
+        "no_assistant_message": 1,
+        "first_reply_beyond_max_length": 1,
+        "malformed": 1,
+    }
     assert report.truncated == 1 and report.tokens_cut > 0
 
 
@@ -97,12 +110,14 @@ def first_losses(config) -> list[float]:
 def test_same_seed_and_data_give_identical_first_losses(make_config):
     overrides = ("train.max_steps=2", "train.save_steps=10")
     assert first_losses(make_config(*overrides, output="a")) == first_losses(
-        make_config(*overrides, output="b"))
+        make_config(*overrides, output="b")
+    )
 
 
 def _lora_a(trainer):
-    return torch.cat([p.detach().flatten() for n, p in trainer.model.named_parameters()
-                      if "lora_A" in n])
+    return torch.cat(
+        [p.detach().flatten() for n, p in trainer.model.named_parameters() if "lora_A" in n]
+    )
 
 
 def test_train_seed_controls_the_adapter_initialisation(make_config):

@@ -21,8 +21,10 @@ def run(tmp_path):
 def scalars(folder) -> dict[str, list[tuple[int, float]]]:
     accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
     accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
-            for tag in accumulator.Tags()["scalars"]}
+    return {
+        tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()["scalars"]
+    }
 
 
 def test_online_dpo_logs_each_round(run, tiny_model):
@@ -33,10 +35,12 @@ def test_online_dpo_logs_each_round(run, tiny_model):
     logged = scalars(config.train.output_dir / "runs")
     for name, key in [("mr/mean", "mean_mr"), ("loss", "mean_loss"), ("pairs", "pairs")]:
         assert logged[f"online_dpo/{name}"] == [
-            (r["round"], pytest.approx(r[key], rel=1e-6)) for r in rounds]
+            (r["round"], pytest.approx(r[key], rel=1e-6)) for r in rounds
+        ]
     assert logged["online_dpo/gap/mean"] == [
         (r["round"], pytest.approx(r["mean_mr_chosen"] - r["mean_mr_rejected"], rel=1e-5))
-        for r in rounds]
+        for r in rounds
+    ]
     assert [v for _, v in logged["online_dpo/unscored_rate"]] == [0.0, 0.0]
     for name in rounds[0]["metric_means"]:
         assert [s for s, _ in logged[f"online_dpo/metric/{name}/mean"]] == [1, 2]
@@ -45,8 +49,12 @@ def test_online_dpo_logs_each_round(run, tiny_model):
 
 
 def test_ppo_logs_each_update(run, tiny_model):
-    config = online_config(run, tiny_model, per_device_batch_size=2, ppo={
-        "prefixes": str(run / "generate"), "rollouts": 4, "updates": 2, "epochs": 1})
+    config = online_config(
+        run,
+        tiny_model,
+        per_device_batch_size=2,
+        ppo={"prefixes": str(run / "generate"), "rollouts": 4, "updates": 2, "epochs": 1},
+    )
     config.tracking.report_to = ["tensorboard"]
     ppo.train(config)
     state = json.loads((config.train.output_dir / "checkpoint-2" / ppo.STATE_FILE).read_text())
@@ -54,5 +62,6 @@ def test_ppo_logs_each_update(run, tiny_model):
     for name in ("reward_mean", "policy_loss", "value_loss", "kl"):
         assert logged[f"ppo/{name}"] == [
             (i + 1, pytest.approx(m[name], rel=1e-5, abs=1e-7))
-            for i, m in enumerate(state["history"])]
+            for i, m in enumerate(state["history"])
+        ]
     assert [v for _, v in logged["ppo/unscored_rate"]] == [0.0, 0.0]

@@ -12,13 +12,29 @@ import pytest
 @pytest.mark.slow
 def test_training_console_is_clean_and_the_log_file_has_the_rest(tiny_model, export_dir, tmp_path):
     output = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "collabrl", "train", "dpo",
-                           f"train.model={tiny_model}", f"train.output_dir={output}",
-                           f"train.dpo.data={export_dir}", "train.dtype=float32",
-                           "train.per_device_batch_size=2", "train.max_steps=4",
-                           "train.logging_steps=1", "train.max_length=256", "train.lora.r=8",
-                           "train.dpo.max_prompt_length=192"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collabrl",
+            "train",
+            "dpo",
+            f"train.model={tiny_model}",
+            f"train.output_dir={output}",
+            f"train.dpo.data={export_dir}",
+            "train.dtype=float32",
+            "train.per_device_batch_size=2",
+            "train.max_steps=4",
+            "train.logging_steps=1",
+            "train.max_length=256",
+            "train.lora.r=8",
+            "train.dpo.max_prompt_length=192",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stderr == ""
     assert "train: 4/4 steps" in done.stdout and "dpo: model saved to" in done.stdout

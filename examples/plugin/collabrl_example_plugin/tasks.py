@@ -29,7 +29,9 @@ def load_greetings(path: str | Path | None) -> Iterator[Task]:
         return
     for number, (what, keywords) in enumerate(NOTES, start=1):
         yield Task(
-            id=f"greetings-{number}", description="write a short note", artifact="document",
+            id=f"greetings-{number}",
+            description="write a short note",
+            artifact="document",
             intent=f"Write {what}. It must mention: {', '.join(keywords)}.",
             metadata={"keywords": list(keywords)},
         )
@@ -37,9 +39,13 @@ def load_greetings(path: str | Path | None) -> Iterator[Task]:
 
 GREETINGS = TaskSet(
     TaskSetInfo(
-        name="greetings", description="short notes that must mention given words",
-        source="collabrl example plugin", license="Apache-2.0", artifact="document",
-        size=None, metrics=("keyword_coverage", "interactivity"),
+        name="greetings",
+        description="short notes that must mention given words",
+        source="collabrl example plugin",
+        license="Apache-2.0",
+        artifact="document",
+        size=None,
+        metrics=("keyword_coverage", "interactivity"),
     ),
     load_greetings,
 )

@@ -19,8 +19,9 @@ class StraightUser:
     def __init__(self, config: Any, roles: Any) -> None:
         self.config = config
 
-    async def next_turn(self, task: Task, conversation: Conversation,
-                        sample_index: int = 0) -> UserTurn:
+    async def next_turn(
+        self, task: Task, conversation: Conversation, sample_index: int = 0
+    ) -> UserTurn:
         if not any(message.role == "assistant" for message in conversation):
             return UserTurn(message=task.intent)
         return UserTurn(message="Thanks, that will do.", terminated=True)

@@ -92,14 +92,30 @@ class UsageMeter:
 
     def table(self, title: str = "Model usage") -> Table:
         table = Table(title=title)
-        for column in ("role", "calls", "cache hits", "prompt tok", "completion tok",
-                       "retries", "failures", "cost"):
+        for column in (
+            "role",
+            "calls",
+            "cache hits",
+            "prompt tok",
+            "completion tok",
+            "retries",
+            "failures",
+            "cost",
+        ):
             table.add_column(column, justify="left" if column == "role" else "right")
         for name, u in sorted(self.roles.items()):
             failures = ", ".join(f"{k}={v}" for k, v in sorted(u.failures.items())) or "0"
             cost = "-" if u.cost is None else f"{u.cost:.4f}"
-            table.add_row(name, str(u.calls), str(u.cache_hits), f"{u.prompt_tokens:,}",
-                          f"{u.completion_tokens:,}", str(u.retries), failures, cost)
+            table.add_row(
+                name,
+                str(u.calls),
+                str(u.cache_hits),
+                f"{u.prompt_tokens:,}",
+                f"{u.completion_tokens:,}",
+                str(u.retries),
+                failures,
+                cost,
+            )
         return table
 
 

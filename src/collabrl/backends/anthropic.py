@@ -146,7 +146,9 @@ class AnthropicBackend:
         except (self._sdk.APIError, asyncio.TimeoutError, json.JSONDecodeError) as error:
             raise self._error(error) from None
         except httpx2.TimeoutException:
-            raise AttemptTimeoutError(f"no data within the attempt timeout from {self._where}") from None
+            raise AttemptTimeoutError(
+                f"no data within the attempt timeout from {self._where}"
+            ) from None
         except httpx2.TransportError as error:
             raise TransientError(f"the stream from {self._where} broke: {error!r}") from None
         if stop_reason is None:

@@ -225,7 +225,11 @@ class CachedBackend(BackendWrapper):
         return (await self.generate(messages, retry))[0]
 
     async def _fetch(
-        self, messages: Sequence[Message], params: GenerationParams, request: str, missing: list[int]
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        request: str,
+        missing: list[int],
     ) -> list[Completion]:
         loop = asyncio.get_running_loop()
         keys = [sample_key(request, i) for i in missing]
@@ -253,4 +257,3 @@ class CachedBackend(BackendWrapper):
                 self.cache.put(key, completion)
             future.set_result(completion)
         return fresh
-

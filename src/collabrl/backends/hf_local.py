@@ -367,8 +367,10 @@ def _with_adapter(model: Any, adapter: Path) -> Any:
     from peft import PeftModel
 
     if not (adapter / "adapter_config.json").is_file():
-        raise ConfigError(f"adapter {adapter} is not an adapter folder (no adapter_config.json); "
-                          f"train one first, e.g. collabrl train dpo")
+        raise ConfigError(
+            f"adapter {adapter} is not an adapter folder (no adapter_config.json); "
+            f"train one first, e.g. collabrl train dpo"
+        )
     return PeftModel.from_pretrained(model, str(adapter))
 
 

@@ -38,14 +38,12 @@ def split_evenly(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-
 def public_url(url: str) -> str:
     """``url`` without user:password credentials, safe for messages and cache keys."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
 
 
 @functools.lru_cache(maxsize=64)
@@ -63,7 +61,6 @@ def is_local_url(url: str | None) -> bool:
     return address.is_loopback or address.is_private or address.is_link_local
 
 
-
 def resolve_api_key(env_var: str, base_url: str | None, where: str) -> str:
     """The key from ``env_var`` now; ``"EMPTY"`` for a local server when the variable is unset."""
     try:
@@ -72,7 +69,6 @@ def resolve_api_key(env_var: str, base_url: str | None, where: str) -> str:
         if is_local_url(base_url):
             return LOCAL_KEY_PLACEHOLDER
         raise RequestRejectedError(f"{missing.args[0]}; needed for {where}") from None
-
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -97,7 +93,6 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-
 def backend_error(error: BaseException, sdk: ModuleType, where: str) -> BackendError:
     """Translate an ``openai``/``anthropic`` SDK error (the same class names) into a typed one."""
     if isinstance(error, (sdk.APITimeoutError, asyncio.TimeoutError)):
@@ -116,7 +111,6 @@ def backend_error(error: BaseException, sdk: ModuleType, where: str) -> BackendE
             reason = type(cause).__name__ + (f": {cause}" if str(cause) else "")
         return TransientError(f"connection to {where} failed: {reason}")
     return TransientError(f"invalid response from {where}: {type(error).__name__}: {error}")
-
 
 
 async def gather_or_cancel(awaitables: Iterable[Awaitable[_T]]) -> list[_T]:

@@ -163,7 +163,10 @@ class OpenAICompatBackend:
         finished = False
         try:
             events = await next(self._next_client).post(
-                "/chat/completions", body=body, cast_to=dict, stream=True,
+                "/chat/completions",
+                body=body,
+                cast_to=dict,
+                stream=True,
                 stream_cls=openai.AsyncStream[dict],
             )
             async with events:
@@ -177,7 +180,9 @@ class OpenAICompatBackend:
         except (openai.APIError, asyncio.TimeoutError, json.JSONDecodeError) as error:
             raise backend_error(error, openai, self._where) from None
         except httpx2.TimeoutException:
-            raise AttemptTimeoutError(f"no data within the attempt timeout from {self._where}") from None
+            raise AttemptTimeoutError(
+                f"no data within the attempt timeout from {self._where}"
+            ) from None
         except httpx2.TransportError as error:
             raise TransientError(f"the stream from {self._where} broke: {error!r}") from None
         if not finished:
@@ -186,7 +191,11 @@ class OpenAICompatBackend:
     def _completions(self, response: Any) -> list[Completion]:
         """The response's choices as Completions, in index order, with usage shares."""
         choices = response.get("choices") if isinstance(response, dict) else None
-        if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
+        if (
+            not isinstance(choices, list)
+            or not choices
+            or not all(isinstance(c, dict) for c in choices)
+        ):
             raise TransientError(f"invalid response from {self._where}: no choices")
         choices = sorted(choices, key=lambda c: c.get("index") or 0)
         usage = response.get("usage") or {}
@@ -196,7 +205,9 @@ class OpenAICompatBackend:
         for i, (choice, share) in enumerate(zip(choices, shares)):
             message = choice.get("message")
             if not isinstance(message, dict):
-                raise TransientError(f"invalid response from {self._where}: a choice has no message")
+                raise TransientError(
+                    f"invalid response from {self._where}: a choice has no message"
+                )
             refusal = message.get("refusal")
             completions.append(
                 Completion(
@@ -228,5 +239,3 @@ def openai_finish_reason(raw: str | None, refusal: str | None = None) -> FinishR
     if refusal:
         return "refusal"
     return _FINISH_REASONS.get(raw or "", "incomplete")
-
-

@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 OnRetry = Callable[[BackendError, float], None]
 
 
-def backoff_delay(config: RetryConfig, attempt: int, error: BackendError, rng: random.Random) -> float:
+def backoff_delay(
+    config: RetryConfig, attempt: int, error: BackendError, rng: random.Random
+) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
     base = min(config.max_backoff_s, config.initial_backoff_s * 2 ** (attempt - 1))
     if error.retry_after is not None:
@@ -74,7 +76,9 @@ class RetryingBackend(BackendWrapper):
                 return await self._attempt(messages, params, deadline)
             except BackendError as error:
                 delay = self._next_delay(error, attempt, deadline)
-                log.info("retrying after %s (attempt %d, waiting %.2fs)", error.reason, attempt, delay)
+                log.info(
+                    "retrying after %s (attempt %d, waiting %.2fs)", error.reason, attempt, delay
+                )
                 if self._on_retry is not None:
                     self._on_retry(error, delay)
                 await asyncio.sleep(delay)
@@ -98,8 +102,12 @@ class RetryingBackend(BackendWrapper):
                     async for chunk in chunks:
                         yield chunk
                     return
-            log.info("retrying a stream after %s (attempt %d, waiting %.2fs)", failure.reason,
-                     attempt, delay)
+            log.info(
+                "retrying a stream after %s (attempt %d, waiting %.2fs)",
+                failure.reason,
+                attempt,
+                delay,
+            )
             if self._on_retry is not None:
                 self._on_retry(failure, delay)
             await asyncio.sleep(delay)

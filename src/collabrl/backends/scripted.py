@@ -23,7 +23,9 @@ from collabrl.backends.streaming import split_chunks
 from collabrl.metrics.framing import find_call_id
 from collabrl.types import Completion, GenerationParams, Message, Usage
 
-ReplyFn = Callable[[Sequence[Message], GenerationParams, int], "str | Completion | Awaitable[str | Completion]"]
+ReplyFn = Callable[
+    [Sequence[Message], GenerationParams, int], "str | Completion | Awaitable[str | Completion]"
+]
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ class ScriptedBackend:
 
     @classmethod
     def from_config(cls, cfg) -> ScriptedBackend:
-        return cls(cfg.replies, rules=[(r.contains, r.reply, r.request_contains) for r in cfg.rules])
+        return cls(
+            cfg.replies, rules=[(r.contains, r.reply, r.request_contains) for r in cfg.rules]
+        )
 
     def identity(self) -> dict[str, str]:
         return {"kind": "scripted", "model": self.name}
@@ -86,8 +90,10 @@ class ScriptedBackend:
                 reply = Completion(
                     text=reply,
                     finish_reason="stop",
-                    usage=Usage(prompt_tokens=prompt_tokens if i == 0 else 0,
-                                completion_tokens=_count_tokens(reply)),
+                    usage=Usage(
+                        prompt_tokens=prompt_tokens if i == 0 else 0,
+                        completion_tokens=_count_tokens(reply),
+                    ),
                 )
             out.append(reply)
         return out

@@ -22,8 +22,11 @@ class ConfiguredSettings(BackendWrapper):
 
     def __init__(self, inner: Backend, configured: GenerationParams) -> None:
         super().__init__(inner)
-        self.overrides = {name: getattr(configured, name)
-                          for name in OVERRIDABLE if name in configured.model_fields_set}
+        self.overrides = {
+            name: getattr(configured, name)
+            for name in OVERRIDABLE
+            if name in configured.model_fields_set
+        }
 
     async def generate(
         self, messages: Sequence[Message], params: GenerationParams

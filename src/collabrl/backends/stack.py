@@ -74,8 +74,10 @@ def _adapter_fingerprint(cfg: HFLocalBackendConfig, role: str) -> str:
     """The adapter files' hash, as ``collabrl.backends.hf_local`` computes it for its name."""
     adapter = cfg.adapter
     if adapter is None or not adapter.is_dir():
-        raise ConfigError(f"roles.{role}.adapter: replay needs the folder {adapter} (the hash of "
-                          "its files is part of the cache key; the base model is not needed)")
+        raise ConfigError(
+            f"roles.{role}.adapter: replay needs the folder {adapter} (the hash of "
+            "its files is part of the cache key; the base model is not needed)"
+        )
     digest = hashlib.sha256()
     for file in sorted(p for p in adapter.iterdir() if p.is_file()):
         digest.update(file.name.encode())
@@ -110,8 +112,9 @@ def wrap_backend(
     if budget is not None:
         backend = budget.guard(backend, role, cfg.price)
     if cache is not None:
-        backend = CachedBackend(backend, cache, on_hit=usage.record_cache_hit, mode=cache_mode,
-                                role=role)
+        backend = CachedBackend(
+            backend, cache, on_hit=usage.record_cache_hit, mode=cache_mode, role=role
+        )
     return MeteredBackend(backend, usage)
 
 
@@ -154,8 +157,13 @@ class Roles:
             cfg = self.config.role(role)
             cache = None if role in self._given else self.cache
             self._backends[role] = wrap_backend(
-                self._limited(role, cfg), cfg, role=role, meter=self.meter, cache=cache,
-                cache_mode=self.cache_mode, budget=self.budget,
+                self._limited(role, cfg),
+                cfg,
+                role=role,
+                meter=self.meter,
+                cache=cache,
+                cache_mode=self.cache_mode,
+                budget=self.budget,
             )
         return self._backends[role]
 

@@ -27,8 +27,9 @@ from collabrl.types import GenerationParams, Message
 class StreamingBackend(Protocol):
     """A backend that can also stream one sample's text."""
 
-    def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
-        ...
+    def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[str]: ...
 
 
 async def stream_text(

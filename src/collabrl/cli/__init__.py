@@ -44,8 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="collabrl", description="Train LLMs to collaborate: simulate, reward, train, evaluate."
     )
     parser.add_argument("--version", action="version", version=f"collabrl {__version__}")
-    parser.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS,
-                        help=", ".join(LOG_LEVELS))
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help=", ".join(LOG_LEVELS),
+    )
     commands = parser.add_subparsers(dest="command", metavar="command")
     for module in COMMANDS:
         module.register(commands)

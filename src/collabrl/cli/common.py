@@ -16,13 +16,20 @@ from collabrl.progress import StageProgress, console
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="YAML config file")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. roles.user.model=gpt-4o-mini")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides, e.g. roles.user.model=gpt-4o-mini",
+    )
 
 
 def add_keep_failed(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--keep-failed", action="store_true",
-                        help="on a rerun, keep items that failed instead of retrying them")
+    parser.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="on a rerun, keep items that failed instead of retrying them",
+    )
 
 
 def positive_int(text: str) -> int:
@@ -45,8 +52,9 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.overrides)
 
 
-def progress_bar(stage: str, total: int, *, completed: int = 0,
-                 unit: str = "conversations") -> StageProgress:
+def progress_bar(
+    stage: str, total: int, *, completed: int = 0, unit: str = "conversations"
+) -> StageProgress:
     """Items done / total with elapsed and remaining time: a bar on a terminal, a plain line
     every few seconds elsewhere (``collabrl.progress``)."""
     return StageProgress(console, stage, unit, total, completed=completed)
@@ -58,8 +66,9 @@ def advance(progress: StageProgress, status: Callable[[int, int], str]) -> None:
     progress.update(done, status=status(done, progress.total or 0))
 
 
-def run_exit_status(ran: int, failures: FailureTally, budget: Budget,
-                    stopped: object = None) -> int:
+def run_exit_status(
+    ran: int, failures: FailureTally, budget: Budget, stopped: object = None
+) -> int:
     """A run's exit status, its reason printed as one error line: 1 when it stopped early
     (``stopped``: why) or every one of the ``ran`` items failed, 3 when the budget stopped it,
     else 0."""

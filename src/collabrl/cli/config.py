@@ -36,6 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     config = commands.add_parser("config", help="document the config files")
     sub = config.add_subparsers(dest="subcommand", metavar="subcommand", required=True)
     ref = sub.add_parser("reference", help="every config key, its type, default and meaning")
-    ref.add_argument("--write", metavar="FILE",
-                     help=f"replace the text between {START} and {END} in FILE")
+    ref.add_argument(
+        "--write", metavar="FILE", help=f"replace the text between {START} and {END} in FILE"
+    )
     ref.set_defaults(func=reference)

@@ -46,8 +46,11 @@ HONESTY = (
 
 def honesty_note(config: Config) -> str | None:
     """The warning to print when the demo's small offline model plays any role, else None."""
-    roles = sorted(name for name, backend in config.roles.items()
-                   if getattr(backend, "model", None) == SMALL_MODEL and name in ("user", "judge"))
+    roles = sorted(
+        name
+        for name, backend in config.roles.items()
+        if getattr(backend, "model", None) == SMALL_MODEL and name in ("user", "judge")
+    )
     return HONESTY.format(roles=", ".join(roles)) if roles else None
 
 
@@ -58,7 +61,9 @@ def demo_config(args: argparse.Namespace) -> Config:
         sizes = config.demo.sizes
         if args.size not in sizes:
             known = ", ".join(sorted(sizes)) or "none"
-            raise ConfigError(f"--size {args.size}: demo.sizes has no such entry (defined: {known})")
+            raise ConfigError(
+                f"--size {args.size}: demo.sizes has no such entry (defined: {known})"
+            )
         config = load_config(args.config, [*sizes[args.size], *args.overrides])
     _check_trained_system(config)
     return config
@@ -71,9 +76,11 @@ def _check_trained_system(config: Config) -> None:
         adapter = getattr(config.role(system.role), "adapter", None)
         if adapter is not None and Path(adapter).resolve() == final:
             return
-    raise ConfigError(f"demo: no eval system uses the adapter the demo trains ({final}); give an "
-                      f"hf_local role `adapter: {config.train.output_dir / 'final'}` and an eval "
-                      f"system with that role")
+    raise ConfigError(
+        f"demo: no eval system uses the adapter the demo trains ({final}); give an "
+        f"hf_local role `adapter: {config.train.output_dir / 'final'}` and an eval "
+        f"system with that role"
+    )
 
 
 def check_outputs(config: Config) -> None:
@@ -140,14 +147,16 @@ def run_stages(config: Config, log: Path) -> int:
     with stage("report", timings):
         runs = [config.eval.output_dir, config.generate.output_dir]  # the page opens on eval
         with progress_bar("report", len(runs), unit="run folders") as progress:
-            report = build_report(runs, config.demo.report, title="collabrl demo",
-                                  progress=progress)
+            report = build_report(
+                runs, config.demo.report, title="collabrl demo", progress=progress
+            )
     print_outcome(config, meter, timings, report, log)
     return 0
 
 
-def print_outcome(config: Config, meter: UsageMeter, timings: dict[str, float],
-                  report: Path, log: Path) -> None:
+def print_outcome(
+    config: Config, meter: UsageMeter, timings: dict[str, float], report: Path, log: Path
+) -> None:
     """The final screen: the effect with its intervals, model usage, time per stage, where the
     report and the log file are."""
     console.rule("[bold]demo done")
@@ -166,7 +175,8 @@ def print_outcome(config: Config, meter: UsageMeter, timings: dict[str, float],
 
 def register(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
-        "demo", help="the whole method in one go: generate, export, train dpo, eval, report")
+        "demo", help="the whole method in one go: generate, export, train dpo, eval, report"
+    )
     add_config_args(cmd)
     cmd.add_argument("--size", help="apply the config's demo.sizes[SIZE] overrides (e.g. ci)")
     cmd.set_defaults(func=run_demo)

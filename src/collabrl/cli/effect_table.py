@@ -26,8 +26,13 @@ def figure_names(group: dict[str, Any]) -> list[str]:
     order (a figure nobody could score, e.g. ITR without a judge, would be a column of dashes)."""
     names: dict[str, None] = {}
     for figures in group["systems"].values():
-        names.update({name: None for name, value in figures.items()
-                      if f"{name}_unscored" in figures and value and "mean" in value})
+        names.update(
+            {
+                name: None
+                for name, value in figures.items()
+                if f"{name}_unscored" in figures and value and "mean" in value
+            }
+        )
     return list(names)
 
 
@@ -43,20 +48,27 @@ def column_digits(group: dict[str, Any], figures: list[str]) -> dict[str, int]:
         if name in FIGURE_DIGITS:
             digits[name] = FIGURE_DIGITS[name]
             continue
-        values = [abs(e[key]) for f in group["systems"].values() if (e := f.get(name))
-                  for key in ("mean", "low", "high")]
+        values = [
+            abs(e[key])
+            for f in group["systems"].values()
+            if (e := f.get(name))
+            for key in ("mean", "low", "high")
+        ]
         digits[name] = 2 if all(v < 10 for v in values) else 1
     return digits
 
 
-def estimate_text(estimate: dict[str, Any] | None, digits: int, signed: bool = False,
-                  separator: str = "\n") -> str:
+def estimate_text(
+    estimate: dict[str, Any] | None, digits: int, signed: bool = False, separator: str = "\n"
+) -> str:
     """``mean`` and, after ``separator`` (a new line in the tables), ``[low, high]``."""
     if not estimate:
         return "-"
     sign = "+" if signed else ""
-    return (f"{estimate['mean']:{sign}.{digits}f}{separator}"
-            f"[{estimate['low']:{sign}.{digits}f}, {estimate['high']:{sign}.{digits}f}]")
+    return (
+        f"{estimate['mean']:{sign}.{digits}f}{separator}"
+        f"[{estimate['low']:{sign}.{digits}f}, {estimate['high']:{sign}.{digits}f}]"
+    )
 
 
 def difference_text(diff: dict[str, Any], digits: int, separator: str = "\n") -> Text:
@@ -65,8 +77,9 @@ def difference_text(diff: dict[str, Any], digits: int, separator: str = "\n") ->
     return Text(estimate_text(diff, digits, signed=True, separator=separator), style=style)
 
 
-def systems_table(title: str, group: dict[str, Any], figures: list[str],
-                  digits: dict[str, int]) -> Table:
+def systems_table(
+    title: str, group: dict[str, Any], figures: list[str], digits: dict[str, int]
+) -> Table:
     table = Table(title=title, title_justify="left", show_lines=True)
     table.add_column("system")
     table.add_column("n", justify="right")
@@ -78,13 +91,15 @@ def systems_table(title: str, group: dict[str, Any], figures: list[str],
     return table
 
 
-def paired_table(group: dict[str, Any], figures: list[str],
-                 digits: dict[str, int]) -> Table | None:
+def paired_table(group: dict[str, Any], figures: list[str], digits: dict[str, int]) -> Table | None:
     if not group["paired"]:
         return None
     base = group["paired"][0]["b"]
-    table = Table(title=f"Paired differences vs {base} (same tasks and seeds, 95% interval)",
-                  title_justify="left", show_lines=True)
+    table = Table(
+        title=f"Paired differences vs {base} (same tasks and seeds, 95% interval)",
+        title_justify="left",
+        show_lines=True,
+    )
     table.add_column("system")
     for name in figures:
         table.add_column(label(name), justify="right")
@@ -92,8 +107,9 @@ def paired_table(group: dict[str, Any], figures: list[str],
     for diff in group["paired"]:
         by_system.setdefault(diff["a"], {})[diff["figure"]] = diff
     for system, diffs in by_system.items():
-        cells = [difference_text(d, digits[n]) if (d := diffs.get(n)) else Text("-")
-                 for n in figures]
+        cells = [
+            difference_text(d, digits[n]) if (d := diffs.get(n)) else Text("-") for n in figures
+        ]
         table.add_row(f"{system} - {base}", *cells)
     return table
 
@@ -106,11 +122,20 @@ def headline(summary: dict[str, Any]) -> list[Text]:
         for diff in group["paired"]:
             if diff["figure"] != HEADLINE:
                 continue
-            verdict = ("within noise" if diff["within_noise"]
-                       else "interval above 0" if diff["low"] > 0 else "interval below 0")
-            lines.append(Text.assemble(
-                f"{METRIC_LABELS.get(group_name, group_name)} (%): {diff['a']} - {diff['b']} = ",
-                difference_text(diff, digits, " "), f" ({verdict})"))
+            verdict = (
+                "within noise"
+                if diff["within_noise"]
+                else "interval above 0"
+                if diff["low"] > 0
+                else "interval below 0"
+            )
+            lines.append(
+                Text.assemble(
+                    f"{METRIC_LABELS.get(group_name, group_name)} (%): {diff['a']} - {diff['b']} = ",
+                    difference_text(diff, digits, " "),
+                    f" ({verdict})",
+                )
+            )
     return lines
 
 
@@ -120,7 +145,9 @@ def effect_tables(summary: dict[str, Any]) -> Group:
     for group_name, group in summary.items():
         figures = figure_names(group)
         digits = column_digits(group, figures)
-        title = f"Eval on held-out tasks: {METRIC_LABELS.get(group_name, group_name)} (95% intervals)"
+        title = (
+            f"Eval on held-out tasks: {METRIC_LABELS.get(group_name, group_name)} (95% intervals)"
+        )
         parts.append(systems_table(title, group, figures, digits))
         paired = paired_table(group, figures, digits)
         if paired is not None:

@@ -34,16 +34,26 @@ from collabrl.tracking_figures import EvalFigures, summary_figures, usage_figure
 def build_evaluation(config: Config, roles: Roles, budget: Budget | None = None) -> Evaluation:
     build = metric_builder(roles)
     metrics = [build(spec, "eval.task_metrics") for spec in config.eval.task_metrics]
-    policies = {s.name: system_policy(s, roles.__getitem__, lambda r: config.role(r).generation)
-                for s in config.eval.systems}
-    return Evaluation(config.eval, policies=policies, user=build_simulator(config, roles),
-                      task_metrics=metrics, budget=budget, personas=build_personas(config),
-                      judge=None if config.eval.judge_role is None else
-                      InteractivityJudge(metric_backend(roles, config.eval.judge_role)))
+    policies = {
+        s.name: system_policy(s, roles.__getitem__, lambda r: config.role(r).generation)
+        for s in config.eval.systems
+    }
+    return Evaluation(
+        config.eval,
+        policies=policies,
+        user=build_simulator(config, roles),
+        task_metrics=metrics,
+        budget=budget,
+        personas=build_personas(config),
+        judge=None
+        if config.eval.judge_role is None
+        else InteractivityJudge(metric_backend(roles, config.eval.judge_role)),
+    )
 
 
-async def evaluate(config: Config, meter: UsageMeter | None = None, *,
-                   keep_failed: bool = False) -> int:
+async def evaluate(
+    config: Config, meter: UsageMeter | None = None, *, keep_failed: bool = False
+) -> int:
     check_output_dir(config.eval.output_dir, "eval.output_dir")
     check_cache(config)
     require_trackers(config.tracking)
@@ -54,9 +64,12 @@ async def evaluate(config: Config, meter: UsageMeter | None = None, *,
     systems = [s.name for s in config.eval.systems]
     total = len(tasks) * len(systems) * config.eval.seeds
     budget = Budget(config.budget)
-    async with (Roles(config, meter=meter, budget=budget) as roles,
-                open_tracker(config.tracking, config.eval.output_dir,
-                             config.model_dump(mode="json"), "eval") as tracker):
+    async with (
+        Roles(config, meter=meter, budget=budget) as roles,
+        open_tracker(
+            config.tracking, config.eval.output_dir, config.model_dump(mode="json"), "eval"
+        ) as tracker,
+    ):
         evaluation = build_evaluation(config, roles, budget)
         figures = EvalFigures()
 
@@ -66,8 +79,9 @@ async def evaluate(config: Config, meter: UsageMeter | None = None, *,
 
         with progress_bar("eval", total) as progress:
             await evaluation.run(tasks, on_done=on_done, retry_failed=not keep_failed)
-        summary = write_summary(config.eval, systems, **({"sandbox": sandbox} if sandbox else {}),
-                                **budget.manifest())
+        summary = write_summary(
+            config.eval, systems, **({"sandbox": sandbox} if sandbox else {}), **budget.manifest()
+        )
         tracker.scalars(summary_figures(summary), figures.done)
         tracker.text("eval/table", table_markdown(summary, systems))
         console.print(Markdown(table_markdown(summary, systems)))

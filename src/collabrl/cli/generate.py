@@ -45,7 +45,9 @@ async def gated(config: Config, tasks: list[Task]) -> list[Task]:
         return tasks
     report = await check_task_set(code, sandbox_for(spec.options, config.sandbox))
     if not report.ok:
-        console.print(f"[yellow]{report.message()}[/yellow]\nthose tasks are left out", highlight=False)
+        console.print(
+            f"[yellow]{report.message()}[/yellow]\nthose tasks are left out", highlight=False
+        )
     kept = report.keep(tasks)
     if not kept:
         raise ConfigError("no task passed the sandbox gate; nothing to generate")
@@ -61,23 +63,33 @@ def already_done(config: Config, tasks: list[Task], *, keep_failed: bool) -> int
     return sum(task.id in done for task in tasks)
 
 
-async def generate(config: Config, meter: UsageMeter | None = None, *,
-                   keep_failed: bool = False) -> int:
+async def generate(
+    config: Config, meter: UsageMeter | None = None, *, keep_failed: bool = False
+) -> int:
     check_output_dir(config.generate.output_dir, "generate.output_dir")
     check_cache(config)
     require_trackers(config.tracking)
     tasks = await gated(config, generation_tasks(config))
     budget = Budget(config.budget)
-    async with (Roles(config, meter=meter, budget=budget) as roles,
-                open_tracker(config.tracking, config.generate.output_dir,
-                             config.model_dump(mode="json"), "generate") as tracker):
+    async with (
+        Roles(config, meter=meter, budget=budget) as roles,
+        open_tracker(
+            config.tracking, config.generate.output_dir, config.model_dump(mode="json"), "generate"
+        ) as tracker,
+    ):
         policy = build_assistant(config, roles)
         proactive = Policy(policy.backend, policy.params, system_prompt=load_prompt("proactive"))
         sandbox = await sandbox_record(config, config.reward.metrics, tasks)
-        engine = DataEngine(config.generate, user=build_simulator(config, roles), policy=policy,
-                            proactive=proactive, reward=build_reward(config, roles),
-                            run_info={"sandbox": sandbox} if sandbox else None, budget=budget,
-                            personas=build_personas(config))
+        engine = DataEngine(
+            config.generate,
+            user=build_simulator(config, roles),
+            policy=policy,
+            proactive=proactive,
+            reward=build_reward(config, roles),
+            run_info={"sandbox": sandbox} if sandbox else None,
+            budget=budget,
+            personas=build_personas(config),
+        )
         stopped = None
 
         def engine_status(completed: int, total: int) -> str:
@@ -93,15 +105,22 @@ async def generate(config: Config, meter: UsageMeter | None = None, *,
         already = already_done(config, tasks, keep_failed=keep_failed)
         with progress_bar("generate", len(tasks), completed=already) as progress:
             try:
-                await engine.run(tasks, config.generate.output_dir, retry_failed=not keep_failed,
-                                 on_done=on_done, on_turn=figures.add_turn)
+                await engine.run(
+                    tasks,
+                    config.generate.output_dir,
+                    retry_failed=not keep_failed,
+                    on_done=on_done,
+                    on_turn=figures.add_turn,
+                )
             except EngineStopped as error:
                 stopped = error
         ran = engine.outcomes["ok"] + engine.outcomes["failed"]
-        console.print(f"{ran} conversations built ({already} already done); "
-                      f"outcomes: {dict(engine.outcomes) or 'none'}; failure reasons: "
-                      f"{dict(engine.failure_reasons) or 'none'}; cut by the length limit: "
-                      f"{dict(engine.cut) or 'none'}")
+        console.print(
+            f"{ran} conversations built ({already} already done); "
+            f"outcomes: {dict(engine.outcomes) or 'none'}; failure reasons: "
+            f"{dict(engine.failure_reasons) or 'none'}; cut by the length limit: "
+            f"{dict(engine.cut) or 'none'}"
+        )
         console.print(f"records in {config.generate.output_dir}")
         console.print(roles.meter.table())
     return run_exit_status(ran, engine.failures, budget, stopped)
@@ -115,8 +134,11 @@ def run_export(config: Config) -> int:
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
     rows = ", ".join(f"{name} {count}" for name, count in report["rows"].items())
-    console.print(f"export: {rows} rows; DPO turns {_counts(report['dpo'])}; SFT conversations "
-                  f"{_counts(report['sft'])}", highlight=False)
+    console.print(
+        f"export: {rows} rows; DPO turns {_counts(report['dpo'])}; SFT conversations "
+        f"{_counts(report['sft'])}",
+        highlight=False,
+    )
     console.print(f"written to {config.export.output_dir} (counts also in its manifest.json)")
     return 0
 

@@ -24,13 +24,22 @@ async def _check_role(roles: Roles, name: str) -> tuple[bool, list[str]]:
     params = GenerationParams(n=1, temperature=0.0, max_tokens=16)
     started = time.monotonic()
     try:
-        [completion] = await roles[name].generate([Message(role="user", content=CHECK_PROMPT)], params)
+        [completion] = await roles[name].generate(
+            [Message(role="user", content=CHECK_PROMPT)], params
+        )
     except BackendError as error:
         return False, [name, cfg.kind, model, "-", "-", "-", f"[red]{error.reason}: {error}"]
     latency = time.monotonic() - started
     reply = completion.text.strip().replace("\n", " ")[:40]
-    return True, [name, cfg.kind, model, f"{latency:.2f}s", str(completion.usage.prompt_tokens),
-                  str(completion.usage.completion_tokens), f"[green]ok[/green] {reply!r}"]
+    return True, [
+        name,
+        cfg.kind,
+        model,
+        f"{latency:.2f}s",
+        str(completion.usage.prompt_tokens),
+        str(completion.usage.completion_tokens),
+        f"[green]ok[/green] {reply!r}",
+    ]
 
 
 async def models_check(config: Config) -> int:
@@ -39,7 +48,15 @@ async def models_check(config: Config) -> int:
     async with Roles(config, use_cache=False) as roles:
         results = await asyncio.gather(*(_check_role(roles, name) for name in config.roles))
         table = Table(title="Model check")
-        for column in ("role", "kind", "model", "latency", "prompt tok", "completion tok", "result"):
+        for column in (
+            "role",
+            "kind",
+            "model",
+            "latency",
+            "prompt tok",
+            "completion tok",
+            "result",
+        ):
             table.add_column(column)
         for _, row in results:
             table.add_row(*row)

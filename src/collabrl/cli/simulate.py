@@ -46,31 +46,44 @@ async def simulate(config: Config, *, keep_failed: bool = False) -> int:
     personas = build_personas(config)
     output = config.simulate.output
     latest = latest_by(read_jsonl(output), "task_id") if output.exists() else {}
-    finished = {tid for tid, row in latest.items() if row["ended"] not in FAILED_ENDS or keep_failed}
+    finished = {
+        tid for tid, row in latest.items() if row["ended"] not in FAILED_ENDS or keep_failed
+    }
     todo = [t for t in tasks if t.id not in finished]
     ended: Counter[str] = Counter()
     failures = FailureTally()
     budget = Budget(config.budget)
     async with Roles(config, budget=budget) as roles:
         user, assistant = build_simulator(config, roles), build_assistant(config, roles)
-        with (JsonlAppender(output) as out,
-              progress_bar("simulate", len(tasks), completed=len(finished)) as progress):
+        with (
+            JsonlAppender(output) as out,
+            progress_bar("simulate", len(tasks), completed=len(finished)) as progress,
+        ):
 
             async def one(task: Task) -> None:
                 task = cast(task, personas, 0)
                 run = await run_conversation(task, assistant, user, config.simulate.max_turns)
-                out.append({"task_id": task.id, "persona": persona_of(task),
-                            **run.model_dump(mode="json")})
+                out.append(
+                    {"task_id": task.id, "persona": persona_of(task), **run.model_dump(mode="json")}
+                )
                 ended[run.ended] += 1
                 if run.failed:
                     failures.add(run.error or run.ended, run.error_detail)
                 advance(progress, budget.status)
 
             await budget.map_bounded(one, todo, CONVERSATIONS_IN_FLIGHT)
-        write_manifest(output.parent, [file_manifest(output)], command="simulate",
-                       ended=dict(ended), failures=failures.to_dict(), **budget.manifest())
-        console.print(f"{sum(ended.values())} conversations simulated ({len(finished)} already done): "
-                      + ", ".join(f"{k}={v}" for k, v in sorted(ended.items())))
+        write_manifest(
+            output.parent,
+            [file_manifest(output)],
+            command="simulate",
+            ended=dict(ended),
+            failures=failures.to_dict(),
+            **budget.manifest(),
+        )
+        console.print(
+            f"{sum(ended.values())} conversations simulated ({len(finished)} already done): "
+            + ", ".join(f"{k}={v}" for k, v in sorted(ended.items()))
+        )
         console.print(f"written to {output}")
         console.print(roles.meter.table())
     return run_exit_status(sum(ended.values()), failures, budget)
@@ -105,12 +118,20 @@ def reward_table(results: list[CandidateReward]) -> Table:
     for column in ("MR", "± s.e.", *names, "unscored"):
         table.add_column(column, justify="right", no_wrap=True)
     for i, r in enumerate(results):
-        table.add_row(str(i), r.reply.replace("\n", " "), _fmt(r.mr), _fmt(r.stderr),
-                      *(_fmt(r.metric_means[n]) for n in names), f"{r.unscored}/{len(r.samples)}")
+        table.add_row(
+            str(i),
+            r.reply.replace("\n", " "),
+            _fmt(r.mr),
+            _fmt(r.stderr),
+            *(_fmt(r.metric_means[n]) for n in names),
+            f"{r.unscored}/{len(r.samples)}",
+        )
     return table
 
 
-async def score_candidates(config: Config, request: RewardRequest, k: int, output: Path | None) -> int:
+async def score_candidates(
+    config: Config, request: RewardRequest, k: int, output: Path | None
+) -> int:
     if output is not None:
         check_output_file(output, "--output")
     check_cache(config)
@@ -134,17 +155,34 @@ async def score_candidates(config: Config, request: RewardRequest, k: int, outpu
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    sim = commands.add_parser("simulate", help="conversations between the assistant and the user simulator")
+    sim = commands.add_parser(
+        "simulate", help="conversations between the assistant and the user simulator"
+    )
     add_config_args(sim)
     add_keep_failed(sim)
-    sim.set_defaults(func=lambda args: asyncio.run(simulate(load(args), keep_failed=args.keep_failed)))
+    sim.set_defaults(
+        func=lambda args: asyncio.run(simulate(load(args), keep_failed=args.keep_failed))
+    )
 
     rew = commands.add_parser("reward", help="multiturn-aware reward of candidate replies")
     add_config_args(rew)
-    rew.add_argument("--conversation", required=True, type=Path,
-                     help="JSON file: {task, conversation (ends with a user turn), candidates?}")
-    rew.add_argument("--candidates", type=positive_int, default=3,
-                     help="replies to sample from the assistant when the file has none")
+    rew.add_argument(
+        "--conversation",
+        required=True,
+        type=Path,
+        help="JSON file: {task, conversation (ends with a user turn), candidates?}",
+    )
+    rew.add_argument(
+        "--candidates",
+        type=positive_int,
+        default=3,
+        help="replies to sample from the assistant when the file has none",
+    )
     rew.add_argument("--output", type=Path, help="write every candidate's futures and scores here")
-    rew.set_defaults(func=lambda args: asyncio.run(score_candidates(
-        load(args), read_reward_request(args.conversation), args.candidates, args.output)))
+    rew.set_defaults(
+        func=lambda args: asyncio.run(
+            score_candidates(
+                load(args), read_reward_request(args.conversation), args.candidates, args.output
+            )
+        )
+    )

@@ -25,8 +25,12 @@ from collabrl.tasks.registry import load_tasks
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", required=True, help="study YAML config")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. database=sqlite:///study.sqlite")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides, e.g. database=sqlite:///study.sqlite",
+    )
 
 
 def _load(args: argparse.Namespace) -> StudyConfig:
@@ -39,8 +43,12 @@ async def invite(config: StudyConfig, count: int | None) -> list[str]:
     from collabrl.study.store import Store
 
     task_ids = [t.id for t in load_tasks(config.tasks, "tasks")]
-    plan = functools.partial(assign, systems=[s.name for s in config.systems],
-                             per_participant=config.systems_per_participant, task_ids=task_ids)
+    plan = functools.partial(
+        assign,
+        systems=[s.name for s in config.systems],
+        per_participant=config.systems_per_participant,
+        task_ids=task_ids,
+    )
     store = Store(open_database(config.database))
     try:
         if count is None:
@@ -77,8 +85,11 @@ def run_serve(args: argparse.Namespace) -> int:
     admin_token = os.environ.get(config.admin_token_env) or None
     app = create_app(config, admin_token=admin_token)
     admin = "" if admin_token else f" (disabled: set {config.admin_token_env})"
-    console.print(f"study '{config.title}' on http://{args.host}:{args.port}; database "
-                  f"{config.database}; admin page /admin{admin}", highlight=False)
+    console.print(
+        f"study '{config.title}' on http://{args.host}:{args.port}; database "
+        f"{config.database}; admin page /admin{admin}",
+        highlight=False,
+    )
     # No access log: participant links (with their tokens) would end up in it.
     uvicorn.run(app, host=args.host, port=args.port, access_log=False)
     return 0
@@ -96,11 +107,14 @@ def run_analyze(args: argparse.Namespace) -> int:
         print_error(error)
         return 2
     except SQLAlchemyError as error:  # not a database, or not a study's
-        print_error(f"{args.db_url}: cannot read the study database: {getattr(error, 'orig', error)}")
+        print_error(
+            f"{args.db_url}: cannot read the study database: {getattr(error, 'orig', error)}"
+        )
         return 2
     console.print(summary_markdown(summary), highlight=False, markup=False)
-    console.print(f"summary.md, summary.json, ratings.png and time_on_task.png in {args.out}",
-                  highlight=False)
+    console.print(
+        f"summary.md, summary.json, ratings.png and time_on_task.png in {args.out}", highlight=False
+    )
     return 0
 
 
@@ -110,8 +124,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     invite_cmd = actions.add_parser("invite", help="create participant links (printed once)")
     _config_args(invite_cmd)
-    invite_cmd.add_argument("--n", type=int, default=None,
-                            help="how many (default: up to the config's `participants`)")
+    invite_cmd.add_argument(
+        "--n", type=int, default=None, help="how many (default: up to the config's `participants`)"
+    )
     invite_cmd.add_argument("--out", type=Path, default=None, help="also append the links here")
     invite_cmd.set_defaults(func=run_invite)
 
@@ -122,8 +137,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.set_defaults(func=run_serve)
 
     analyze_cmd = actions.add_parser("analyze", help="statistics, plots and summary.md of a study")
-    analyze_cmd.add_argument("db_url", metavar="DB_URL",
-                             help="the study database: a SQLAlchemy URL or a SQLite file path")
+    analyze_cmd.add_argument(
+        "db_url",
+        metavar="DB_URL",
+        help="the study database: a SQLAlchemy URL or a SQLite file path",
+    )
     analyze_cmd.add_argument("--out", type=Path, default=Path("runs/study/analysis"))
-    analyze_cmd.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples")
+    analyze_cmd.add_argument(
+        "--resamples", type=positive_int, default=2000, help="bootstrap resamples"
+    )
     analyze_cmd.set_defaults(func=run_analyze)

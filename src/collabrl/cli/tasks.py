@@ -38,11 +38,19 @@ def tasks_list(args: argparse.Namespace) -> int:
     for column in ("name", "artifact", "size", "source", "license", "default metrics"):
         table.add_column(column)
     for info in available_task_sets():
-        table.add_row(escape(info.name), info.artifact, _size(info), escape(info.source),
-                      escape(info.license), ", ".join(info.metrics))
+        table.add_row(
+            escape(info.name),
+            info.artifact,
+            _size(info),
+            escape(info.source),
+            escape(info.license),
+            ", ".join(info.metrics),
+        )
     console.print(table)
-    console.print("Hub sets read a local copy with --path (a save_to_disk folder or a data file).",
-                  highlight=False)
+    console.print(
+        "Hub sets read a local copy with --path (a save_to_disk folder or a data file).",
+        highlight=False,
+    )
     return 0
 
 
@@ -55,8 +63,11 @@ def _excerpt(text: str | None, chars: int = EXCERPT_CHARS) -> str:
 
 def _show_task(task: Task) -> None:
     console.rule(f"[bold]{escape(task.id)}[/bold]")
-    console.print(f"[bold]description:[/bold] {escape(task.description)}   "
-                  f"[bold]artifact:[/bold] {task.artifact}", highlight=False)
+    console.print(
+        f"[bold]description:[/bold] {escape(task.description)}   "
+        f"[bold]artifact:[/bold] {task.artifact}",
+        highlight=False,
+    )
     console.print("[bold]intent:[/bold]", escape(_excerpt(task.intent)), highlight=False)
     console.print("[bold]reference:[/bold]", escape(_excerpt(task.reference)), highlight=False)
     if task.metadata:
@@ -67,8 +78,11 @@ def tasks_show(args: argparse.Namespace) -> int:
     tasks = load_task_set(args.name, split=args.split, limit=args.limit, path=args.path)
     for task in tasks:
         _show_task(task)
-    console.print(f"{len(tasks)} task(s) shown from {args.name}"
-                  + (f" ({args.split} split)" if args.split else ""), highlight=False)
+    console.print(
+        f"{len(tasks)} task(s) shown from {args.name}"
+        + (f" ({args.split} split)" if args.split else ""),
+        highlight=False,
+    )
     return 0
 
 
@@ -83,7 +97,9 @@ def tasks_export(args: argparse.Namespace) -> int:
 
 
 def _selection_args(parser: argparse.ArgumentParser, limit: int | None) -> None:
-    parser.add_argument("name", help="task set name (see `collabrl tasks list`) or module:attribute")
+    parser.add_argument(
+        "name", help="task set name (see `collabrl tasks list`) or module:attribute"
+    )
     parser.add_argument("--split", choices=SPLITS, help="only the train or the test split")
     parser.add_argument("--limit", type=positive_int, default=limit, help="at most this many tasks")
     parser.add_argument("--path", help="read the set from this local copy instead")

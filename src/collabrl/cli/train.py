@@ -101,8 +101,9 @@ def run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-async def chat_loop(backend, lines: TextIO, out: TextIO, system: str | None,
-                    params: GenerationParams) -> list[Message]:
+async def chat_loop(
+    backend, lines: TextIO, out: TextIO, system: str | None, params: GenerationParams
+) -> list[Message]:
     """Read user lines until EOF or ``/quit``, answer each with ``backend``; the conversation
     is kept across turns. Returns the whole conversation."""
     messages = [Message(role="system", content=system)] if system else []
@@ -133,19 +134,25 @@ def run_chat(args: argparse.Namespace) -> int:
     from collabrl.backends.hf_local import HFLocalBackend
     from collabrl.train.adapters import load_model
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = (
+        args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     try:
         model, tokenizer = load_model(args.model, args.base, device=device)
     except (ModelFolderError, OSError) as error:
         return _error(f"--model {args.model}: {error}")
-    backend = HFLocalBackend(model, tokenizer, max_batch_size=1, max_wait_ms=0, name=str(args.model))
+    backend = HFLocalBackend(
+        model, tokenizer, max_batch_size=1, max_wait_ms=0, name=str(args.model)
+    )
     params = GenerationParams(temperature=args.temperature, max_tokens=args.max_tokens)
     asyncio.run(chat_loop(backend, sys.stdin, sys.stdout, args.system, params))
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser("train", help="fine-tune the policy: sft, dpo, online-dpo, grpo, ppo")
+    train = commands.add_parser(
+        "train", help="fine-tune the policy: sft, dpo, online-dpo, grpo, ppo"
+    )
     methods = train.add_subparsers(dest="method", metavar="method", required=True)
     for method in RECIPES:
         recipe = methods.add_parser(method, help=f"train with the {method} recipe")
@@ -159,7 +166,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     merge.set_defaults(func=run_merge)
 
     chat = commands.add_parser("chat", help="talk to a checkpoint (model or adapter folder)")
-    chat.add_argument("--model", required=True, help="model folder, adapter folder, hub id or alias")
+    chat.add_argument(
+        "--model", required=True, help="model folder, adapter folder, hub id or alias"
+    )
     chat.add_argument("--base", help="base model of an adapter (default: from adapter_config.json)")
     chat.add_argument("--system", help="system prompt")
     chat.add_argument("--max-tokens", type=int, default=512, help="reply length limit")

@@ -51,12 +51,19 @@ class AnswerAccuracy:
     artifact = "answer"
 
     def __init__(
-        self, extractor: ArtifactExtractor, judge_backend: Backend | None = None,
-        *, max_reasks: int = 2,
+        self,
+        extractor: ArtifactExtractor,
+        judge_backend: Backend | None = None,
+        *,
+        max_reasks: int = 2,
     ) -> None:
         self.extractor = extractor
-        self.judge = None if judge_backend is None else LLMJudge(
-            judge_backend, "judge_answer_match", ANSWER_MATCH_GRADES, max_reasks=max_reasks
+        self.judge = (
+            None
+            if judge_backend is None
+            else LLMJudge(
+                judge_backend, "judge_answer_match", ANSWER_MATCH_GRADES, max_reasks=max_reasks
+            )
         )
 
     async def __call__(self, conversation: Conversation, task: Task) -> Score:
@@ -65,19 +72,28 @@ class AnswerAccuracy:
         extraction = await self.extractor.extract(conversation, task)
         if extraction.text is None:
             return missing_artifact_score(extraction, reference=task.reference)
-        detail = {"extracted": extraction.text, "reference": task.reference,
-                  "extraction_method": extraction.method}
+        detail = {
+            "extracted": extraction.text,
+            "reference": task.reference,
+            "extraction_method": extraction.method,
+        }
         verdict = answers_match(extraction.text, task.reference)
         if verdict is not None:
             equal, method = verdict
-            return Score(value=float(equal), raw=extraction.raw, detail={**detail, "method": method})
+            return Score(
+                value=float(equal), raw=extraction.raw, detail={**detail, "method": method}
+            )
         if self.judge is None:
             return Score.unscored("answer_unparsable", extraction.raw, **detail)
         judged = await self.judge.judge(
             conversation, task, answer=extraction.text, reference=task.reference
         )
-        return Score(value=judged.value, reason=judged.reason, raw=extraction.raw + judged.raw,
-                     detail={**judged.detail, **detail, "method": "judge"})
+        return Score(
+            value=judged.value,
+            reason=judged.reason,
+            raw=extraction.raw + judged.raw,
+            detail={**judged.detail, **detail, "method": "judge"},
+        )
 
 
 def answers_match(answer: str, reference: str) -> tuple[bool, str] | None:
@@ -93,9 +109,23 @@ def answers_match(answer: str, reference: str) -> tuple[bool, str] | None:
 
 # ---------------------------------------------------------------- cleaning LaTeX answers
 
-_UNICODE = {"−": "-", "–": "-", "×": "\\times ", "÷": "\\div ", "π": "\\pi ", "√": "\\sqrt",
-            "∞": "\\infty ", "°": "", "\\$": "", "\\%": "%", "{,}": "", "\\dfrac": "\\frac",
-            "\\tfrac": "\\frac", "\\left": "", "\\right": ""}
+_UNICODE = {
+    "−": "-",
+    "–": "-",
+    "×": "\\times ",
+    "÷": "\\div ",
+    "π": "\\pi ",
+    "√": "\\sqrt",
+    "∞": "\\infty ",
+    "°": "",
+    "\\$": "",
+    "\\%": "%",
+    "{,}": "",
+    "\\dfrac": "\\frac",
+    "\\tfrac": "\\frac",
+    "\\left": "",
+    "\\right": "",
+}
 _DRESSING = re.compile(
     r"\\displaystyle|\\[,;:! ]|\\q?quad|\$|\\\(|\\\)|\\\[|\\\]|\^\s*\{?\\circ\}?|\\degree"
 )
@@ -136,6 +166,7 @@ def _canonical(text: str) -> str:
 
 # ---------------------------------------------------------------- LaTeX to sympy
 
+
 class _Unparsable(ValueError):
     pass
 
@@ -169,9 +200,21 @@ def _group(s: str, i: int) -> tuple[str, int]:
     raise _Unparsable("unbalanced braces")
 
 
-_COMMANDS = {"pi": " pi ", "infty": " oo ", "cdot": "*", "times": "*", "ast": "*", "div": "/",
-             "ln": " log ", "log": " log ", "exp": " exp ", "sin": " sin ", "cos": " cos ",
-             "tan": " tan ", "circ": ""}
+_COMMANDS = {
+    "pi": " pi ",
+    "infty": " oo ",
+    "cdot": "*",
+    "times": "*",
+    "ast": "*",
+    "div": "/",
+    "ln": " log ",
+    "log": " log ",
+    "exp": " exp ",
+    "sin": " sin ",
+    "cos": " cos ",
+    "tan": " tan ",
+    "circ": "",
+}
 
 
 def latex_to_python(s: str) -> str:
@@ -196,8 +239,9 @@ def latex_to_python(s: str) -> str:
                 root, i = s[i + 1 : close], close + 1
             radicand, i = _group(s, i)
             body = latex_to_python(radicand)
-            out.append(f"sqrt({body})" if root is None
-                       else f"(({body})**(1/({latex_to_python(root)})))")
+            out.append(
+                f"sqrt({body})" if root is None else f"(({body})**(1/({latex_to_python(root)})))"
+            )
         elif name in _COMMANDS:
             out.append(_COMMANDS[name])
         else:
@@ -205,15 +249,30 @@ def latex_to_python(s: str) -> str:
     return "".join(out)
 
 
-_FUNCTIONS = {"pi": sympy.pi, "oo": sympy.oo, "sqrt": sympy.sqrt, "log": sympy.log,
-              "exp": sympy.exp, "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan}
+_FUNCTIONS = {
+    "pi": sympy.pi,
+    "oo": sympy.oo,
+    "sqrt": sympy.sqrt,
+    "log": sympy.log,
+    "exp": sympy.exp,
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+    "tan": sympy.tan,
+}
 # In competition answers e is Euler's number and i the imaginary unit; both sides read them so.
 _CONSTANTS = {"e": sympy.E, "i": sympy.I}
 _GLOBALS = {"__builtins__": {}, **{k: getattr(sympy, k) for k in dir(sympy) if k[0] != "_"}}
 _TRANSFORMS = (*standard_transformations, implicit_multiplication, implicit_application)
 _SAFE_TEXT = re.compile(r"[0-9A-Za-z+\-*/().\s]{1,200}")
-_PARSE_ERRORS = (SyntaxError, TypeError, ValueError, AttributeError, ZeroDivisionError,
-                 TokenError, sympy.SympifyError)
+_PARSE_ERRORS = (
+    SyntaxError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    ZeroDivisionError,
+    TokenError,
+    sympy.SympifyError,
+)
 
 
 def _safe_exponents(py: str) -> bool:
@@ -250,14 +309,20 @@ def parse_expression(py: str) -> sympy.Expr | None:
         return None
     symbols = {n: sympy.Symbol(n) for n in names if len(n) == 1}
     try:
-        expr = parse_expr(py, local_dict={**symbols, **_CONSTANTS, **_FUNCTIONS}, global_dict=_GLOBALS,
-                          transformations=_TRANSFORMS, evaluate=False)
+        expr = parse_expr(
+            py,
+            local_dict={**symbols, **_CONSTANTS, **_FUNCTIONS},
+            global_dict=_GLOBALS,
+            transformations=_TRANSFORMS,
+            evaluate=False,
+        )
     except _PARSE_ERRORS:
         return None
     return expr if isinstance(expr, sympy.Expr) else None
 
 
 # ---------------------------------------------------------------- structured answers
+
 
 @dataclass(frozen=True)
 class ParsedAnswer:
@@ -365,8 +430,10 @@ def same_value(a: sympy.Expr, b: sympy.Expr) -> bool:
         return True
     difference = a - b
     symbols = sorted(difference.free_symbols, key=str)
-    points = [{s: _POINTS[(k + i) % len(_POINTS)] for i, s in enumerate(symbols)}
-              for k in range(3 if symbols else 1)]
+    points = [
+        {s: _POINTS[(k + i) % len(_POINTS)] for i, s in enumerate(symbols)}
+        for k in range(3 if symbols else 1)
+    ]
     verdicts = [v for v in (_close_at(a, b, p) for p in points) if v is not None]
     if verdicts:
         return all(verdicts)

@@ -43,7 +43,9 @@ class TokenEfficiency:
         count_tokens: TokenCounter = approx_token_count,
     ) -> None:
         if form not in ("penalty", "kilotokens"):
-            raise ValueError(f"token_efficiency form must be 'penalty' or 'kilotokens', not {form!r}")
+            raise ValueError(
+                f"token_efficiency form must be 'penalty' or 'kilotokens', not {form!r}"
+            )
         if not lam > 0:
             raise ValueError(f"token_efficiency lam must be > 0, not {lam!r}")
         self.form = form

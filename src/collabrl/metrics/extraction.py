@@ -50,12 +50,17 @@ DEFAULT_EXTRACTOR_PARAMS = GenerationParams(temperature=0.0, max_tokens=4096)
 
 _FENCED_CODE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 _NONE_REPLY = re.compile(r"(?i)\s*none\W*")  # the whole reply says there is nothing
-_NONE_INSIDE = re.compile(r"\s*NONE\s*")  # inside a block only the upper-case word: "None" may be an answer
+_NONE_INSIDE = re.compile(
+    r"\s*NONE\s*"
+)  # inside a block only the upper-case word: "None" may be an answer
 
 _Key = tuple[Conversation, ArtifactKind]
 # Replies that are not read, by finish reason: a cut artifact may be a wrong one ("42" -> "4").
-_FAILURES = {"length": "extract_cut", "refusal": "extract_refused",
-             "incomplete": "extract_error:incomplete"}
+_FAILURES = {
+    "length": "extract_cut",
+    "refusal": "extract_refused",
+    "incomplete": "extract_error:incomplete",
+}
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,11 @@ def missing_artifact_score(extraction: Extraction, **detail: object) -> Score:
     failure of the extraction (unscored).
     """
     if extraction.reason == NO_ARTIFACT:
-        return Score(value=0.0, raw=extraction.raw,
-                     detail={**detail, "extracted": None, "reason": NO_ARTIFACT})
+        return Score(
+            value=0.0,
+            raw=extraction.raw,
+            detail={**detail, "extracted": None, "reason": NO_ARTIFACT},
+        )
     return Score.unscored(extraction.reason or "extract_failed", extraction.raw, **detail)
 
 
@@ -161,11 +169,17 @@ class ArtifactExtractor:
     def render(self, conversation: Conversation, task: Task) -> tuple[str, str]:
         """The prompt for extracting from ``conversation``, and its call id."""
         transcript = verbatim_transcript(conversation)
-        call = call_id(self.template, {"kind": task.artifact, "description": task.description,
-                                       "transcript": transcript})
-        prompt = render_prompt(self.template, id=call, kind=task.artifact,
-                               description=task.description,
-                               transcript=frame("TRANSCRIPT", transcript, call))
+        call = call_id(
+            self.template,
+            {"kind": task.artifact, "description": task.description, "transcript": transcript},
+        )
+        prompt = render_prompt(
+            self.template,
+            id=call,
+            kind=task.artifact,
+            description=task.description,
+            transcript=frame("TRANSCRIPT", transcript, call),
+        )
         return prompt, call
 
     async def _extract(self, conversation: Conversation, task: Task) -> Extraction:

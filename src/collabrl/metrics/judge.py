@@ -158,25 +158,38 @@ class LLMJudge:
             try:
                 completion = (await self.backend.generate(messages, self.params))[0]
             except BackendError as err:
-                return Score.unscored(f"judge_error:{err.reason}", tuple(raw), attempts=attempt,
-                                      call_id=call)
+                return Score.unscored(
+                    f"judge_error:{err.reason}", tuple(raw), attempts=attempt, call_id=call
+                )
             raw.append(completion.text)
             reading = read_grade(completion.text, self.grades, call)
             failure = _failure(completion, reading)
             if failure is not None:
                 return Score.unscored(failure, tuple(raw), attempts=attempt, call_id=call)
             if reading.grade is not None:
-                return Score(value=self.grades[reading.grade], raw=tuple(raw),
-                             detail={"grade": reading.grade, "rationale": reading.rationale,
-                                     "attempts": attempt, "call_id": call})
+                return Score(
+                    value=self.grades[reading.grade],
+                    raw=tuple(raw),
+                    detail={
+                        "grade": reading.grade,
+                        "rationale": reading.rationale,
+                        "attempts": attempt,
+                        "call_id": call,
+                    },
+                )
             problem = reading.problem or ""
             correction = _CORRECTION.format(problem=problem, call=call, menu=", ".join(self.grades))
             messages += [
                 Message(role="assistant", content=completion.text),
                 Message(role="user", content=correction),
             ]
-        return Score.unscored("judge_unparsable", tuple(raw), problem=problem,
-                              attempts=self.max_reasks + 1, call_id=call)
+        return Score.unscored(
+            "judge_unparsable",
+            tuple(raw),
+            problem=problem,
+            attempts=self.max_reasks + 1,
+            call_id=call,
+        )
 
 
 def _failure(completion: Completion, reading: GradeReading) -> str | None:

@@ -23,7 +23,9 @@ from collabrl.metrics.extraction import NO_ARTIFACT, Extraction, last_code_block
 from collabrl.types import Conversation, Task
 
 _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
-_ANSWER_IS = re.compile(r"(?:answer is|answer:)\s*\**\s*([^\n]+?)\s*\**\s*\.?\s*$", re.IGNORECASE | re.MULTILINE)
+_ANSWER_IS = re.compile(
+    r"(?:answer is|answer:)\s*\**\s*([^\n]+?)\s*\**\s*\.?\s*$", re.IGNORECASE | re.MULTILINE
+)
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*(?:/\d+)?")
 
 

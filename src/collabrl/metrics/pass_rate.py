@@ -43,12 +43,17 @@ class PassRate:
             return missing_artifact_score(extraction)
         result = await tests.run(self.sandbox, extraction.text)
         detail = {
-            "verdict": result.verdict, "resource": result.resource,
-            "isolation": result.isolation, "weak_isolation": result.weak_isolation,
+            "verdict": result.verdict,
+            "resource": result.resource,
+            "isolation": result.isolation,
+            "weak_isolation": result.weak_isolation,
             "allow_weak_isolation": self.sandbox.allow_weak_isolation,
-            "tests_run": result.tests_run, "tests_passed": result.tests_passed,
-            "tests_expected": result.tests_expected, "sandbox_reason": result.reason,
-            "failures": list(result.failures), "extracted": extraction.text,
+            "tests_run": result.tests_run,
+            "tests_passed": result.tests_passed,
+            "tests_expected": result.tests_expected,
+            "sandbox_reason": result.reason,
+            "failures": list(result.failures),
+            "extracted": extraction.text,
             "extraction_method": extraction.method,
         }
         if result.verdict == "error":

@@ -49,8 +49,9 @@ class JudgePrompt:
         try:
             Template(self.prompt).substitute({key: "" for key in PLACEHOLDERS})
         except (KeyError, ValueError) as error:
-            raise ValueError(f"a judge prompt may only use ${', $'.join(PLACEHOLDERS)} "
-                             f"(found {error})") from None
+            raise ValueError(
+                f"a judge prompt may only use ${', $'.join(PLACEHOLDERS)} (found {error})"
+            ) from None
         if not self.grades:
             raise ValueError("a judge needs at least one grade")
         if not all(isinstance(v, int | float) and math.isfinite(v) for v in self.grades.values()):
@@ -73,8 +74,9 @@ class _TemplateJudge(LLMJudge):
 class PromptJudge:
     """The metric ``llm_judge``: the value of the grade ``judge`` gives, named ``name``."""
 
-    def __init__(self, backend: Backend, judge: JudgePrompt, *, name: str = "llm_judge",
-                 max_reasks: int = 2) -> None:
+    def __init__(
+        self, backend: Backend, judge: JudgePrompt, *, name: str = "llm_judge", max_reasks: int = 2
+    ) -> None:
         self.name = name
         self.judge = _TemplateJudge(backend, judge.prompt, judge.grades, max_reasks=max_reasks)
 
@@ -85,13 +87,17 @@ class PromptJudge:
 def judge_prompt(options: Mapping[str, Any]) -> JudgePrompt:
     """The judge ``options`` name: ``judge`` (a name or reference) or ``prompt`` + ``grades``."""
     if (options["judge"] is None) == (options["prompt"] is None):
-        raise ValueError("llm_judge: give either `judge` (a judge name or module:attribute) "
-                         "or `prompt` (a template file) with `grades`")
+        raise ValueError(
+            "llm_judge: give either `judge` (a judge name or module:attribute) "
+            "or `prompt` (a template file) with `grades`"
+        )
     if options["judge"] is not None:
         found = resolve("judges", options["judge"], BUILTIN_JUDGES)
         if not isinstance(found, JudgePrompt):
-            raise ValueError(f"judge {options['judge']!r} is a {type(found).__name__}, not a "
-                             f"collabrl.metrics.prompt_judge.JudgePrompt")
+            raise ValueError(
+                f"judge {options['judge']!r} is a {type(found).__name__}, not a "
+                f"collabrl.metrics.prompt_judge.JudgePrompt"
+            )
         return found
     if not isinstance(options["grades"], Mapping):
         raise ValueError("llm_judge: `prompt` needs `grades`, a mapping grade -> value")
@@ -99,7 +105,9 @@ def judge_prompt(options: Mapping[str, Any]) -> JudgePrompt:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ValueError(f"llm_judge: cannot read the prompt file {path}: {error.strerror}") from None
+        raise ValueError(
+            f"llm_judge: cannot read the prompt file {path}: {error.strerror}"
+        ) from None
     try:
         return JudgePrompt(text, {str(k): v for k, v in options["grades"].items()})
     except ValueError as error:

@@ -81,13 +81,22 @@ _METRICS: dict[str, _Entry] = {
     ),
     # a judge from user code: judge (a name or module:attribute) or prompt (a file) + grades
     "llm_judge": _Entry(
-        {"judge": None, "prompt": None, "grades": None, "name": "llm_judge", "role": "judge",
-         "max_reasks": 2},
-        lambda o, b, e: PromptJudge(b(o["role"]), judge_prompt(o), name=o["name"],
-                                    max_reasks=o["max_reasks"]),
+        {
+            "judge": None,
+            "prompt": None,
+            "grades": None,
+            "name": "llm_judge",
+            "role": "judge",
+            "max_reasks": 2,
+        },
+        lambda o, b, e: PromptJudge(
+            b(o["role"]), judge_prompt(o), name=o["name"], max_reasks=o["max_reasks"]
+        ),
     ),
     # judge_role: the answer-match judge used when an answer cannot be parsed; null disables it
-    "accuracy": _Entry({"extractor_role": "judge", "judge_role": "judge", "max_reasks": 2}, _accuracy),
+    "accuracy": _Entry(
+        {"extractor_role": "judge", "judge_role": "judge", "max_reasks": 2}, _accuracy
+    ),
     "bleu": _Entry({"extractor_role": "judge"}, lambda o, b, e: Bleu(e(o["extractor_role"]))),
     "bleu_char": _Entry(
         {"extractor_role": "judge"}, lambda o, b, e: BleuChar(e(o["extractor_role"]))
@@ -96,8 +105,13 @@ _METRICS: dict[str, _Entry] = {
     # unshare > process that the start-up probe finds strong (collabrl.sandbox.isolation);
     # python: the interpreter with the tests' libraries; the config's `sandbox` section applies
     "pass_rate": _Entry(
-        {"extractor_role": "judge", "timeout_s": 10.0, "memory_mb": 1024, "isolation": "auto",
-         "python": None},
+        {
+            "extractor_role": "judge",
+            "timeout_s": 10.0,
+            "memory_mb": 1024,
+            "isolation": "auto",
+            "python": None,
+        },
         lambda o, b, e: PassRate(e(o["extractor_role"]), sandbox_for(o, o["sandbox"])),
         sandboxed=True,
     ),
@@ -121,15 +135,18 @@ def metric_options() -> dict[str, dict[str, Any]]:
 def _plugin(name: str, factory: object, sandbox: SandboxConfig) -> _Entry:
     """The entry of a metric plugin; failures while building it name the plugin."""
     if not callable(factory):
-        raise ValueError(f"metric {name!r} is a {type(factory).__name__}, not a factory called "
-                         f"as (options, tools)")
+        raise ValueError(
+            f"metric {name!r} is a {type(factory).__name__}, not a factory called "
+            f"as (options, tools)"
+        )
 
     def build(options: dict[str, Any], backends: BackendFor, extractor_for: ExtractorFor) -> Metric:
         try:
             return factory(options, MetricTools(backends, extractor_for, sandbox))
         except Exception as error:  # noqa: BLE001 - any failure of user code, named
-            raise ValueError(f"metric {name!r}: building it failed: "
-                             f"{type(error).__name__}: {error}") from None
+            raise ValueError(
+                f"metric {name!r}: building it failed: {type(error).__name__}: {error}"
+            ) from None
 
     return _Entry(getattr(factory, "defaults", None), build)
 
@@ -157,6 +174,8 @@ def build_metric(
     setting = {"sandbox": sandbox} if entry.sandboxed else {}
     metric = entry.build({**(entry.defaults or {}), **options, **setting}, backends, extractor_for)
     if not isinstance(metric, Metric):
-        raise ValueError(f"metric {name!r} built a {type(metric).__name__}, not a Metric "
-                         f"(a `name` and an async __call__(conversation, task) -> Score)")
+        raise ValueError(
+            f"metric {name!r} built a {type(metric).__name__}, not a Metric "
+            f"(a `name` and an async __call__(conversation, task) -> Score)"
+        )
     return metric

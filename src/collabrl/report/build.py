@@ -25,8 +25,13 @@ from collabrl.report.data import load_run
 
 SCRIPTS = ("dom.js", "plots.js", "browser.js", "report.js")
 PLACEHOLDER = re.compile(r"\{\{(CSS|JS|DATA)\}\}")
-_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
-                 "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_JSON_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 
 
 def embed_json(data: Any) -> str:
@@ -50,8 +55,11 @@ def render_html(data: dict[str, Any]) -> str:
     return PLACEHOLDER.sub(lambda m: parts[m.group(1)], _asset("template.html"))
 
 
-def report_data(run_dirs: Sequence[str | Path], title: str = "collabrl report",
-                progress: StageProgress | None = None) -> dict[str, Any]:
+def report_data(
+    run_dirs: Sequence[str | Path],
+    title: str = "collabrl report",
+    progress: StageProgress | None = None,
+) -> dict[str, Any]:
     """What the page shows: every run, and the headline of the first evaluation run."""
     runs = []
     for folder in run_dirs:
@@ -68,8 +76,12 @@ def report_data(run_dirs: Sequence[str | Path], title: str = "collabrl report",
     }
 
 
-def build_report(run_dirs: Sequence[str | Path], output: str | Path,
-                 title: str = "collabrl report", progress: StageProgress | None = None) -> Path:
+def build_report(
+    run_dirs: Sequence[str | Path],
+    output: str | Path,
+    title: str = "collabrl report",
+    progress: StageProgress | None = None,
+) -> Path:
     """Write the report for ``run_dirs`` to ``output`` (atomically); returns its path.
     ``progress`` advances once per run folder read."""
     output = Path(output)

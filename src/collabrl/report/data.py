@@ -27,9 +27,14 @@ from collabrl.reward import FUTURE_CUT
 from collabrl.rollout import CUT_FLAG
 
 SUMMARY_FILE = "summary.json"
-FIGURE_LABELS = {"score": "Task score (%)", "tokens_k": "Assistant tokens (k)",
-                 "itr": "Interactivity (ITR)", "turns": "Turns", "satisfied": "Satisfied (%)",
-                 "asks_first": "First reply asks (%)"}
+FIGURE_LABELS = {
+    "score": "Task score (%)",
+    "tokens_k": "Assistant tokens (k)",
+    "itr": "Interactivity (ITR)",
+    "turns": "Turns",
+    "satisfied": "Satisfied (%)",
+    "asks_first": "First reply asks (%)",
+}
 # Decimals per figure: percentages and ITR one, small counts two (others: by their size).
 FIGURE_DIGITS = {"score": 1, "tokens_k": 2, "itr": 1, "turns": 2, "satisfied": 1, "asks_first": 1}
 HEADLINE_FIGURE = "score"  # task success: what the page opens on
@@ -50,8 +55,10 @@ def run_kind(folder: Path) -> RunKind:
             return "eval"
     if (folder / TURNS_FILE).exists():
         return "generate"
-    raise ReportError(f"{folder}: not a run folder (expected summary.json and conversations.jsonl "
-                      f"from `collabrl eval`, or turns.jsonl from `collabrl generate`)")
+    raise ReportError(
+        f"{folder}: not a run folder (expected summary.json and conversations.jsonl "
+        f"from `collabrl eval`, or turns.jsonl from `collabrl generate`)"
+    )
 
 
 def load_run(folder: str | Path) -> dict[str, Any]:
@@ -74,6 +81,7 @@ def _sandbox(folder: Path) -> dict[str, Any] | None:
 
 
 # --- evaluation runs -------------------------------------------------------------------------
+
 
 def eval_run(folder: Path) -> dict[str, Any]:
     summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
@@ -110,22 +118,36 @@ def summary_table(summary: dict[str, Any], systems: list[str]) -> dict[str, Any]
         cells = []
         for group in groups:
             figures = summary[group]["systems"].get(system, {})
-            cells += [{"estimate": figures.get(name), "unscored": figures.get(f"{name}_unscored"),
-                       "conversations": figures.get("conversations", 0)}
-                      for name, _, _ in TABLE_COLUMNS]
+            cells += [
+                {
+                    "estimate": figures.get(name),
+                    "unscored": figures.get(f"{name}_unscored"),
+                    "conversations": figures.get("conversations", 0),
+                }
+                for name, _, _ in TABLE_COLUMNS
+            ]
         rows.append({"system": system, "cells": cells})
     return {
         "groups": [{"key": g, "label": METRIC_LABELS.get(g, g)} for g in groups],
-        "columns": [{"figure": name, "label": label, "digits": digits}
-                    for name, label, digits in TABLE_COLUMNS],
+        "columns": [
+            {"figure": name, "label": label, "digits": digits}
+            for name, label, digits in TABLE_COLUMNS
+        ],
         "rows": rows,
     }
 
 
 def paired_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Every paired difference, labelled with its task metric and figure."""
-    return [{"group": METRIC_LABELS.get(group, group), "label": FIGURE_LABELS.get(d["figure"],
-             d["figure"]), **d} for group, body in summary.items() for d in body["paired"]]
+    return [
+        {
+            "group": METRIC_LABELS.get(group, group),
+            "label": FIGURE_LABELS.get(d["figure"], d["figure"]),
+            **d,
+        }
+        for group, body in summary.items()
+        for d in body["paired"]
+    ]
 
 
 def figure_bars(summary: dict[str, Any], systems: list[str]) -> list[dict[str, Any]]:
@@ -133,8 +155,11 @@ def figure_bars(summary: dict[str, Any], systems: list[str]) -> list[dict[str, A
     charts = []
     for group, body in summary.items():
         for figure in FIGURES:
-            bars = [{"name": s, **body["systems"][s][figure]} for s in systems
-                    if body["systems"].get(s, {}).get(figure)]
+            bars = [
+                {"name": s, **body["systems"][s][figure]}
+                for s in systems
+                if body["systems"].get(s, {}).get(figure)
+            ]
             if bars:
                 title = f"{METRIC_LABELS.get(group, group)}: {FIGURE_LABELS.get(figure, figure)}"
                 charts.append({"title": title, "bars": bars})
@@ -147,14 +172,22 @@ def headline(summary: dict[str, Any], systems: list[str]) -> list[dict[str, Any]
     system (``summary.json``'s, with its interval and whether it is within noise)."""
     charts = []
     for group, body in summary.items():
-        bars = [{"name": s, **body["systems"][s][HEADLINE_FIGURE]} for s in systems
-                if body["systems"].get(s, {}).get(HEADLINE_FIGURE)]
+        bars = [
+            {"name": s, **body["systems"][s][HEADLINE_FIGURE]}
+            for s in systems
+            if body["systems"].get(s, {}).get(HEADLINE_FIGURE)
+        ]
         if not bars:
             continue
         differences = [d for d in body["paired"] if d["figure"] == HEADLINE_FIGURE]
-        charts.append({"group": METRIC_LABELS.get(group, group), "bars": bars,
-                       "base": differences[0]["b"] if differences else bars[0]["name"],
-                       "differences": differences})
+        charts.append(
+            {
+                "group": METRIC_LABELS.get(group, group),
+                "bars": bars,
+                "base": differences[0]["b"] if differences else bars[0]["name"],
+                "differences": differences,
+            }
+        )
     return charts
 
 
@@ -166,8 +199,9 @@ def eval_plots(records: list[dict[str, Any]], systems: list[str]) -> dict[str, A
         return {s: [v for v in map(get, rs) if v is not None] for s, rs in by_system.items()}
 
     return {
-        "score_by_turns": means_by_x({s: [(r["turns"], FIGURES["score"](r)) for r in rs]
-                                      for s, rs in by_system.items()}),
+        "score_by_turns": means_by_x(
+            {s: [(r["turns"], FIGURES["score"](r)) for r in rs] for s, rs in by_system.items()}
+        ),
         "tokens": histogram(values(lambda r: r["assistant_tokens"])),
         "turns": histogram(values(FIGURES["turns"])),
         "itr": histogram(values(FIGURES["itr"])),
@@ -190,12 +224,24 @@ def eval_counts(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def eval_conversation(index: int, r: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": index, "task": r["task_id"], "system": r["system"], "seed": r["seed"],
-        "status": "failed" if r.get("error") else "ok", "ended": r["ended"],
-        "satisfied": r["satisfied"], "turns": r["turns"], "messages": _messages(r["messages"]),
-        "metric": r.get("metric"), "score": r["score"], "score_reason": r.get("score_reason"),
-        "itr": r["itr_grade"], "itr_reason": r.get("itr_reason"), "tokens": r["assistant_tokens"],
-        "error": r.get("error"), "flags": r.get("flags", []), **persona_fields(r),
+        "id": index,
+        "task": r["task_id"],
+        "system": r["system"],
+        "seed": r["seed"],
+        "status": "failed" if r.get("error") else "ok",
+        "ended": r["ended"],
+        "satisfied": r["satisfied"],
+        "turns": r["turns"],
+        "messages": _messages(r["messages"]),
+        "metric": r.get("metric"),
+        "score": r["score"],
+        "score_reason": r.get("score_reason"),
+        "itr": r["itr_grade"],
+        "itr_reason": r.get("itr_reason"),
+        "tokens": r["assistant_tokens"],
+        "error": r.get("error"),
+        "flags": r.get("flags", []),
+        **persona_fields(r),
     }
 
 
@@ -207,12 +253,16 @@ def persona_fields(record: dict[str, Any]) -> dict[str, Any]:
 
 # --- data-engine runs ------------------------------------------------------------------------
 
+
 def generate_run(folder: Path) -> dict[str, Any]:
     turns = {(t["conversation_id"], t["turn"]): t for t in read_jsonl(folder / TURNS_FILE)}
     ordered = sorted(turns.values(), key=lambda t: (t["conversation_id"], t["turn"]))
     convs_path = folder / CONVERSATIONS_FILE
-    conversations = (list(latest_by(read_jsonl(convs_path), "conversation_id").values())
-                     if convs_path.exists() else [])
+    conversations = (
+        list(latest_by(read_jsonl(convs_path), "conversation_id").values())
+        if convs_path.exists()
+        else []
+    )
     return {
         "counts": generate_counts(ordered, conversations),
         "plots": generate_plots(ordered),
@@ -258,8 +308,11 @@ def _cut_futures(candidate: dict[str, Any]) -> int:
     stored futures' flags, or, when futures were not kept, from the unscored ones' reasons."""
     if candidate.get("futures") is None:
         return sum(1 for reason in candidate["reasons"] if reason == FUTURE_CUT)
-    return sum(1 for sample in candidate["futures"]
-               if any(f.startswith(CUT_FLAG + "@") for f in sample["future"].get("flags", [])))
+    return sum(
+        1
+        for sample in candidate["futures"]
+        if any(f.startswith(CUT_FLAG + "@") for f in sample["future"].get("flags", []))
+    )
 
 
 def generate_plots(turns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -289,8 +342,9 @@ def generate_plots(turns: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def generate_conversations(turns: list[dict[str, Any]],
-                           conversations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def generate_conversations(
+    turns: list[dict[str, Any]], conversations: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """One browser record per conversation, its scored turns attached; unfinished ones last."""
     steps: dict[str, list[dict]] = defaultdict(list)
     for t in turns:
@@ -301,55 +355,87 @@ def generate_conversations(turns: list[dict[str, Any]],
     for conversation_id, pending in steps.items():
         last = pending[-1]
         chosen, _ = _chosen_and_rejected(last)
-        messages = last["prefix"] + ([{"role": "assistant", "content": chosen["text"]}]
-                                     if chosen else [])
-        record = {"conversation_id": conversation_id, "task_id": last["task_id"],
-                  "status": "unfinished", "ended": "unfinished", "turns": len(pending),
-                  "messages": messages}
+        messages = last["prefix"] + (
+            [{"role": "assistant", "content": chosen["text"]}] if chosen else []
+        )
+        record = {
+            "conversation_id": conversation_id,
+            "task_id": last["task_id"],
+            "status": "unfinished",
+            "ended": "unfinished",
+            "turns": len(pending),
+            "messages": messages,
+        }
         out.append(_generate_conversation(len(out), record, pending))
     return out
 
 
 def _generate_conversation(index: int, c: dict[str, Any], turns: list[dict]) -> dict[str, Any]:
     return {
-        "id": index, "task": c["task_id"], "conversation_id": c["conversation_id"],
-        "system": None, "status": c["status"], "ended": c["ended"], "reason": c.get("reason"),
-        "satisfied": c["ended"] == "user_terminated", "turns": c["turns"],
-        "messages": _messages(c["messages"]), "steps": [compact_turn(t) for t in turns],
+        "id": index,
+        "task": c["task_id"],
+        "conversation_id": c["conversation_id"],
+        "system": None,
+        "status": c["status"],
+        "ended": c["ended"],
+        "reason": c.get("reason"),
+        "satisfied": c["ended"] == "user_terminated",
+        "turns": c["turns"],
+        "messages": _messages(c["messages"]),
+        "steps": [compact_turn(t) for t in turns],
         **persona_fields(c),
     }
 
 
 def compact_turn(t: dict[str, Any]) -> dict[str, Any]:
     """A turn record for the browser: where it sits (``at``: its prefix length) and candidates."""
-    return {"turn": t["turn"], "at": len(t["prefix"]), "chosen": t["chosen"],
-            "candidates": [compact_candidate(c) for c in t["candidates"]]}
+    return {
+        "turn": t["turn"],
+        "at": len(t["prefix"]),
+        "chosen": t["chosen"],
+        "candidates": [compact_candidate(c) for c in t["candidates"]],
+    }
 
 
 def compact_candidate(c: dict[str, Any]) -> dict[str, Any]:
     futures = c.get("futures")
     return {
-        "text": c["text"], "source": c["source"], "mr": c["mr"], "stderr": c["stderr"],
-        "metric_means": c["metric_means"], "unscored": c["unscored"],
-        "sample_rewards": c["sample_rewards"], "reasons": c["reasons"],
+        "text": c["text"],
+        "source": c["source"],
+        "mr": c["mr"],
+        "stderr": c["stderr"],
+        "metric_means": c["metric_means"],
+        "unscored": c["unscored"],
+        "sample_rewards": c["sample_rewards"],
+        "reasons": c["reasons"],
         "stopped": c.get("stopped"),
-        "futures": None if futures is None else [compact_future(i, f) for i, f in
-                                                 enumerate(futures)],
+        "futures": None
+        if futures is None
+        else [compact_future(i, f) for i, f in enumerate(futures)],
     }
 
 
 def compact_future(index: int, sample: dict[str, Any]) -> dict[str, Any]:
     """A sampled future: only the messages it added, how it ended, and its scores."""
     future = sample["future"]
-    added = future["conversation"]["messages"][future.get("start", 0):]
+    added = future["conversation"]["messages"][future.get("start", 0) :]
     return {
-        "index": future.get("sample_index", index), "added": _messages(added),
-        "ended": future["ended"], "error": future.get("error"),
-        "closing": future.get("closing_message"), "reward": sample["reward"],
+        "index": future.get("sample_index", index),
+        "added": _messages(added),
+        "ended": future["ended"],
+        "error": future.get("error"),
+        "closing": future.get("closing_message"),
+        "reward": sample["reward"],
         "reason": sample.get("reason"),
-        "scores": {name: {"value": s.get("value"), "reason": s.get("reason"),
-                          "raw": list(s.get("raw", [])), "detail": s.get("detail", {})}
-                   for name, s in sample["scores"].items()},
+        "scores": {
+            name: {
+                "value": s.get("value"),
+                "reason": s.get("reason"),
+                "raw": list(s.get("raw", [])),
+                "detail": s.get("detail", {}),
+            }
+            for name, s in sample["scores"].items()
+        },
     }
 
 

@@ -37,8 +37,10 @@ def histogram(series: Mapping[str, Sequence[float]], bins: int = 20) -> dict[str
         edges = [low + i * width for i in range(bins)] + [high]
     return {
         "edges": edges,
-        "series": [{"name": name, "counts": _counts(vs, edges), "total": len(vs)}
-                   for name, vs in series.items()],
+        "series": [
+            {"name": name, "counts": _counts(vs, edges), "total": len(vs)}
+            for name, vs in series.items()
+        ],
     }
 
 
@@ -78,6 +80,8 @@ def means_by_x(points: Mapping[str, Iterable[tuple[float, float | None]]]) -> di
         return None
     return {
         "x": xs,
-        "series": [{"name": name, "points": [mean_interval(by_x.get(x, [])) for x in xs]}
-                   for name, by_x in grouped.items()],
+        "series": [
+            {"name": name, "points": [mean_interval(by_x.get(x, [])) for x in xs]}
+            for name, by_x in grouped.items()
+        ],
     }

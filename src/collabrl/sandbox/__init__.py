@@ -11,6 +11,18 @@ from collabrl.sandbox.gate import CodeTests, GateError, GateReport, check_task_s
 from collabrl.sandbox.isolation import Isolation, SandboxRefused, SandboxUnavailable
 from collabrl.sandbox.policy import config_sandbox, describe_sandbox, sandbox_for, sandbox_record
 
-__all__ = ["Sandbox", "SandboxResult", "SandboxUnavailable", "SandboxRefused", "Isolation",
-           "CodeTests", "GateError", "GateReport", "check_task_set", "config_sandbox",
-           "describe_sandbox", "sandbox_for", "sandbox_record"]
+__all__ = [
+    "Sandbox",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "SandboxRefused",
+    "Isolation",
+    "CodeTests",
+    "GateError",
+    "GateReport",
+    "check_task_set",
+    "config_sandbox",
+    "describe_sandbox",
+    "sandbox_for",
+    "sandbox_record",
+]

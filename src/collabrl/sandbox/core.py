@@ -75,8 +75,7 @@ from collabrl.sandbox.sandbox_launcher import children
 from collabrl.sandbox.verdict import Capture, Limits, Raw, SandboxResult, judge
 
 TestStyle = Literal["check", "unittest"]
-_IN_SANDBOX = ("sandbox_launcher.py", "sandbox_runner.py", "sandbox_guards.py",
-               "sandbox_mounts.py")
+_IN_SANDBOX = ("sandbox_launcher.py", "sandbox_runner.py", "sandbox_guards.py", "sandbox_mounts.py")
 _RESULT_LIMIT = 1 << 20
 _GRACE_S = 2.0
 _detected: dict[tuple[str, str], tuple[Isolation, list[str]]] = {}
@@ -92,10 +91,18 @@ class Sandbox:
     """
 
     def __init__(
-        self, *, timeout_s: float = 10.0, memory_mb: int = 1024, file_size_mb: int = 64,
-        disk_mb: int = 256, max_processes: int = 64, max_open_files: int = 256,
-        output_limit: int = 32_000, concurrency: int | None = None,
-        isolation: Literal["auto"] | IsolationLevel = "auto", python: str | None = None,
+        self,
+        *,
+        timeout_s: float = 10.0,
+        memory_mb: int = 1024,
+        file_size_mb: int = 64,
+        disk_mb: int = 256,
+        max_processes: int = 64,
+        max_open_files: int = 256,
+        output_limit: int = 32_000,
+        concurrency: int | None = None,
+        isolation: Literal["auto"] | IsolationLevel = "auto",
+        python: str | None = None,
         allow_weak_isolation: bool = False,
     ) -> None:
         if isolation != "auto" and isolation not in LEVELS:
@@ -103,7 +110,11 @@ class Sandbox:
         if min(timeout_s, memory_mb, file_size_mb, disk_mb, max_processes, max_open_files) <= 0:
             raise ValueError("sandbox limits must be positive")
         self.timeout_s, self.memory_mb, self.file_size_mb = timeout_s, memory_mb, file_size_mb
-        self.disk_mb, self.max_processes, self.max_open_files = disk_mb, max_processes, max_open_files
+        self.disk_mb, self.max_processes, self.max_open_files = (
+            disk_mb,
+            max_processes,
+            max_open_files,
+        )
         self.output_limit, self.requested = output_limit, isolation
         self.allow_weak_isolation = allow_weak_isolation
         self.concurrency = concurrency or os.cpu_count() or 1
@@ -114,7 +125,11 @@ class Sandbox:
         """Semaphore and lock of the running loop (a sandbox may outlive an event loop)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            self._loop, self._slots, self._lock = loop, asyncio.Semaphore(self.concurrency), asyncio.Lock()
+            self._loop, self._slots, self._lock = (
+                loop,
+                asyncio.Semaphore(self.concurrency),
+                asyncio.Lock(),
+            )
         return self._slots, self._lock
 
     async def isolation(self) -> Isolation:
@@ -146,9 +161,22 @@ class Sandbox:
                 continue
             how = plan(level, dirs)
             try:
-                iso = await probe(how, dirs, lambda code, p=how: self._run(
-                    p, dirs, {"code": code, "tests": PROBE_TESTS, "style": "check",
-                              "entry_point": "probe", "setup": None}), tuple(notes))
+                iso = await probe(
+                    how,
+                    dirs,
+                    lambda code, p=how: self._run(
+                        p,
+                        dirs,
+                        {
+                            "code": code,
+                            "tests": PROBE_TESTS,
+                            "style": "check",
+                            "entry_point": "probe",
+                            "setup": None,
+                        },
+                    ),
+                    tuple(notes),
+                )
             except ProbeFailed as failed:
                 notes.append(f"{level}: {failed}")
                 continue
@@ -161,7 +189,11 @@ class Sandbox:
         raise SandboxUnavailable("; ".join(notes))
 
     async def run_tests(
-        self, code: str, tests: str, test_style: TestStyle, entry_point: str | None = None,
+        self,
+        code: str,
+        tests: str,
+        test_style: TestStyle,
+        entry_point: str | None = None,
         setup_code: str | None = None,
     ) -> SandboxResult:
         """Run ``tests`` against ``code`` (``setup_code`` is prepended to it)."""
@@ -172,10 +204,19 @@ class Sandbox:
         try:
             iso = await self.isolation()
         except SandboxUnavailable as err:
-            return SandboxResult(verdict="error", isolation="none", duration_s=0.0,
-                                 reason=f"no isolation level works: {err}")
-        task = {"code": code, "tests": tests, "style": test_style, "entry_point": entry_point,
-                "setup": setup_code}
+            return SandboxResult(
+                verdict="error",
+                isolation="none",
+                duration_s=0.0,
+                reason=f"no isolation level works: {err}",
+            )
+        task = {
+            "code": code,
+            "tests": tests,
+            "style": test_style,
+            "entry_point": entry_point,
+            "setup": setup_code,
+        }
         async with self._loop_state()[0]:
             result = await self._run(iso.plan, (await self._detected())[1], task)
         return result.model_copy(update={"weak_isolation": bool(iso.weaknesses)})
@@ -185,8 +226,9 @@ class Sandbox:
         started = time.monotonic()
         uid = allocate_uid() if how.drops_uid else None
         try:
-            with tempfile.TemporaryDirectory(prefix="collabrl-sandbox-",
-                                             ignore_cleanup_errors=True) as tmp:
+            with tempfile.TemporaryDirectory(
+                prefix="collabrl-sandbox-", ignore_cleanup_errors=True
+            ) as tmp:
                 read_fd, write_fd = os.pipe()
                 try:
                     cmd = self._prepare(Path(tmp), how, python_dirs, uid, write_fd, task)
@@ -194,19 +236,30 @@ class Sandbox:
                     os.close(read_fd)
                     os.close(write_fd)
                     raise
-                raw = await _execute(cmd, how.level, read_fd, write_fd, self.timeout_s,
-                                     self.output_limit)
+                raw = await _execute(
+                    cmd, how.level, read_fd, write_fd, self.timeout_s, self.output_limit
+                )
         except OSError as err:
-            return SandboxResult(verdict="error", isolation=how.level,
-                                 duration_s=time.monotonic() - started,
-                                 reason=f"sandbox setup failed: {err}")
+            return SandboxResult(
+                verdict="error",
+                isolation=how.level,
+                duration_s=time.monotonic() - started,
+                reason=f"sandbox setup failed: {err}",
+            )
         finally:
             release_uid(uid)
         limits = Limits(self.timeout_s, self.output_limit, self.max_processes)
         return judge(raw, how.level, time.monotonic() - started, limits)
 
-    def _prepare(self, tmp: Path, how: Plan, python_dirs: list[str], uid: int | None,
-                 result_fd: int, task: dict) -> Command:
+    def _prepare(
+        self,
+        tmp: Path,
+        how: Plan,
+        python_dirs: list[str],
+        uid: int | None,
+        result_fd: int,
+        task: dict,
+    ) -> Command:
         """Write the inputs (read-only for the code) and the config; the command to start."""
         input_host, work_host, root_host = tmp / "input", tmp / "work", tmp / "root"
         input_host.mkdir(mode=0o755)
@@ -218,24 +271,43 @@ class Sandbox:
         for name in _IN_SANDBOX:
             shutil.copyfile(Path(__file__).with_name(name), input_host / name)
         setup = task["setup"] or ""
-        files = {"candidate.py": f"{setup}\n{task['code']}", "tests.py": task["tests"],
-                 "setup.py": setup}
+        files = {
+            "candidate.py": f"{setup}\n{task['code']}",
+            "tests.py": task["tests"],
+            "setup.py": setup,
+        }
         for name, text in files.items():
             (input_host / name).write_text(text, encoding="utf-8")
-        cmd = command(how, python=self.python, input_host=str(input_host),
-                      work_host=str(work_host), python_dirs=python_dirs, disk_mb=self.disk_mb)
+        cmd = command(
+            how,
+            python=self.python,
+            input_host=str(input_host),
+            work_host=str(work_host),
+            python_dirs=python_dirs,
+            disk_mb=self.disk_mb,
+        )
         new_root = new_root_spec(python_dirs, str(input_host), str(root_host), self.disk_mb)
-        limits = {"cpu_s": math.ceil(self.timeout_s) + 1,
-                  "memory_bytes": int(self.memory_mb) << 20,
-                  "file_size_bytes": int(self.file_size_mb) << 20,
-                  "open_files": int(self.max_open_files), "processes": int(self.max_processes)}
+        limits = {
+            "cpu_s": math.ceil(self.timeout_s) + 1,
+            "memory_bytes": int(self.memory_mb) << 20,
+            "file_size_bytes": int(self.file_size_mb) << 20,
+            "open_files": int(self.max_open_files),
+            "processes": int(self.max_processes),
+        }
         config = {
-            "python": self.python, "runner": f"{cmd.input_dir}/sandbox_runner.py",
+            "python": self.python,
+            "runner": f"{cmd.input_dir}/sandbox_runner.py",
             "config": f"{cmd.input_dir}/config.json",
             "new_root": new_root if how.new_root else None,
-            "work": cmd.work_dir, "result_fd": result_fd, "uid": uid, "gid": uid,
-            "limits": limits, "test_style": task["style"], "entry_point": task["entry_point"],
-            "candidate": f"{cmd.input_dir}/candidate.py", "tests": f"{cmd.input_dir}/tests.py",
+            "work": cmd.work_dir,
+            "result_fd": result_fd,
+            "uid": uid,
+            "gid": uid,
+            "limits": limits,
+            "test_style": task["style"],
+            "entry_point": task["entry_point"],
+            "candidate": f"{cmd.input_dir}/candidate.py",
+            "tests": f"{cmd.input_dir}/tests.py",
             "setup": f"{cmd.input_dir}/setup.py" if task["setup"] else None,
         }
         (input_host / "config.json").write_text(json.dumps(config), encoding="utf-8")
@@ -244,8 +316,9 @@ class Sandbox:
         return cmd
 
 
-async def _execute(cmd: Command, level: str, read_fd: int, write_fd: int, timeout_s: float,
-                   output_limit: int) -> Raw:
+async def _execute(
+    cmd: Command, level: str, read_fd: int, write_fd: int, timeout_s: float, output_limit: int
+) -> Raw:
     """Start ``cmd``, hand it the nonce, collect output and records, kill it on timeout.
 
     Owns both ends of the result pipe (``write_fd`` is passed to the child, then closed here).
@@ -253,9 +326,15 @@ async def _execute(cmd: Command, level: str, read_fd: int, write_fd: int, timeou
     nonce = secrets.token_hex(16)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *cmd.argv, cwd=cmd.cwd, env=sandbox_env(cmd.work_dir), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            pass_fds=(write_fd,), start_new_session=True)
+            *cmd.argv,
+            cwd=cmd.cwd,
+            env=sandbox_env(cmd.work_dir),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+        )
     except BaseException:
         os.close(read_fd)
         raise
@@ -265,9 +344,12 @@ async def _execute(cmd: Command, level: str, read_fd: int, write_fd: int, timeou
     results, transport, drains, timed_out = asyncio.StreamReader(), None, [], False
     try:
         transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(results), os.fdopen(read_fd, "rb", 0))
-        drains = [asyncio.ensure_future(c.drain(s))
-                  for c, s in ((out, proc.stdout), (err, proc.stderr), (res, results))]
+            lambda: asyncio.StreamReaderProtocol(results), os.fdopen(read_fd, "rb", 0)
+        )
+        drains = [
+            asyncio.ensure_future(c.drain(s))
+            for c, s in ((out, proc.stdout), (err, proc.stderr), (res, results))
+        ]
         with suppress(BrokenPipeError, ConnectionResetError):
             proc.stdin.write(nonce.encode() + b"\n")
             await proc.stdin.drain()

@@ -25,8 +25,14 @@ from collabrl.sandbox.core import Sandbox, SandboxResult
 from collabrl.sandbox.isolation import SandboxUnavailable
 from collabrl.types import Task
 
-Problem = Literal["not_code", "bad_tests_metadata", "no_canonical_solution", "reference_fails",
-                  "empty_passes", "sandbox_error"]
+Problem = Literal[
+    "not_code",
+    "bad_tests_metadata",
+    "no_canonical_solution",
+    "reference_fails",
+    "empty_passes",
+    "sandbox_error",
+]
 
 
 class CodeTests(BaseModel):
@@ -50,12 +56,17 @@ class CodeTests(BaseModel):
             raise ValueError("needs reference tests and metadata test_style 'check' or 'unittest'")
         if style == "check" and not entry_point:
             raise ValueError("check-style tests need metadata entry_point")
-        return cls(tests=task.reference, test_style=style, entry_point=entry_point,
-                   setup_code=meta.get("setup_code"))
+        return cls(
+            tests=task.reference,
+            test_style=style,
+            entry_point=entry_point,
+            setup_code=meta.get("setup_code"),
+        )
 
     async def run(self, sandbox: Sandbox, code: str) -> SandboxResult:
-        return await sandbox.run_tests(code, self.tests, self.test_style, self.entry_point,
-                                       self.setup_code)
+        return await sandbox.run_tests(
+            code, self.tests, self.test_style, self.entry_point, self.setup_code
+        )
 
 
 class GateViolation(BaseModel):
@@ -88,8 +99,10 @@ class GateReport(BaseModel):
         return [t for t in tasks if t.id not in self.bad_ids]
 
     def message(self) -> str:
-        lines = [f"{len(self.bad_ids)} of {self.checked} code tasks fail the sandbox gate "
-                 f"(isolation {self.isolation}):"]
+        lines = [
+            f"{len(self.bad_ids)} of {self.checked} code tasks fail the sandbox gate "
+            f"(isolation {self.isolation}):"
+        ]
         lines += [f"  {v.task_id}: {v.problem} {v.detail}".rstrip() for v in self.violations]
         return "\n".join(lines)
 
@@ -123,8 +136,9 @@ async def _check_task(task: Task, sandbox: Sandbox) -> list[GateViolation]:
     canonical = task.metadata.get("canonical_solution")
     if not canonical:
         return [GateViolation(task_id=task.id, problem="no_canonical_solution")]
-    reference, empty = await asyncio.gather(spec.run(sandbox, canonical),
-                                            spec.run(sandbox, empty_solution(spec)))
+    reference, empty = await asyncio.gather(
+        spec.run(sandbox, canonical), spec.run(sandbox, empty_solution(spec))
+    )
     violations = []
     for which, result, wanted in (("reference", reference, True), ("empty", empty, False)):
         if result.verdict == "error":

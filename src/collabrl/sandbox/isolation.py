@@ -49,8 +49,21 @@ INPUT_IN_BWRAP = "/sandbox"
 WORK_IN_BWRAP = "/tmp"
 UID_BASE, UID_SPAN, USERNS_UID = 64000, 1000, 65534
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "passwd",
-              "group", "nsswitch.conf", "hosts", "mime.types", "alternatives", "fonts", "ssl")
+_ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "mime.types",
+    "alternatives",
+    "fonts",
+    "ssl",
+)
 _uids_in_use: set[int] = set()
 
 
@@ -171,8 +184,15 @@ class Command:
     work_dir: str
 
 
-def command(plan: Plan, *, python: str, input_host: str, work_host: str,
-            python_dirs: list[str], disk_mb: int) -> Command:
+def command(
+    plan: Plan,
+    *,
+    python: str,
+    input_host: str,
+    work_host: str,
+    python_dirs: list[str],
+    disk_mb: int,
+) -> Command:
     """How to start the launcher of one run under ``plan`` (with a new root, the launcher starts
     on the host's paths and the runner sees the inside ones: /sandbox and /tmp)."""
     launch_from = input_host
@@ -182,8 +202,17 @@ def command(plan: Plan, *, python: str, input_host: str, work_host: str,
         launch_from = INPUT_IN_BWRAP
     elif plan.level == "unshare":
         userns = [] if is_root() else ["--user", "--map-root-user"]
-        prefix = [tool("unshare"), *userns, "--net", "--pid", "--mount", "--fork",
-                  "--kill-child", "--mount-proc", "--"]
+        prefix = [
+            tool("unshare"),
+            *userns,
+            "--net",
+            "--pid",
+            "--mount",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--",
+        ]
         inside = (INPUT_IN_BWRAP, WORK_IN_BWRAP) if plan.new_root else (input_host, work_host)
         input_dir, work_dir, cwd = *inside, work_host
     else:
@@ -195,8 +224,15 @@ def command(plan: Plan, *, python: str, input_host: str, work_host: str,
 def new_root_spec(python_dirs: list[str], input_host: str, root_host: str, disk_mb: int) -> dict:
     """What ``sandbox_mounts.enter`` builds: the same root as bwrap's."""
     binds, symlinks = layout(python_dirs)
-    return {"root": root_host, "binds": binds, "symlinks": symlinks, "input": input_host,
-            "input_at": INPUT_IN_BWRAP, "work_at": WORK_IN_BWRAP, "size": int(disk_mb) << 20}
+    return {
+        "root": root_host,
+        "binds": binds,
+        "symlinks": symlinks,
+        "input": input_host,
+        "input_at": INPUT_IN_BWRAP,
+        "work_at": WORK_IN_BWRAP,
+        "size": int(disk_mb) << 20,
+    }
 
 
 def layout(python_dirs: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -213,8 +249,17 @@ def layout(python_dirs: list[str]) -> tuple[list[str], list[list[str]]]:
 
 
 def bwrap_options(python_dirs: list[str], input_host: str, disk_mb: int) -> list[str]:
-    opts = ["--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid",
-            "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
+    opts = [
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+    ]
     if is_root():
         opts += ["--cap-drop", "ALL"]
         opts += [a for cap in ("SETUID", "SETGID", "KILL") for a in ("--cap-add", f"CAP_{cap}")]
@@ -250,18 +295,26 @@ def _created_parents(binds: list[str]) -> list[str]:
     for path in binds:
         while (path := os.path.dirname(path)) != "/":
             parents.add(path)
-    return sorted(p for p in parents
-                  if p != WORK_IN_BWRAP and not any(_under(p, b) for b in binds))
+    return sorted(p for p in parents if p != WORK_IN_BWRAP and not any(_under(p, b) for b in binds))
 
 
 async def python_dirs(python: str) -> list[str]:
     """The directories the interpreter needs (bound read-only into bwrap)."""
-    script = ("import sys; print('\\n'.join({sys.prefix, sys.base_prefix, sys.exec_prefix,"
-              " sys.base_exec_prefix}))")
+    script = (
+        "import sys; print('\\n'.join({sys.prefix, sys.base_prefix, sys.exec_prefix,"
+        " sys.base_exec_prefix}))"
+    )
     try:
         proc = await asyncio.create_subprocess_exec(
-            python, "-I", "-c", script, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=sandbox_env("/"), start_new_session=True)
+            python,
+            "-I",
+            "-c",
+            script,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=sandbox_env("/"),
+            start_new_session=True,
+        )
     except OSError as exc:
         raise SandboxUnavailable(f"python {python!r} does not start: {exc}") from exc
     try:

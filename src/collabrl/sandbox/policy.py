@@ -42,22 +42,43 @@ async def describe_sandbox(sandbox: Sandbox) -> dict:
     """The sandbox setting as JSON-able data: the level that runs (None when refused or none
     works), whether it is weak and opted into, what holds, and why it refuses, if it does.
     For a run manifest: ``await describe_sandbox(config_sandbox(config))``."""
-    out = {"requested": sandbox.requested, "allow_weak_isolation": sandbox.allow_weak_isolation,
-           "level": None, "weak_isolation": None, "weaknesses": [], "guarantees": {},
-           "refused": None, "unavailable": None}
+    out = {
+        "requested": sandbox.requested,
+        "allow_weak_isolation": sandbox.allow_weak_isolation,
+        "level": None,
+        "weak_isolation": None,
+        "weaknesses": [],
+        "guarantees": {},
+        "refused": None,
+        "unavailable": None,
+    }
     try:
         iso = await sandbox.isolation()
     except SandboxRefused as refused:
         return {**out, "refused": str(refused)}
     except SandboxUnavailable as unavailable:
         return {**out, "unavailable": str(unavailable)}
-    guarantees = iso.model_dump(include={"unprivileged", "filesystem_protected", "network_cut",
-                                         "processes_limited", "environ_hidden"})
-    return {**out, "level": iso.level, "weak_isolation": bool(iso.weaknesses),
-            "weaknesses": list(iso.weaknesses), "guarantees": guarantees}
+    guarantees = iso.model_dump(
+        include={
+            "unprivileged",
+            "filesystem_protected",
+            "network_cut",
+            "processes_limited",
+            "environ_hidden",
+        }
+    )
+    return {
+        **out,
+        "level": iso.level,
+        "weak_isolation": bool(iso.weaknesses),
+        "weaknesses": list(iso.weaknesses),
+        "guarantees": guarantees,
+    }
 
 
-async def sandbox_record(config: Config, metrics: list[MetricSpec], tasks: list[Task]) -> dict | None:
+async def sandbox_record(
+    config: Config, metrics: list[MetricSpec], tasks: list[Task]
+) -> dict | None:
     """What a run manifest records about the sandbox: ``describe_sandbox`` of the first
     ``pass_rate`` in ``metrics``, when one is configured and some task is a code task; else None
     (no model-written code runs)."""

@@ -94,7 +94,9 @@ def probe_code(victim: str, canary: str, marker: str, port: int, host_pid: int) 
         """)
 
 
-async def probe(plan: Plan, python_dirs: list[str], run: RunProbe, notes: tuple[str, ...]) -> Isolation:
+async def probe(
+    plan: Plan, python_dirs: list[str], run: RunProbe, notes: tuple[str, ...]
+) -> Isolation:
     """What ``plan`` protects here; ``run(code)`` runs code against ``PROBE_TESTS`` at the level."""
     token = secrets.token_hex(8)
     canary = Path(tempfile.gettempdir()) / f"collabrl-probe-{token}"
@@ -110,8 +112,11 @@ async def probe(plan: Plan, python_dirs: list[str], run: RunProbe, notes: tuple[
         code = probe_code(str(victim), str(canary), marker, server.getsockname()[1], os.getpid())
         try:
             result = await run(code)
-            touched = (victim.read_text() != "probe" or canary.exists()
-                       or any(p.exists() for p in installed))
+            touched = (
+                victim.read_text() != "probe"
+                or canary.exists()
+                or any(p.exists() for p in installed)
+            )
         finally:
             for path in (canary, *installed):
                 path.unlink(missing_ok=True)
@@ -124,15 +129,21 @@ async def probe(plan: Plan, python_dirs: list[str], run: RunProbe, notes: tuple[
         "environ_hidden": facts["environ"] != _own_environ(),
     }
     weak = tuple(_WEAKNESSES[k] for k, holds in guarantees.items() if not holds)
-    return Isolation(level=plan.level, drops_uid=plan.drops_uid, new_root=plan.new_root,
-                     weaknesses=weak, notes=notes, **guarantees)
+    return Isolation(
+        level=plan.level,
+        drops_uid=plan.drops_uid,
+        new_root=plan.new_root,
+        weaknesses=weak,
+        notes=notes,
+        **guarantees,
+    )
 
 
 def _facts(result) -> dict:
     lines = [line for line in result.stdout.splitlines() if line.startswith(_MARK)]
     if result.verdict != "pass" or len(lines) != 1:
         raise ProbeFailed(f"{result.verdict}: {result.reason or 'the probe reported nothing'}")
-    return json.loads(lines[0][len(_MARK):])
+    return json.loads(lines[0][len(_MARK) :])
 
 
 def _own_environ() -> str:

@@ -39,18 +39,62 @@ CHECK_NAME = "__sandbox_check__"
 TESTS_MODULE = "__tests__"
 MAX_REASON = 300
 WALK_BUDGET = 200_000
-FORGEABLE = frozenset({
-    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__contains__",
-    "__getattr__", "__getattribute__", "__class__", "__instancecheck__", "__subclasscheck__",
-    "__float__", "__int__", "__index__", "__complex__", "__abs__", "__neg__", "__pos__",
-    "__round__", "__trunc__", "__floor__", "__ceil__", "__add__", "__radd__", "__sub__",
-    "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__floordiv__",
-    "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__", "__and__", "__rand__",
-    "__or__", "__ror__", "__xor__", "__rxor__",
-})
-RESOURCE_ERRNOS = {errno.EFBIG: "file_size", errno.ENOSPC: "disk", errno.EDQUOT: "disk",
-                   errno.EMFILE: "open_files", errno.ENFILE: "open_files",
-                   errno.EAGAIN: "processes"}
+FORGEABLE = frozenset(
+    {
+        "__eq__",
+        "__ne__",
+        "__lt__",
+        "__le__",
+        "__gt__",
+        "__ge__",
+        "__bool__",
+        "__contains__",
+        "__getattr__",
+        "__getattribute__",
+        "__class__",
+        "__instancecheck__",
+        "__subclasscheck__",
+        "__float__",
+        "__int__",
+        "__index__",
+        "__complex__",
+        "__abs__",
+        "__neg__",
+        "__pos__",
+        "__round__",
+        "__trunc__",
+        "__floor__",
+        "__ceil__",
+        "__add__",
+        "__radd__",
+        "__sub__",
+        "__rsub__",
+        "__mul__",
+        "__rmul__",
+        "__truediv__",
+        "__rtruediv__",
+        "__floordiv__",
+        "__rfloordiv__",
+        "__mod__",
+        "__rmod__",
+        "__pow__",
+        "__rpow__",
+        "__and__",
+        "__rand__",
+        "__or__",
+        "__ror__",
+        "__xor__",
+        "__rxor__",
+    }
+)
+RESOURCE_ERRNOS = {
+    errno.EFBIG: "file_size",
+    errno.ENOSPC: "disk",
+    errno.EDQUOT: "disk",
+    errno.EMFILE: "open_files",
+    errno.ENFILE: "open_files",
+    errno.EAGAIN: "processes",
+}
 
 # Saved before any candidate code runs: what the runner needs after it.
 _mro = type.__dict__["__mro__"].__get__
@@ -132,7 +176,9 @@ class Trust:
             if base is None or id(item) in seen:
                 continue
             seen.add(id(item))
-            items = [*dict.keys(item), *dict.values(item)] if base is dict else [*base.__iter__(item)]
+            items = (
+                [*dict.keys(item), *dict.values(item)] if base is dict else [*base.__iter__(item)]
+            )
             budget -= len(items)
             kinds = set(map(type, items))
             for kind in kinds:
@@ -225,9 +271,14 @@ class Pristine:
 
     def changes(self) -> list[str]:
         """What differs; names a module adds are ignored (importing a submodule adds one)."""
-        out = [f"module {name}" for name, m, snap in self.modules
-               if (sys.modules.get(name, m) is not m) or _differs(m.__dict__, snap)]
-        out += [f"{c.__name__}.{k}" for c, snap in self.classes for k in sorted(self._keys(c, snap))]
+        out = [
+            f"module {name}"
+            for name, m, snap in self.modules
+            if (sys.modules.get(name, m) is not m) or _differs(m.__dict__, snap)
+        ]
+        out += [
+            f"{c.__name__}.{k}" for c, snap in self.classes for k in sorted(self._keys(c, snap))
+        ]
         return out
 
     def restore(self) -> None:

@@ -99,12 +99,18 @@ def report(fd: int, nonce: str, kind: str, **payload: object) -> None:
 
 
 def start_runner(config: dict, nonce: str) -> subprocess.Popen:
-    drop = {} if config["uid"] is None else {
-        "user": config["uid"], "group": config["gid"], "extra_groups": []}
+    drop = (
+        {}
+        if config["uid"] is None
+        else {"user": config["uid"], "group": config["gid"], "extra_groups": []}
+    )
     runner = subprocess.Popen(
-        [config["python"], "-I", config["runner"], config["config"]], stdin=subprocess.PIPE,
-        cwd=config["work"], pass_fds=(config["result_fd"],),
-        preexec_fn=lambda: confine(config["limits"]), **drop,
+        [config["python"], "-I", config["runner"], config["config"]],
+        stdin=subprocess.PIPE,
+        cwd=config["work"],
+        pass_fds=(config["result_fd"],),
+        preexec_fn=lambda: confine(config["limits"]),
+        **drop,
     )
     with contextlib.suppress(OSError):
         runner.stdin.write(nonce.encode() + b"\n")

@@ -29,8 +29,9 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int,
-          data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     args = [None if a is None else a.encode() for a in (source, target, fstype, data)]
     if _libc.mount(args[0], args[1], args[2], ctypes.c_ulong(flags), args[3]) != 0:
         err = ctypes.get_errno()
@@ -76,8 +77,12 @@ def enter(spec: dict) -> None:
     tmpfs(root + "/dev", "0755", 1 << 16)
     for name in DEVICES:
         bind(f"/dev/{name}", f"{root}/dev/{name}", read_only=False, devices=True)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, f"{root}/dev/{name}")
     tmpfs(root + "/dev/shm", "1777", spec["size"])
     for path in (root + "/dev", root):

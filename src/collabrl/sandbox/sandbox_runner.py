@@ -62,7 +62,7 @@ class Channel:
             _exit(1)
         data = (_dumps({"nonce": self.nonce, "kind": kind, **payload}) + "\n").encode()
         while data:
-            data = data[_write(self.fd, data):]
+            data = data[_write(self.fd, data) :]
 
 
 class Outcome:
@@ -79,8 +79,12 @@ class Outcome:
         self.resource = self.resource or resource
 
     def payload(self) -> dict:
-        return {"tests_run": self.run, "tests_passed": self.passed,
-                "failures": self.failures, "resource": self.resource}
+        return {
+            "tests_run": self.run,
+            "tests_passed": self.passed,
+            "failures": self.failures,
+            "resource": self.resource,
+        }
 
 
 def load_tests(config: dict, trust: guards.Trust) -> tuple[dict, set, list]:
@@ -97,8 +101,9 @@ def load_tests(config: dict, trust: guards.Trust) -> tuple[dict, set, list]:
             raise ValueError("check-style tests must define check(candidate)")
         return ns, defined, [("check", ns["check"])]
     loader = unittest.TestLoader()
-    classes = dict.fromkeys(v for v in ns.values()
-                            if isinstance(v, type) and issubclass(v, unittest.TestCase))
+    classes = dict.fromkeys(
+        v for v in ns.values() if isinstance(v, type) and issubclass(v, unittest.TestCase)
+    )
     tests = [(cls, name) for cls in classes for name in loader.getTestCaseNames(cls)]
     if not tests:
         raise ValueError("unittest-style tests define no test methods")
@@ -148,16 +153,18 @@ def run_case(cls: type, name: str, pristine, outcome: Outcome) -> None:
         baseline = None
     problems = collector.problems or ([] if collector.succeeded else ["no outcome reported"])
     tampered = _instance_tampering(case, baseline) if baseline is not None else []
-    outcome.record(f"{cls.__name__}.{name}", problems + _tampering(pristine, tampered),
-                   collector.resource)
+    outcome.record(
+        f"{cls.__name__}.{name}", problems + _tampering(pristine, tampered), collector.resource
+    )
 
 
 def _instance_tampering(case, baseline: dict) -> list[str]:
     own = vars(case)
     hits = [k for k in own if isinstance(vars(unittest.TestCase).get(k), types.FunctionType)]
     funcs = own.get("_type_equality_funcs", {})
-    hits += [f"_type_equality_funcs[{k.__name__}]" for k, v in baseline.items()
-             if funcs.get(k) is not v]
+    hits += [
+        f"_type_equality_funcs[{k.__name__}]" for k, v in baseline.items() if funcs.get(k) is not v
+    ]
     return hits
 
 
@@ -231,10 +238,16 @@ def main(config_path: str) -> None:
 
 def _snapshot(tests: list) -> guards.Pristine:
     """The machinery to keep pristine: builtins, unittest, the runner, the test classes."""
-    tools = [m for n, m in list(sys.modules.items()) if n == "unittest" or n.startswith("unittest.")]
+    tools = [
+        m for n, m in list(sys.modules.items()) if n == "unittest" or n.startswith("unittest.")
+    ]
     tools += [guards, sys.modules[__name__]]
-    classes = [v for m in tools for v in vars(m).values()
-               if isinstance(v, type) and v.__module__ == m.__name__]
+    classes = [
+        v
+        for m in tools
+        for v in vars(m).values()
+        if isinstance(v, type) and v.__module__ == m.__name__
+    ]
     test_classes = {c for c, _ in tests if isinstance(c, type)}
     classes += [k for c in test_classes for k in c.__mro__ if k is not object]
     return guards.Pristine([builtins, *tools], classes, test_classes)

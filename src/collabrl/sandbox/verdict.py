@@ -89,8 +89,13 @@ class Limits:
 
 def judge(raw: Raw, level: str, duration_s: float, limits: Limits) -> SandboxResult:
     """The verdict (see the module docstring) from what the run left behind."""
-    base = {"isolation": level, "duration_s": round(duration_s, 3), "stdout": raw.stdout.text(),
-            "stderr": raw.stderr.text(), "truncated": raw.stdout.truncated or raw.stderr.truncated}
+    base = {
+        "isolation": level,
+        "duration_s": round(duration_s, 3),
+        "stdout": raw.stdout.text(),
+        "stderr": raw.stderr.text(),
+        "truncated": raw.stdout.truncated or raw.stderr.truncated,
+    }
     kinds: dict[str, dict] = {}
     for record in raw.records:
         kinds.setdefault(str(record.get("kind")), record)
@@ -104,27 +109,41 @@ def judge(raw: Raw, level: str, duration_s: float, limits: Limits) -> SandboxRes
         final = None
     counts = {"tests_expected": started}
     if final is not None and 0 <= final.tests_passed <= final.tests_run <= started:
-        counts.update(tests_run=final.tests_run, tests_passed=final.tests_passed,
-                      failures=tuple(final.failures))
+        counts.update(
+            tests_run=final.tests_run,
+            tests_passed=final.tests_passed,
+            failures=tuple(final.failures),
+        )
     else:
         final = None
     left = kinds.get("reaped", {}).get("count")
-    verdict, resource, reason = _verdict(raw, final, started, limits,
-                                         left if isinstance(left, int) else 0)
+    verdict, resource, reason = _verdict(
+        raw, final, started, limits, left if isinstance(left, int) else 0
+    )
     rate = {"pass": 1.0, "fail": counts.get("tests_passed", 0) / started}.get(verdict, 0.0)
-    return SandboxResult(verdict=verdict, pass_rate=rate, resource=resource, reason=reason,
-                         **counts, **base)
+    return SandboxResult(
+        verdict=verdict, pass_rate=rate, resource=resource, reason=reason, **counts, **base
+    )
 
 
 def _verdict(raw: Raw, final: _Final | None, expected: int, limits: Limits, left: int):
     if raw.timed_out:
         return "timeout", None, f"no result within {limits.timeout_s:g} s"
     if raw.stdout.truncated or raw.stderr.truncated:
-        return "resource_exceeded", "output", f"output over the limit of {limits.output_limit} bytes"
+        return (
+            "resource_exceeded",
+            "output",
+            f"output over the limit of {limits.output_limit} bytes",
+        )
     if left >= max(1, limits.max_processes // 2):
-        return "resource_exceeded", "processes", (
-            f"{left} processes left running (limit {limits.max_processes}): the code ran into "
-            "the process limit")
+        return (
+            "resource_exceeded",
+            "processes",
+            (
+                f"{left} processes left running (limit {limits.max_processes}): the code ran into "
+                "the process limit"
+            ),
+        )
     if final is None:
         signum = (raw.returncode or 0) - 128
         if signum in _SIGNALS:

@@ -50,8 +50,11 @@ def _token_ok(ctx: StudyContext, request: Request, sent: str | None) -> bool:
     client = _client(request)
     wait = ctx.admin_limiter.wait(client)
     if wait:
-        raise HTTPException(429, "Too many wrong admin tokens from this address; try again in "
-                            f"{math.ceil(wait)} s.", headers={"Retry-After": str(math.ceil(wait))})
+        raise HTTPException(
+            429,
+            f"Too many wrong admin tokens from this address; try again in {math.ceil(wait)} s.",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     if admin_ok(ctx.admin_token, sent):
         return True
     if sent:
@@ -69,8 +72,13 @@ def _authorised(request: Request) -> StudyContext:
 
 
 def _login_page(ctx: StudyContext, request: Request, status: int = 200, error: str | None = None):
-    return ctx.page(request, "admin_login.html", status, error=error,
-                    csrf=csrf_token(ctx.csrf_key, LOGIN_SUBJECT))
+    return ctx.page(
+        request,
+        "admin_login.html",
+        status,
+        error=error,
+        csrf=csrf_token(ctx.csrf_key, LOGIN_SUBJECT),
+    )
 
 
 @router.get("", response_class=HTMLResponse)
@@ -81,8 +89,9 @@ async def dashboard(request: Request) -> Response:
     except HTTPException as refused:
         if refused.status_code == 401:
             return _login_page(ctx, request)
-        page = ctx.page(request, "notice.html", refused.status_code, heading="Admin",
-                        text=str(refused.detail))
+        page = ctx.page(
+            request, "notice.html", refused.status_code, heading="Admin", text=str(refused.detail)
+        )
         page.headers.update(refused.headers or {})
         return page
     rows = await ctx.store.progress()
@@ -123,5 +132,8 @@ async def export_csv(request: Request) -> Response:
 
 
 def _download(text: str, name: str, media_type: str) -> Response:
-    return Response(text, media_type=media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(
+        text,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -28,8 +28,12 @@ from collabrl.study.db import open_database
 from collabrl.study.export import FINAL_KINDS, session_records
 
 KINDS = (*FINAL_KINDS, "turn")
-KIND_TITLES = {"document": "Document quality", "interaction": "Interaction",
-               "engagement": "Engagement", "turn": "Ratings during the chat (session mean)"}
+KIND_TITLES = {
+    "document": "Document quality",
+    "interaction": "Interaction",
+    "engagement": "Engagement",
+    "turn": "Ratings during the chat (session mean)",
+}
 
 
 def load_records(db_url: str) -> list[dict[str, Any]]:
@@ -77,8 +81,13 @@ def summarize(records: list[dict[str, Any]], resamples: int = 2000) -> dict[str,
             paired.append({"kind": kind, **diff.to_dict()})
     return {
         "participants": len({r["participant"] for r in records}),
-        "sessions": {s: {"assigned": sum(r["system"] == s for r in records),
-                         "finished": len(minutes.get(s, []))} for s in systems},
+        "sessions": {
+            s: {
+                "assigned": sum(r["system"] == s for r in records),
+                "finished": len(minutes.get(s, [])),
+            }
+            for s in systems
+        },
         "ratings": {s: {k: estimate(values[k][s].values()) for k in KINDS} for s in systems},
         "minutes_on_task": {s: estimate(minutes.get(s, [])) for s in systems},
         "paired": paired,
@@ -95,28 +104,44 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     systems = list(summary["ratings"])
     finished = sum(c["finished"] for c in summary["sessions"].values())
     assigned = sum(c["assigned"] for c in summary["sessions"].values())
-    lines = [f"# User study: {summary['participants']} participants, "
-             f"{finished} of {assigned} sessions finished", "",
-             "Means with 95% bootstrap intervals; ratings 1-10; n = sessions.", "",
-             "| system | finished / assigned | " + " | ".join(KIND_TITLES[k] for k in KINDS)
-             + " | minutes on task |",
-             "|---" * (len(KINDS) + 3) + "|"]
+    lines = [
+        f"# User study: {summary['participants']} participants, "
+        f"{finished} of {assigned} sessions finished",
+        "",
+        "Means with 95% bootstrap intervals; ratings 1-10; n = sessions.",
+        "",
+        "| system | finished / assigned | "
+        + " | ".join(KIND_TITLES[k] for k in KINDS)
+        + " | minutes on task |",
+        "|---" * (len(KINDS) + 3) + "|",
+    ]
     for s in systems:
         counts = summary["sessions"][s]
         cells = [_cell(summary["ratings"][s][k]) for k in KINDS]
-        lines.append(f"| {s} | {counts['finished']} / {counts['assigned']} | " + " | ".join(cells)
-                     + f" | {_cell(summary['minutes_on_task'][s])} |")
+        lines.append(
+            f"| {s} | {counts['finished']} / {counts['assigned']} | "
+            + " | ".join(cells)
+            + f" | {_cell(summary['minutes_on_task'][s])} |"
+        )
     lines += ["", "## Paired comparisons (participants who worked with both systems)", ""]
     if not summary["paired"]:
         lines.append("No participant has rated two systems yet.")
     else:
-        lines += ["| comparison | rating | mean difference [95% CI] | n | verdict |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "| comparison | rating | mean difference [95% CI] | n | verdict |",
+            "|---|---|---|---|---|",
+        ]
         for p in summary["paired"]:
-            verdict = "within noise" if p["within_noise"] else f"{p['a'] if p['mean'] > 0 else p['b']} higher"
+            verdict = (
+                "within noise"
+                if p["within_noise"]
+                else f"{p['a'] if p['mean'] > 0 else p['b']} higher"
+            )
             interval = Estimate(p["mean"], p["low"], p["high"], p["n"]).format(2)
-            lines.append(f"| {p['a']} - {p['b']} | {KIND_TITLES[p['kind']]} | {interval} | "
-                         f"{p['n']} | {verdict} |")
+            lines.append(
+                f"| {p['a']} - {p['b']} | {KIND_TITLES[p['kind']]} | {interval} | "
+                f"{p['n']} | {verdict} |"
+            )
     return "\n".join(lines) + "\n"
 
 

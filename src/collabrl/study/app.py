@@ -70,19 +70,25 @@ def create_app(
                 stack.push_async_callback(replies.aclose)
                 limits = config.limits
                 app.state.study = StudyContext(
-                    config=config, store=store, tasks=tasks, replies=replies,
+                    config=config,
+                    store=store,
+                    tasks=tasks,
+                    replies=replies,
                     limiter=RateLimiter(limits.messages_per_minute, limits.message_burst, clock),
-                    admin_limiter=RateLimiter(admin.WRONG_TOKENS_PER_MINUTE,
-                                              admin.WRONG_TOKEN_BURST, clock),
+                    admin_limiter=RateLimiter(
+                        admin.WRONG_TOKENS_PER_MINUTE, admin.WRONG_TOKEN_BURST, clock
+                    ),
                     csrf_key=await store.secret(CSRF_KEY),
-                    admin_token=admin_token, templates=_templates(),
+                    admin_token=admin_token,
+                    templates=_templates(),
                 )
                 yield
         finally:
             store.close()
 
-    app = FastAPI(title=config.title, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title=config.title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.add_middleware(HardeningMiddleware, max_bytes=config.limits.max_request_bytes)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(participant.router)
@@ -104,7 +110,10 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     async def index(request: Request) -> HTMLResponse:
         return study_context(request).page(
-            request, "notice.html", heading=config.title,
-            text="Please open the personal link you were given to take part.")
+            request,
+            "notice.html",
+            heading=config.title,
+            text="Please open the personal link you were given to take part.",
+        )
 
     return app

@@ -63,6 +63,8 @@ def assign(
     order = rows[number % len(rows)][:per_participant]
     block = number // len(rows)
     return [
-        Assignment(position, systems[s], label(position), task_ids[(block + position) % len(task_ids)])
+        Assignment(
+            position, systems[s], label(position), task_ids[(block + position) % len(task_ids)]
+        )
         for position, s in enumerate(order)
     ]

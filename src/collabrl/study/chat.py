@@ -62,8 +62,9 @@ class ReplyJob:
     done: bool = False
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def update(self, chunk: str | None = None, *, error: str | None = None,
-                      done: bool = False) -> None:
+    async def update(
+        self, chunk: str | None = None, *, error: str | None = None, done: bool = False
+    ) -> None:
         async with self._changed:
             if chunk:
                 self.chunks.append(chunk)
@@ -130,8 +131,7 @@ class Replies:
 
     async def _failed(self, job: ReplyJob, state: SessionState, reason: str, detail: str) -> None:
         await self.store.add_event(state.id, "backend_error", {"reason": reason, "detail": detail})
-        await job.update(error=f"The assistant could not reply ({reason}). {RETRY_HINT}",
-                          done=True)
+        await job.update(error=f"The assistant could not reply ({reason}). {RETRY_HINT}", done=True)
 
     async def aclose(self) -> None:
         """Cancel replies in progress (their user messages stay stored for a retry)."""

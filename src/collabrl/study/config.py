@@ -56,7 +56,8 @@ class StudyConfig(StrictModel):
         default="http://127.0.0.1:8000", description="where participants reach the app (links)"
     )
     admin_token_env: str = Field(
-        default="COLLABRL_STUDY_ADMIN_TOKEN", description="NAME of the variable with the admin token"
+        default="COLLABRL_STUDY_ADMIN_TOKEN",
+        description="NAME of the variable with the admin token",
     )
     limits: StudyLimits = StudyLimits()
 
@@ -67,11 +68,14 @@ class StudyConfig(StrictModel):
             raise ValueError(f"system names must be unique, got {names}")
         for system in self.systems:
             if system.role not in self.roles:
-                raise ValueError(f"system {system.name!r} uses role {system.role!r}, "
-                                 f"which roles does not define")
+                raise ValueError(
+                    f"system {system.name!r} uses role {system.role!r}, which roles does not define"
+                )
         if self.systems_per_participant > len(self.systems):
-            raise ValueError(f"systems_per_participant ({self.systems_per_participant}) exceeds "
-                             f"the number of systems ({len(self.systems)})")
+            raise ValueError(
+                f"systems_per_participant ({self.systems_per_participant}) exceeds "
+                f"the number of systems ({len(self.systems)})"
+            )
         if self.min_turns > self.max_turns:
             raise ValueError("min_turns must not exceed max_turns")
         return self

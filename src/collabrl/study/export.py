@@ -21,13 +21,27 @@ from sqlalchemy.orm import Session
 from collabrl.study.db import ChatMessage, Participant, Rating, StudySession
 
 FINAL_KINDS = ("document", "interaction", "engagement")
-CSV_FIELDS = ("participant", "session", "position", "system", "label", "task_id", "started_at",
-              "finished_at", "seconds_on_task", "turns", "messages", "document_chars")
+CSV_FIELDS = (
+    "participant",
+    "session",
+    "position",
+    "system",
+    "label",
+    "task_id",
+    "started_at",
+    "finished_at",
+    "seconds_on_task",
+    "turns",
+    "messages",
+    "document_chars",
+)
 
 
 def session_records(db: Session) -> list[dict[str, Any]]:
     """Every session (started or not), ordered by participant and position."""
-    numbers = {pid: number for pid, number in db.execute(select(Participant.id, Participant.number))}
+    numbers = {
+        pid: number for pid, number in db.execute(select(Participant.id, Participant.number))
+    }
     messages: dict[int, list[dict]] = defaultdict(list)
     for m in db.scalars(select(ChatMessage).order_by(ChatMessage.session_id, ChatMessage.seq)):
         messages[m.session_id].append({"role": m.role, "content": m.content, "at": m.created_at})
@@ -38,14 +52,18 @@ def session_records(db: Session) -> list[dict[str, Any]]:
             turn_ratings[r.session_id][r.turn] = r.value
         else:
             final[r.session_id][r.kind] = r.value
-    rows = db.scalars(select(StudySession).order_by(StudySession.participant_id,
-                                                    StudySession.position))
-    return [_record(s, numbers[s.participant_id], messages[s.id], turn_ratings[s.id], final[s.id])
-            for s in rows]
+    rows = db.scalars(
+        select(StudySession).order_by(StudySession.participant_id, StudySession.position)
+    )
+    return [
+        _record(s, numbers[s.participant_id], messages[s.id], turn_ratings[s.id], final[s.id])
+        for s in rows
+    ]
 
 
-def _record(s: StudySession, number: int, messages: list[dict], turns: dict[int, int],
-            final: dict[str, int]) -> dict[str, Any]:
+def _record(
+    s: StudySession, number: int, messages: list[dict], turns: dict[int, int], final: dict[str, int]
+) -> dict[str, Any]:
     finished = s.finished_at is not None and s.started_at is not None
     return {
         "participant": number,
@@ -69,9 +87,16 @@ def progress_rows(db: Session) -> list[dict[str, Any]]:
     """Per system: sessions assigned, started, finished, and the mean of each final rating."""
     rows: dict[str, dict[str, Any]] = {}
     for record in session_records(db):
-        row = rows.setdefault(record["system"], {"system": record["system"], "assigned": 0,
-                                                 "started": 0, "finished": 0,
-                                                 **{k: [] for k in FINAL_KINDS}})
+        row = rows.setdefault(
+            record["system"],
+            {
+                "system": record["system"],
+                "assigned": 0,
+                "started": 0,
+                "finished": 0,
+                **{k: [] for k in FINAL_KINDS},
+            },
+        )
         row["assigned"] += 1
         row["started"] += record["started_at"] is not None
         row["finished"] += record["finished_at"] is not None

@@ -59,8 +59,11 @@ class Caller:
         wait = self.ctx.limiter.take(str(self.id))
         if wait:
             seconds = math.ceil(wait)
-            raise HTTPException(429, f"Too many messages; please wait {seconds} s.",
-                                headers={"Retry-After": str(seconds)})
+            raise HTTPException(
+                429,
+                f"Too many messages; please wait {seconds} s.",
+                headers={"Retry-After": str(seconds)},
+            )
 
     async def session(self) -> SessionState:
         state = await self.ctx.store.current_session(self.id)
@@ -93,8 +96,12 @@ def _check_text(text: str, limit: int, what: str) -> None:
 def _status(ctx: StudyContext, state: SessionState) -> dict[str, Any]:
     """What the page needs to know after a change: turn count, rating due, finishing allowed."""
     config = ctx.config
-    return {"turns": state.turns, "rating_due": state.pending_rating(config.rating_every),
-            "can_finish": state.turns >= config.min_turns, "at_max": state.turns >= config.max_turns}
+    return {
+        "turns": state.turns,
+        "rating_due": state.pending_rating(config.rating_every),
+        "can_finish": state.turns >= config.min_turns,
+        "at_max": state.turns >= config.max_turns,
+    }
 
 
 def _stream(who: Caller, state: SessionState) -> Response:
@@ -106,8 +113,9 @@ def _stream(who: Caller, state: SessionState) -> Response:
                 event |= _status(who.ctx, await who.session())
             yield json.dumps(event) + "\n"
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson",
-                      headers={"X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        lines(), media_type="application/x-ndjson", headers={"X-Accel-Buffering": "no"}
+    )
 
 
 @router.get("/p/{token}", response_class=HTMLResponse)
@@ -116,31 +124,55 @@ async def page(token: str, request: Request) -> HTMLResponse:
     try:
         who = await caller(token, request)
     except HTTPException:
-        return ctx.page(request, "notice.html", 404, heading="Unknown link",
-                        text="This link is not valid. Please check the link you were given.")
+        return ctx.page(
+            request,
+            "notice.html",
+            404,
+            heading="Unknown link",
+            text="This link is not valid. Please check the link you were given.",
+        )
     state = await ctx.store.current_session(who.id)
     if state is None:
-        return ctx.page(request, "notice.html", heading="Thank you!",
-                        text="You have completed the study. You can close this page.")
+        return ctx.page(
+            request,
+            "notice.html",
+            heading="Thank you!",
+            text="You have completed the study. You can close this page.",
+        )
     await ctx.store.mark_started(state.id)
     await ctx.store.add_event(state.id, "view", {})
     return render_chat(who, request, state)
 
 
-def render_chat(who: Caller, request: Request, state: SessionState, *, status: int = 200,
-                error: str | None = None, form: dict[str, str] | None = None) -> HTMLResponse:
+def render_chat(
+    who: Caller,
+    request: Request,
+    state: SessionState,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: dict[str, str] | None = None,
+) -> HTMLResponse:
     ctx = who.ctx
     return ctx.page(
-        request, "chat.html", status, state=state, task=ctx.tasks.get(state.task_id),
-        csrf=who.csrf, base=f"/p/{who.token}", config=ctx.config, status_=_status(ctx, state),
-        in_flight=ctx.replies.in_flight(state.id), error=error, form=form or {},
+        request,
+        "chat.html",
+        status,
+        state=state,
+        task=ctx.tasks.get(state.task_id),
+        csrf=who.csrf,
+        base=f"/p/{who.token}",
+        config=ctx.config,
+        status_=_status(ctx, state),
+        in_flight=ctx.replies.in_flight(state.id),
+        error=error,
+        form=form or {},
         final_ratings=FINAL_RATINGS,
     )
 
 
 @router.post("/p/{token}/message")
-async def send_message(body: TextIn, who: Who,
-                       x_csrf_token: CsrfHeader = None) -> Response:
+async def send_message(body: TextIn, who: Who, x_csrf_token: CsrfHeader = None) -> Response:
     who.check_csrf(x_csrf_token)
     who.limit_rate()
     text = body.text.strip()
@@ -173,8 +205,7 @@ async def retry(who: Who, x_csrf_token: CsrfHeader = None) -> Response:
 
 
 @router.post("/p/{token}/rating")
-async def rate(body: RatingIn, who: Who,
-               x_csrf_token: CsrfHeader = None) -> Response:
+async def rate(body: RatingIn, who: Who, x_csrf_token: CsrfHeader = None) -> Response:
     who.check_csrf(x_csrf_token)
     if not 1 <= body.value <= 10:
         return _error(422, "A rating is a whole number from 1 to 10.")
@@ -188,8 +219,7 @@ async def rate(body: RatingIn, who: Who,
 
 
 @router.post("/p/{token}/draft")
-async def save_draft(body: TextIn, who: Who,
-                     x_csrf_token: CsrfHeader = None) -> Response:
+async def save_draft(body: TextIn, who: Who, x_csrf_token: CsrfHeader = None) -> Response:
     who.check_csrf(x_csrf_token)
     _check_text(body.text, who.ctx.config.limits.max_document_chars, "document")
     state = await who.session()
@@ -213,8 +243,9 @@ async def finish(request: Request, who: Who) -> Response:
     return RedirectResponse(f"/p/{who.token}", status_code=303)
 
 
-def _finish_problem(ctx: StudyContext, state: SessionState,
-                    form: dict[str, str]) -> tuple[str | None, dict[str, int]]:
+def _finish_problem(
+    ctx: StudyContext, state: SessionState, form: dict[str, str]
+) -> tuple[str | None, dict[str, int]]:
     document = form.get("document", "")
     if not document.strip():
         return "Please paste or write your final document before finishing.", {}

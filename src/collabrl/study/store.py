@@ -105,13 +105,21 @@ class Store:
             start = db.scalar(select(func.coalesce(func.max(Participant.number) + 1, 0)))
             for number in range(start, start + count):
                 token = new_token()
-                participant = Participant(number=number, token_hash=hash_token(token),
-                                          created_at=time.time())
+                participant = Participant(
+                    number=number, token_hash=hash_token(token), created_at=time.time()
+                )
                 db.add(participant)
                 db.flush()
                 for a in plan(number):
-                    db.add(StudySession(participant_id=participant.id, position=a.position,
-                                        system=a.system, label=a.label, task_id=a.task_id))
+                    db.add(
+                        StudySession(
+                            participant_id=participant.id,
+                            position=a.position,
+                            system=a.system,
+                            label=a.label,
+                            task_id=a.task_id,
+                        )
+                    )
                 tokens.append(token)
         return tokens
 
@@ -123,15 +131,22 @@ class Store:
     @threaded
     def participant_id(self, token: str) -> int | None:
         with Session(self.engine) as db:
-            return db.scalar(select(Participant.id).where(Participant.token_hash == hash_token(token)))
+            return db.scalar(
+                select(Participant.id).where(Participant.token_hash == hash_token(token))
+            )
 
     @threaded
     def current_session(self, participant_id: int) -> SessionState | None:
         """The participant's first unfinished session (None when all are finished)."""
         with Session(self.engine) as db:
-            row = db.scalars(select(StudySession).where(
-                StudySession.participant_id == participant_id,
-                StudySession.finished_at.is_(None)).order_by(StudySession.position)).first()
+            row = db.scalars(
+                select(StudySession)
+                .where(
+                    StudySession.participant_id == participant_id,
+                    StudySession.finished_at.is_(None),
+                )
+                .order_by(StudySession.position)
+            ).first()
             return None if row is None else _state(db, row)
 
     # -- one session ---------------------------------------------------------------------------
@@ -146,14 +161,24 @@ class Store:
     def add_message(self, session_id: int, role: str, content: str) -> MessageView:
         """Append a message; a user message only when no reply is owed, a reply only when one is."""
         with Session(self.engine) as db, db.begin():
-            last = db.scalars(select(ChatMessage).where(ChatMessage.session_id == session_id)
-                              .order_by(ChatMessage.seq.desc())).first()
+            last = db.scalars(
+                select(ChatMessage)
+                .where(ChatMessage.session_id == session_id)
+                .order_by(ChatMessage.seq.desc())
+            ).first()
             owed = last is not None and last.role == "user"
             if owed != (role == "assistant"):
                 raise Conflict("waiting for the assistant's reply" if owed else "no reply is owed")
             seq = 1 if last is None else last.seq + 1
-            db.add(ChatMessage(session_id=session_id, seq=seq, role=role, content=content,
-                               created_at=time.time()))
+            db.add(
+                ChatMessage(
+                    session_id=session_id,
+                    seq=seq,
+                    role=role,
+                    content=content,
+                    created_at=time.time(),
+                )
+            )
         return MessageView(seq, role, content)
 
     @threaded
@@ -161,8 +186,15 @@ class Store:
         """Store a rating; False (nothing changed) when this one was given already."""
         try:
             with Session(self.engine) as db, db.begin():
-                db.add(Rating(session_id=session_id, kind=kind, turn=turn, value=value,
-                              created_at=time.time()))
+                db.add(
+                    Rating(
+                        session_id=session_id,
+                        kind=kind,
+                        turn=turn,
+                        value=value,
+                        created_at=time.time(),
+                    )
+                )
         except IntegrityError:
             return False
         return True
@@ -182,13 +214,21 @@ class Store:
             now = time.time()
             row.document, row.draft, row.finished_at = document, document, now
             for kind, value in ratings.items():
-                db.add(Rating(session_id=session_id, kind=kind, turn=0, value=value, created_at=now))
+                db.add(
+                    Rating(session_id=session_id, kind=kind, turn=0, value=value, created_at=now)
+                )
 
     @threaded
     def add_event(self, session_id: int | None, kind: str, detail: Mapping[str, Any]) -> None:
         with Session(self.engine) as db, db.begin():
-            db.add(Event(session_id=session_id, kind=kind, detail=json.dumps(dict(detail)),
-                         created_at=time.time()))
+            db.add(
+                Event(
+                    session_id=session_id,
+                    kind=kind,
+                    detail=json.dumps(dict(detail)),
+                    created_at=time.time(),
+                )
+            )
 
     # -- server and admin ------------------------------------------------------------------------
     @threaded
@@ -213,15 +253,23 @@ class Store:
 
 
 def _state(db: Session, row: StudySession) -> SessionState:
-    messages = db.scalars(select(ChatMessage).where(ChatMessage.session_id == row.id)
-                          .order_by(ChatMessage.seq)).all()
+    messages = db.scalars(
+        select(ChatMessage).where(ChatMessage.session_id == row.id).order_by(ChatMessage.seq)
+    ).all()
     ratings = db.scalars(select(Rating).where(Rating.session_id == row.id, Rating.kind == "turn"))
-    total = db.scalar(select(func.count(StudySession.id))
-                      .where(StudySession.participant_id == row.participant_id))
+    total = db.scalar(
+        select(func.count(StudySession.id)).where(StudySession.participant_id == row.participant_id)
+    )
     return SessionState(
-        id=row.id, position=row.position, sessions=total or 1, system=row.system,
-        label=row.label, task_id=row.task_id, started_at=row.started_at,
-        finished_at=row.finished_at, draft=row.draft,
+        id=row.id,
+        position=row.position,
+        sessions=total or 1,
+        system=row.system,
+        label=row.label,
+        task_id=row.task_id,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        draft=row.draft,
         messages=tuple(MessageView(m.seq, m.role, m.content) for m in messages),
         turn_ratings={r.turn: r.value for r in ratings},
     )

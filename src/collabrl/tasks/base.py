@@ -40,10 +40,14 @@ def load_task_file(path: str | Path, limit: int | None = None) -> list[Task]:
         try:
             task = Task.model_validate(row)
         except ValidationError as e:
-            fields = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            fields = "; ".join(
+                f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()
+            )
             raise TaskFileError(f"{path}: task {number}: {fields}") from None
         if task.id in seen:
-            raise TaskFileError(f"{path}: task {number} repeats id {task.id!r} (first at {seen[task.id]})")
+            raise TaskFileError(
+                f"{path}: task {number} repeats id {task.id!r} (first at {seen[task.id]})"
+            )
         seen[task.id] = number
         tasks.append(task)
         if limit is not None and len(tasks) >= limit:

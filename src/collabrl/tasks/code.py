@@ -34,7 +34,12 @@ DESCRIPTION = "write a Python function"
 HUMANEVAL_FILE = "data/HumanEval.jsonl.gz"
 BIGCODEBENCH = "bigcode/bigcodebench"
 BIGCODEBENCH_COLUMNS = (
-    "task_id", "instruct_prompt", "complete_prompt", "canonical_solution", "test", "entry_point",
+    "task_id",
+    "instruct_prompt",
+    "complete_prompt",
+    "canonical_solution",
+    "test",
+    "entry_point",
 )
 _VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)")
 
@@ -59,8 +64,11 @@ def load_humaneval(path: str | Path | None = None) -> list[Task]:
 def _docstring(function: ast.FunctionDef) -> str:
     """The function's docstring, or its first string statement (one prompt imports first)."""
     for node in function.body:
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
-                and isinstance(node.value.value, str):
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
             return inspect.cleandoc(node.value.value)
     return ""
 
@@ -75,8 +83,10 @@ def humaneval_task(row: dict[str, Any]) -> Task:
         raise TaskSetError(
             f"{row['task_id']}: prompt + canonical solution is not Python ({error})"
         ) from None
-    function = next((node for node in tree.body
-                     if isinstance(node, ast.FunctionDef) and node.name == entry), None)
+    function = next(
+        (node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == entry),
+        None,
+    )
     if function is None:
         raise TaskSetError(f"{row['task_id']}: no top-level function {entry!r} in the prompt")
     signature = f"{entry}({ast.unparse(function.args)})"
@@ -86,14 +96,27 @@ def humaneval_task(row: dict[str, Any]) -> Task:
     preamble = "".join(prompt.splitlines(keepends=True)[: first_line - 1]).strip()
     intent = f"Write a Python function `{signature}`.\n\n{_docstring(function)}".strip()
     if re.search(r"^(def|class) ", preamble, re.MULTILINE):
-        intent += ("\n\nIt may use these definitions, which my code already has:\n"
-                   f"```python\n{preamble}\n```")
-    metadata = {"source": "HumanEval", "test_style": "check", "entry_point": entry,
-                "canonical_solution": program, "prompt": prompt}
+        intent += (
+            "\n\nIt may use these definitions, which my code already has:\n"
+            f"```python\n{preamble}\n```"
+        )
+    metadata = {
+        "source": "HumanEval",
+        "test_style": "check",
+        "entry_point": entry,
+        "canonical_solution": program,
+        "prompt": prompt,
+    }
     if preamble:
         metadata["setup_code"] = preamble
-    return Task(id=row["task_id"], description=DESCRIPTION, intent=intent, reference=row["test"],
-                artifact="code", metadata=metadata)
+    return Task(
+        id=row["task_id"],
+        description=DESCRIPTION,
+        intent=intent,
+        reference=row["test"],
+        artifact="code",
+        metadata=metadata,
+    )
 
 
 def _version_key(name: str) -> tuple[int, ...] | None:
@@ -125,7 +148,9 @@ def _libs(value: Any) -> list[str]:
     return [str(lib) for lib in value or []]
 
 
-def load_bigcodebench(source: str | Path = BIGCODEBENCH, version: str | None = None) -> Iterator[Task]:
+def load_bigcodebench(
+    source: str | Path = BIGCODEBENCH, version: str | None = None
+) -> Iterator[Task]:
     """BigCodeBench tasks from the hub or a local copy; ``version`` picks a split by name."""
     splits = load_dataset_splits(source, BIGCODEBENCH_COLUMNS)
     seen: set[str] = set()
@@ -134,13 +159,19 @@ def load_bigcodebench(source: str | Path = BIGCODEBENCH, version: str | None = N
             continue
         seen.add(row["task_id"])
         yield Task(
-            id=row["task_id"], description=DESCRIPTION, intent=row["instruct_prompt"].strip(),
-            reference=row["test"], artifact="code",
+            id=row["task_id"],
+            description=DESCRIPTION,
+            intent=row["instruct_prompt"].strip(),
+            reference=row["test"],
+            artifact="code",
             metadata={
-                "source": "BigCodeBench", "version": split, "test_style": "unittest",
+                "source": "BigCodeBench",
+                "version": split,
+                "test_style": "unittest",
                 "entry_point": row["entry_point"],
                 # BigCodeBench's own ground-truth check runs complete_prompt + "\n" + solution.
                 "canonical_solution": row["complete_prompt"] + "\n" + row["canonical_solution"],
-                "code_prompt": row.get("code_prompt", ""), "libs": _libs(row.get("libs")),
+                "code_prompt": row.get("code_prompt", ""),
+                "libs": _libs(row.get("libs")),
             },
         )

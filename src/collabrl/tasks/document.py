@@ -62,7 +62,7 @@ def truncate_words(text: str, max_words: int) -> str:
 
 def medium_intent(title: str, article: str, max_words: int) -> str:
     return (
-        f"Write an article under {max_words} words about \"{title}\".\n\n"
+        f'Write an article under {max_words} words about "{title}".\n\n'
         "This is the article I have in mind. Guide the assistant toward its points, structure "
         "and tone one piece at a time, as a writer with a clear picture would; never paste it:\n\n"
         f"{article}"
@@ -90,6 +90,11 @@ def load_medium(
         article = truncate_words(text, max_words)
         metadata = {"source": "Medium", "title": title}
         metadata.update({key: row[key] for key in ("url", "authors", "tags") if row.get(key)})
-        yield Task(id=task_id, description=MEDIUM_DESCRIPTION,
-                   intent=medium_intent(title, article, max_words), reference=article,
-                   artifact="document", metadata=metadata)
+        yield Task(
+            id=task_id,
+            description=MEDIUM_DESCRIPTION,
+            intent=medium_intent(title, article, max_words),
+            reference=article,
+            artifact="document",
+            metadata=metadata,
+        )

@@ -49,7 +49,7 @@ def boxed_answer(solution: str) -> str | None:
     if start < 0:
         return None
     command = next(c for c in _BOX_COMMANDS if solution.startswith(c, start))
-    rest = solution[start + len(command):]
+    rest = solution[start + len(command) :]
     if rest.startswith(" "):
         tokens = rest.split("$")[0].split()
         return tokens[0] if tokens else None
@@ -87,8 +87,15 @@ def _champ_problems(path: str) -> tuple[tuple[str, str, str, str, str], ...]:
     for identifier, p in problems.items():
         steps = (p.get("solution") or {}).get("steps") or []
         solution = "\n".join(_strip_markers(s["_raw_text"]) for s in steps)
-        rows.append((identifier, _strip_markers(p["_raw_text"]), _strip_markers(p["_raw_answer"]),
-                     p.get("category", ""), solution))
+        rows.append(
+            (
+                identifier,
+                _strip_markers(p["_raw_text"]),
+                _strip_markers(p["_raw_answer"]),
+                p.get("category", ""),
+                solution,
+            )
+        )
     return tuple(rows)
 
 
@@ -98,9 +105,14 @@ def load_champ(path: str | Path | None = None) -> list[Task]:
     if not file.is_file():
         raise TaskSetError(f"CHAMP file {file} does not exist")
     return [
-        Task(id=f"CHAMP/{identifier}", description=DESCRIPTION, intent=problem, reference=answer,
-             artifact="answer",
-             metadata={"source": "CHAMP", "category": category, "solution": solution})
+        Task(
+            id=f"CHAMP/{identifier}",
+            description=DESCRIPTION,
+            intent=problem,
+            reference=answer,
+            artifact="answer",
+            metadata={"source": "CHAMP", "category": category, "solution": solution},
+        )
         for identifier, problem, answer, category, solution in _champ_problems(str(file.resolve()))
     ]
 
@@ -133,10 +145,18 @@ def load_math_hard(source: str | Path = MATH_HARD, level: int | None = 5) -> Ite
             continue
         seen.add(task_id)
         yield Task(
-            id=task_id, description=DESCRIPTION, intent=row["problem"].strip(), reference=answer,
+            id=task_id,
+            description=DESCRIPTION,
+            intent=row["problem"].strip(),
+            reference=answer,
             artifact="answer",
-            metadata={"source": "MATH-Hard", "hub_split": hub_split, "type": row.get("type", ""),
-                      "level": row.get("level", ""), "solution": row["solution"]},
+            metadata={
+                "source": "MATH-Hard",
+                "hub_split": hub_split,
+                "type": row.get("type", ""),
+                "level": row.get("level", ""),
+                "solution": row["solution"],
+            },
         )
     if skipped:
         logger.warning("MATH-Hard: skipped %d problem(s) without a \\boxed{} answer", skipped)

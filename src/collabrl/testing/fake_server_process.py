@@ -18,10 +18,25 @@ from typing import Any
 class FakeServerProcess:
     """``with FakeServerProcess(latency=0.2, roleplay=True) as server: server.base_url``."""
 
-    def __init__(self, *, latency: float = 0.0, roleplay: bool = False, script: list | None = None,
-                 ignore_n: bool = False) -> None:
-        self.args = [sys.executable, "-m", "collabrl.testing.fake_openai", "--port", "0",
-                     "--latency", str(latency), "--script", json.dumps(script or [])]
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        roleplay: bool = False,
+        script: list | None = None,
+        ignore_n: bool = False,
+    ) -> None:
+        self.args = [
+            sys.executable,
+            "-m",
+            "collabrl.testing.fake_openai",
+            "--port",
+            "0",
+            "--latency",
+            str(latency),
+            "--script",
+            json.dumps(script or []),
+        ]
         self.args += ["--roleplay"] if roleplay else []
         self.args += ["--ignore-n"] if ignore_n else []
         self.process: subprocess.Popen | None = None

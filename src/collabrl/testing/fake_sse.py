@@ -24,8 +24,12 @@ def openai_events(completion: dict[str, Any]) -> list[Event]:
     """The chunks of a ``chat.completion`` (its first choice), then ``[DONE]``."""
     choice = completion["choices"][0]
     message = choice["message"]
-    base = {"id": completion["id"], "object": "chat.completion.chunk",
-            "created": completion["created"], "model": completion["model"]}
+    base = {
+        "id": completion["id"],
+        "object": "chat.completion.chunk",
+        "created": completion["created"],
+        "model": completion["model"],
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None) -> Event:
         return None, {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -42,21 +46,44 @@ def openai_events(completion: dict[str, Any]) -> list[Event]:
 def anthropic_events(message: dict[str, Any]) -> list[Event]:
     """The Messages streaming events of a ``message`` with one text block."""
     text = "".join(b.get("text", "") for b in message["content"])
-    start = {**message, "content": [], "stop_reason": None,
-             "usage": {**message["usage"], "output_tokens": 0}}
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "usage": {**message["usage"], "output_tokens": 0},
+    }
     events: list[Event] = [
         ("message_start", {"type": "message_start", "message": start}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
     ]
-    events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                        "delta": {"type": "text_delta", "text": word}})
-               for word in _words(text)]
+    events += [
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": word},
+            },
+        )
+        for word in _words(text)
+    ]
     events += [
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("message_delta", {"type": "message_delta",
-                           "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                           "usage": {"output_tokens": message["usage"]["output_tokens"]}}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        ),
         ("message_stop", {"type": "message_stop"}),
     ]
     return events

@@ -22,8 +22,14 @@ JUDGE_REPLY = "The assistant engaged.\nGRADE $call_id: 3"  # ScriptedBackend fil
 
 
 def tasks(count: int) -> list[Task]:
-    return [Task(id=f"task-{i}", description="write a short text",
-                 intent=f"Write two lines about topic number {i}.") for i in range(count)]
+    return [
+        Task(
+            id=f"task-{i}",
+            description="write a short text",
+            intent=f"Write two lines about topic number {i}.",
+        )
+        for i in range(count)
+    ]
 
 
 def write_generate_run(folder: Path, conversations: int = 3, turns: int = 2) -> Path:
@@ -38,8 +44,14 @@ def write_generate_run(folder: Path, conversations: int = 3, turns: int = 2) -> 
         prefix: list[dict[str, str]] = []
         for turn in range(turns):
             prefix = [*prefix, {"role": "user", "content": f"help with {task.id}, part {turn}"}]
-            record = {"conversation_id": task.id, "task_id": task.id, "turn": turn,
-                      "prefix": prefix, "candidates": [], "chosen": None}
+            record = {
+                "conversation_id": task.id,
+                "task_id": task.id,
+                "turn": turn,
+                "prefix": prefix,
+                "candidates": [],
+                "chosen": None,
+            }
             lines.append(json.dumps(record) + "\n")
             prefix = [*prefix, {"role": "assistant", "content": f"answer {turn} for {task.id}"}]
     (output / "turns.jsonl").write_text("".join(lines))
@@ -51,34 +63,62 @@ def online_config(folder: Path, model: Path, **train: Any) -> Config:
     ``model``; ``train`` overrides entries of the ``train`` section (nested dicts merge)."""
     generate = folder / "generate"
     section: dict[str, Any] = {
-        "model": str(model), "output_dir": str(folder / "out"), "dtype": "float32",
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "per_device_batch_size": 4,
-        "gradient_accumulation_steps": 1, "max_length": 256, "seed": 0, "save_steps": 1,
+        "model": str(model),
+        "output_dir": str(folder / "out"),
+        "dtype": "float32",
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "per_device_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "max_length": 256,
+        "seed": 0,
+        "save_steps": 1,
         "logging_steps": 1,
-        "online_dpo": {"prefixes": str(generate), "rounds": 2, "prefixes_per_round": 3,
-                       "samples_per_prefix": 2, "min_gap": 0.0, "learning_rate": 1e-2,
-                       "max_completion_length": 8},
-        "grpo": {"prefixes": str(generate), "num_generations": 2, "learning_rate": 1e-2,
-                 "max_completion_length": 8, "epochs": 1.0},
+        "online_dpo": {
+            "prefixes": str(generate),
+            "rounds": 2,
+            "prefixes_per_round": 3,
+            "samples_per_prefix": 2,
+            "min_gap": 0.0,
+            "learning_rate": 1e-2,
+            "max_completion_length": 8,
+        },
+        "grpo": {
+            "prefixes": str(generate),
+            "num_generations": 2,
+            "learning_rate": 1e-2,
+            "max_completion_length": 8,
+            "epochs": 1.0,
+        },
     }
     for key, value in train.items():
         if isinstance(value, dict) and isinstance(section.get(key), dict):
             section[key] = {**section[key], **value}
         else:
             section[key] = value
-    return Config.model_validate({
-        "roles": {
-            "policy": {"kind": "hf_local", "model": str(model), "max_wait_ms": 5,
-                       "generation": {"temperature": 1.0, "max_tokens": 6, "seed": 11}},
-            "user": {"kind": "scripted", "replies": [USER_REPLY]},
-            "judge": {"kind": "scripted", "replies": [JUDGE_REPLY]},
-        },
-        "cache": {"enabled": False},
-        # A random tiny model never ends a reply itself: its futures are cut, and scored as such.
-        "reward": {"samples": 2, "window": 1, "cut_futures": "scored", "metrics": [
-            {"name": "token_efficiency", "weight": 1.0, "options": {"lam": 0.02}},
-            {"name": "interactivity", "weight": 1.0, "options": {"max_reasks": 0}},
-        ]},
-        "generate": {"tasks": {"path": str(folder / "tasks.jsonl")}},
-        "train": section,
-    })
+    return Config.model_validate(
+        {
+            "roles": {
+                "policy": {
+                    "kind": "hf_local",
+                    "model": str(model),
+                    "max_wait_ms": 5,
+                    "generation": {"temperature": 1.0, "max_tokens": 6, "seed": 11},
+                },
+                "user": {"kind": "scripted", "replies": [USER_REPLY]},
+                "judge": {"kind": "scripted", "replies": [JUDGE_REPLY]},
+            },
+            "cache": {"enabled": False},
+            # A random tiny model never ends a reply itself: its futures are cut, and scored as such.
+            "reward": {
+                "samples": 2,
+                "window": 1,
+                "cut_futures": "scored",
+                "metrics": [
+                    {"name": "token_efficiency", "weight": 1.0, "options": {"lam": 0.02}},
+                    {"name": "interactivity", "weight": 1.0, "options": {"max_reasks": 0}},
+                ],
+            },
+            "generate": {"tasks": {"path": str(folder / "tasks.jsonl")}},
+            "train": section,
+        }
+    )

@@ -14,13 +14,22 @@ from pathlib import Path
 from typing import Any
 
 TURNS = [
-    ("Write a short story about a robot who learns to paint.",
-     "Could you tell me more about the audience, the tone and the length you have in mind?"),
-    ("The audience is children, please keep it short.",
-     "Sure! Here is a first draft. Tell me what you would like to change."),
-    ("What is the sum of 12 and 30?", "The answer is 42. Let me explain each step of the solution."),
-    ("Please make the second paragraph shorter and more formal.",
-     "Thanks, that helps a lot. I will revise it."),
+    (
+        "Write a short story about a robot who learns to paint.",
+        "Could you tell me more about the audience, the tone and the length you have in mind?",
+    ),
+    (
+        "The audience is children, please keep it short.",
+        "Sure! Here is a first draft. Tell me what you would like to change.",
+    ),
+    (
+        "What is the sum of 12 and 30?",
+        "The answer is 42. Let me explain each step of the solution.",
+    ),
+    (
+        "Please make the second paragraph shorter and more formal.",
+        "Thanks, that helps a lot. I will revise it.",
+    ),
 ]
 REJECTED = "def largest(numbers): return max(numbers)"
 
@@ -38,16 +47,24 @@ def sft_rows(n: int) -> list[dict[str, Any]]:
     return [{"messages": conversation(i, 1 + i % 2), "conversation_id": f"c{i}"} for i in range(n)]
 
 
-def dpo_row(i: int, prompt: list[dict[str, str]] | None = None, chosen: str | None = None,
-            rejected: str | None = None) -> dict[str, Any]:
+def dpo_row(
+    i: int,
+    prompt: list[dict[str, str]] | None = None,
+    chosen: str | None = None,
+    rejected: str | None = None,
+) -> dict[str, Any]:
     """Pair ``i``: by default the prompt is a short conversation and chosen its next reply."""
     messages = conversation(i, 1 + i % 2)
     return {
         "prompt": messages[:-1] if prompt is None else prompt,
-        "chosen": [{"role": "assistant",
-                    "content": messages[-1]["content"] if chosen is None else chosen}],
+        "chosen": [
+            {"role": "assistant", "content": messages[-1]["content"] if chosen is None else chosen}
+        ],
         "rejected": [{"role": "assistant", "content": REJECTED if rejected is None else rejected}],
-        "conversation_id": f"c{i}", "turn": 1 + i % 2, "mr_chosen": 0.6, "mr_rejected": 0.2,
+        "conversation_id": f"c{i}",
+        "turn": 1 + i % 2,
+        "mr_chosen": 0.6,
+        "mr_rejected": 0.2,
     }
 
 

@@ -46,10 +46,14 @@ def load_model(path: str | Path, base: str | None = None, dtype: str = "auto", d
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     local = Path(path)
-    if local.is_file() or (local.is_dir() and not any(
-            (local / name).is_file() for name in ("config.json", ADAPTER_CONFIG))):
-        raise ModelFolderError(f"{path} is neither a model folder (config.json) nor an adapter "
-                               f"folder ({ADAPTER_CONFIG})")
+    if local.is_file() or (
+        local.is_dir()
+        and not any((local / name).is_file() for name in ("config.json", ADAPTER_CONFIG))
+    ):
+        raise ModelFolderError(
+            f"{path} is neither a model folder (config.json) nor an adapter "
+            f"folder ({ADAPTER_CONFIG})"
+        )
     if not is_adapter(local):
         resolved = resolve_model(str(path))
         model = AutoModelForCausalLM.from_pretrained(resolved, dtype=torch_dtype)

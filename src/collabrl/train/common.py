@@ -79,10 +79,16 @@ def budgeted(budget: Budget, work: Callable[..., T], *args: Any) -> T | None:
 
 def budget_stop(budget: Budget, done: str, checkpoint: Path | str | None) -> BudgetStop:
     """The ``BudgetStop`` of a recipe that finished ``done`` (e.g. "2 rounds") in this run."""
-    then = (f"resume continues from {checkpoint}" if checkpoint
-            else "no checkpoint was written yet, so a rerun starts over")
-    return BudgetStop(budget.stop_line(f"{done} finished in this run",
-                                       f"Rerun with a larger budget to continue: {then}."))
+    then = (
+        f"resume continues from {checkpoint}"
+        if checkpoint
+        else "no checkpoint was written yet, so a rerun starts over"
+    )
+    return BudgetStop(
+        budget.stop_line(
+            f"{done} finished in this run", f"Rerun with a larger budget to continue: {then}."
+        )
+    )
 
 
 def torch_dtype(name: str):
@@ -101,8 +107,13 @@ def torch_dtype(name: str):
 def lora_config(settings: LoraSettings, task_type: str = "CAUSAL_LM"):
     from peft import LoraConfig
 
-    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=settings.target_modules, task_type=task_type)
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type=task_type,
+    )
 
 
 def load_tokenizer(path: str, assistant_markers: bool = False):
@@ -145,8 +156,9 @@ def training_chat_template(tokenizer) -> str:
     return template
 
 
-def load_policy(config: TrainConfig, init_adapter: Path | None = None,
-                assistant_markers: bool = False):
+def load_policy(
+    config: TrainConfig, init_adapter: Path | None = None, assistant_markers: bool = False
+):
     """(model, tokenizer): the base model with a fresh LoRA adapter, or ``init_adapter`` loaded
     as trainable, or the full model when ``config.lora`` is None; the tokenizer as
     ``load_tokenizer`` gives it."""
@@ -182,7 +194,8 @@ def refuse_multiple_processes(method: str) -> None:
     if processes > 1:
         raise ConfigError(
             f"the {method} recipe runs on one device, but {processes} processes were launched: "
-            f"run `collabrl train {method}` as one process, without torchrun or accelerate launch")
+            f"run `collabrl train {method}` as one process, without torchrun or accelerate launch"
+        )
 
 
 def device_arguments(bf16: bool) -> dict[str, Any]:
@@ -194,9 +207,11 @@ def device_arguments(bf16: bool) -> dict[str, Any]:
     from transformers.utils import is_torch_bf16_gpu_available
 
     several = launched_processes() > 1
-    on_cpu = ((bf16 and not is_torch_bf16_gpu_available())
-              or (several and not torch.cuda.is_available())
-              or parse_flag_from_env("ACCELERATE_USE_CPU"))  # accelerate launch --cpu
+    on_cpu = (
+        (bf16 and not is_torch_bf16_gpu_available())
+        or (several and not torch.cuda.is_available())
+        or parse_flag_from_env("ACCELERATE_USE_CPU")
+    )  # accelerate launch --cpu
     backend = None
     if several:
         backend = "gloo" if on_cpu else "nccl" if torch.cuda.is_available() else None
@@ -213,21 +228,30 @@ def parallelism(args) -> dict[str, Any]:
     """How a TRL trainer's work is spread: processes, backend, device and effective batch."""
     device = args.device.type  # reading it sets up ``args.distributed_state``
     state = args.distributed_state
-    return {"world_size": args.world_size, "backend": state.backend,
-            "distributed_type": state.distributed_type.value, "device": device,
-            "effective_batch": (args.per_device_train_batch_size
-                                * args.gradient_accumulation_steps * args.world_size)}
+    return {
+        "world_size": args.world_size,
+        "backend": state.backend,
+        "distributed_type": state.distributed_type.value,
+        "device": device,
+        "effective_batch": (
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        ),
+    }
 
 
 def parallelism_line(method: str, facts: dict[str, Any]) -> str:
     """The console line that says whether this is one run over several processes."""
     deepspeed = ", DeepSpeed" if facts["distributed_type"] == "DEEPSPEED" else ""
     if facts["world_size"] == 1:
-        return (f"{method}: one process on {facts['device']}{deepspeed}, "
-                f"batch {facts['effective_batch']}")
-    return (f"{method}: one data-parallel run over world size {facts['world_size']} "
-            f"({facts['backend']} on {facts['device']}{deepspeed}), effective batch "
-            f"{facts['effective_batch']}; rank 0 writes the outputs")
+        return (
+            f"{method}: one process on {facts['device']}{deepspeed}, "
+            f"batch {facts['effective_batch']}"
+        )
+    return (
+        f"{method}: one data-parallel run over world size {facts['world_size']} "
+        f"({facts['backend']} on {facts['device']}{deepspeed}), effective batch "
+        f"{facts['effective_batch']}; rank 0 writes the outputs"
+    )
 
 
 def trainer_arguments(config: TrainConfig, learning_rate: float, epochs: float) -> dict[str, Any]:
@@ -272,8 +296,12 @@ def verify_checkpoint(folder: Path) -> None:
     missing = [name for name in CHECKPOINT_FILES if not (folder / name).exists()]
     if not any(p.name.startswith(RNG_FILE_PREFIX) for p in folder.iterdir()):
         missing.append(f"{RNG_FILE_PREFIX}*.pth")
-    weights = ("adapter_model.safetensors", "model.safetensors", "pytorch_model.bin",
-               "model.safetensors.index.json")
+    weights = (
+        "adapter_model.safetensors",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "model.safetensors.index.json",
+    )
     if not any((folder / w).exists() for w in weights):
         missing.append("model weights")
     if missing:
@@ -308,7 +336,9 @@ def read_rows(folder: Path, name: str) -> list[dict[str, Any]]:
 
     path = folder / f"{name}.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `collabrl export` first (export.output_dir)")
+        raise FileNotFoundError(
+            f"{path} not found: run `collabrl export` first (export.output_dir)"
+        )
     return list(read_jsonl(path))
 
 
@@ -319,12 +349,17 @@ def write_run_info(config: TrainConfig, method: str, **facts: Any) -> None:
     (config.output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
 
 
-def fit_trainer(trainer, config: TrainConfig, reports: list, resume: str | None, method: str) -> Path:
+def fit_trainer(
+    trainer, config: TrainConfig, reports: list, resume: str | None, method: str
+) -> Path:
     """Train a TRL trainer (resuming from ``resume`` if given), save ``output_dir/final``, and
     record the run; data reports are printed and written by the main process only."""
     main = trainer.is_world_process_zero()
-    facts: dict[str, Any] = {"data": {r.name: r.as_dict() for r in reports}, "resumed_from": resume,
-                             "parallelism": parallelism(trainer.args)}
+    facts: dict[str, Any] = {
+        "data": {r.name: r.as_dict() for r in reports},
+        "resumed_from": resume,
+        "parallelism": parallelism(trainer.args),
+    }
     if main:
         print(parallelism_line(method, facts["parallelism"]))
         for report in reports:
@@ -337,8 +372,14 @@ def fit_trainer(trainer, config: TrainConfig, reports: list, resume: str | None,
     final = config.output_dir / "final"
     trainer.save_model(str(final))  # every process: ZeRO-3 gathers the shards here
     if main:
-        write_run_info(config, method, **facts, final=str(final),
-                       global_step=trainer.state.global_step, metrics=result.metrics)
+        write_run_info(
+            config,
+            method,
+            **facts,
+            final=str(final),
+            global_step=trainer.state.global_step,
+            metrics=result.metrics,
+        )
     return final
 
 
@@ -346,5 +387,8 @@ def eval_arguments(config: TrainConfig, has_eval_rows: bool) -> dict[str, Any]:
     """TRL arguments for evaluating every ``save_steps`` when there is an eval split."""
     if not has_eval_rows:
         return {}
-    return {"eval_strategy": "steps", "eval_steps": config.save_steps,
-            "per_device_eval_batch_size": config.per_device_batch_size}
+    return {
+        "eval_strategy": "steps",
+        "eval_steps": config.save_steps,
+        "per_device_eval_batch_size": config.per_device_batch_size,
+    }

@@ -46,15 +46,23 @@ class DataReport:
     tokens_cut: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "kept": self.kept, "dropped": dict(self.dropped),
-                "truncated": self.truncated, "messages_cut": self.messages_cut,
-                "messages_shortened": self.messages_shortened, "tokens_cut": self.tokens_cut}
+        return {
+            "rows": self.rows,
+            "kept": self.kept,
+            "dropped": dict(self.dropped),
+            "truncated": self.truncated,
+            "messages_cut": self.messages_cut,
+            "messages_shortened": self.messages_shortened,
+            "tokens_cut": self.tokens_cut,
+        }
 
     def summary(self) -> str:
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(self.dropped.items())) or "none"
-        return (f"{self.name}: {self.kept}/{self.rows} rows kept; dropped: {dropped}; "
-                f"truncated: {self.truncated} ({self.messages_cut} messages dropped, "
-                f"{self.messages_shortened} shortened, {self.tokens_cut} tokens cut)")
+        return (
+            f"{self.name}: {self.kept}/{self.rows} rows kept; dropped: {dropped}; "
+            f"truncated: {self.truncated} ({self.messages_cut} messages dropped, "
+            f"{self.messages_shortened} shortened, {self.tokens_cut} tokens cut)"
+        )
 
 
 def token_ids(tokenizer, messages: Messages, generation_prompt: bool = False) -> list[int]:
@@ -70,8 +78,11 @@ def _prompt_length(tokenizer, messages: Messages) -> int:
 
 
 def _is_message(item: Any) -> bool:
-    return (isinstance(item, dict) and isinstance(item.get("role"), str)
-            and isinstance(item.get("content"), str))
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("role"), str)
+        and isinstance(item.get("content"), str)
+    )
 
 
 def pair_problem(row: dict[str, Any]) -> str | None:
@@ -80,8 +91,12 @@ def pair_problem(row: dict[str, Any]) -> str | None:
     if not (isinstance(prompt, list) and prompt and all(_is_message(m) for m in prompt)):
         return "malformed"
     for completion in (chosen, rejected):
-        if not (isinstance(completion, list) and len(completion) == 1 and _is_message(completion[0])
-                and completion[0]["role"] == "assistant"):
+        if not (
+            isinstance(completion, list)
+            and len(completion) == 1
+            and _is_message(completion[0])
+            and completion[0]["role"] == "assistant"
+        ):
             return "malformed"
     if not chosen[0]["content"].strip() or not rejected[0]["content"].strip():
         return "empty_completion"
@@ -111,9 +126,9 @@ def fit_prompt(tokenizer, prompt: Messages, budget: int) -> Messages | None:
     if _prompt_length(tokenizer, prompt) <= budget:
         return prompt
     head = prompt[:1] if prompt[0]["role"] == "system" and len(prompt) > 1 else []
-    body = prompt[len(head):]
+    body = prompt[len(head) :]
     starts = [i for i, m in enumerate(body) if m["role"] == "user" or i == len(body) - 1]
-    for kept_head in ([head, []] if head else [[]]):
+    for kept_head in [head, []] if head else [[]]:
         for start in starts:
             candidate = kept_head + body[start:]
             if _prompt_length(tokenizer, candidate) <= budget:
@@ -139,8 +154,13 @@ def _keep_tail(tokenizer, head: Messages, message: dict[str, Any], budget: int) 
     return None
 
 
-def prepare_pairs(rows: list[dict[str, Any]], tokenizer, max_length: int, max_prompt_length: int,
-                  name: str = "dpo") -> tuple[list[dict[str, Any]], DataReport]:
+def prepare_pairs(
+    rows: list[dict[str, Any]],
+    tokenizer,
+    max_length: int,
+    max_prompt_length: int,
+    name: str = "dpo",
+) -> tuple[list[dict[str, Any]], DataReport]:
     """Validated preference rows whose prompt fits ``max_prompt_length`` and, with the longer of
     the two completions, ``max_length``; plus the report of what was dropped or cut."""
     report = DataReport(name=name, rows=len(rows))
@@ -162,14 +182,17 @@ def prepare_pairs(rows: list[dict[str, Any]], tokenizer, max_length: int, max_pr
             report.truncated += 1
             report.messages_cut += len(prompt) - len(fitted)
             report.messages_shortened += fitted[-1]["content"] != prompt[-1]["content"]
-            report.tokens_cut += _prompt_length(tokenizer, prompt) - _prompt_length(tokenizer, fitted)
+            report.tokens_cut += _prompt_length(tokenizer, prompt) - _prompt_length(
+                tokenizer, fitted
+            )
         kept.append({**row, "prompt": fitted})
     report.kept = len(kept)
     return kept, report
 
 
-def prepare_conversations(rows: list[dict[str, Any]], tokenizer, max_length: int,
-                          name: str = "sft") -> tuple[list[dict[str, Any]], DataReport]:
+def prepare_conversations(
+    rows: list[dict[str, Any]], tokenizer, max_length: int, name: str = "sft"
+) -> tuple[list[dict[str, Any]], DataReport]:
     """SFT rows that will contribute loss within ``max_length``; over-long rows are counted
     (their end is cut by the trainer), rows that would contribute nothing are dropped."""
     report = DataReport(name=name, rows=len(rows))

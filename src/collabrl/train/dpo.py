@@ -93,22 +93,26 @@ def build_trainer(config: TrainConfig) -> tuple[DPOTrainer, list[DataReport]]:
     return trainer, [train_report, eval_report]
 
 
-def fit(trainer: DPOTrainer, config: TrainConfig, reports: list[DataReport],
-        resume: str | None) -> Path:
+def fit(
+    trainer: DPOTrainer, config: TrainConfig, reports: list[DataReport], resume: str | None
+) -> Path:
     """Train (resuming from ``resume`` if given), save ``output_dir/final``, record the run."""
     return fit_trainer(trainer, config, reports, resume, "dpo")
 
 
-def _pairs(config: TrainConfig, tokenizer, name: str, required: bool
-           ) -> tuple[list[dict[str, Any]], DataReport]:
+def _pairs(
+    config: TrainConfig, tokenizer, name: str, required: bool
+) -> tuple[list[dict[str, Any]], DataReport]:
     folder = config.dpo.data
     exists = (folder / f"{name}.jsonl").exists()
     rows = read_rows(folder, name) if exists or required else []
-    kept, report = prepare_pairs(rows, tokenizer, config.max_length, config.dpo.max_prompt_length,
-                                 name)
+    kept, report = prepare_pairs(
+        rows, tokenizer, config.max_length, config.dpo.max_prompt_length, name
+    )
     if required and not kept:
-        raise TrainingDataError(f"no usable preference pairs in {folder}/{name}.jsonl "
-                                f"({report.summary()})")
+        raise TrainingDataError(
+            f"no usable preference pairs in {folder}/{name}.jsonl ({report.summary()})"
+        )
     return kept, report
 
 
@@ -117,4 +121,5 @@ def _check_nothing_dropped(trainer: DPOTrainer, rows: int) -> None:
     if len(trainer.train_dataset) != rows:
         raise TrainingDataError(
             f"TRL dropped {rows - len(trainer.train_dataset)} of {rows} fitted pairs while "
-            f"preparing them; the prompt fitting and TRL's tokenization disagree on lengths")
+            f"preparing them; the prompt fitting and TRL's tokenization disagree on lengths"
+        )

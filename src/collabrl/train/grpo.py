@@ -82,21 +82,31 @@ def train(config: Config) -> Path:
         raise ConfigError("train.grpo.max_completion_length must be below train.max_length")
     budget = Budget(config.budget)
     if budget.capped and launched_processes() > 1:
-        raise ConfigError("a budget caps GRPO on one process only (each process would count "
-                          "its own calls): launch one process or drop the budget section")
+        raise ConfigError(
+            "a budget caps GRPO on one process only (each process would count "
+            "its own calls): launch one process or drop the budget section"
+        )
     prefixes = load_prefixes(config, settings.prefixes)
     checkpoint = checkpoint_to_resume(tc)
     set_seed(tc.seed)  # before the adapter's random init, so equal configs give equal runs
     model, tokenizer = load_policy(tc)
     tokenizer.padding_side = "left"  # TRL pads prompts on the left for generation
     room = tc.max_length - settings.max_completion_length
-    rows = [{"prompt": prompt, "prefix_index": i} for i, p in enumerate(prefixes)
-            if (prompt := policy_prompt(p, config.assistant.system_prompt, tokenizer, room))]
+    rows = [
+        {"prompt": prompt, "prefix_index": i}
+        for i, p in enumerate(prefixes)
+        if (prompt := policy_prompt(p, config.assistant.system_prompt, tokenizer, room))
+    ]
     if not rows:
         raise ConfigError(f"no prefix fits in {room} prompt tokens; raise train.max_length")
     with MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer:
-        trainer = build_trainer(config, model, tokenizer, Dataset.from_list(rows),
-                                multiturn_reward_function(scorer, prefixes))
+        trainer = build_trainer(
+            config,
+            model,
+            tokenizer,
+            Dataset.from_list(rows),
+            multiturn_reward_function(scorer, prefixes),
+        )
         trainer.add_callback(BudgetCallback(budget))
         stop_on_non_finite_loss(trainer)
         main, spread = trainer.is_world_process_zero(), parallelism(trainer.args)
@@ -104,13 +114,22 @@ def train(config: Config) -> Path:
             print(parallelism_line("grpo", spread))
         with show_progress(trainer):
             trainer.train(resume_from_checkpoint=checkpoint)
-        counts = summed_over_processes(trainer, {"scored_replies": scorer.scored,
-                                                 "unscored_replies": scorer.unscored})
+        counts = summed_over_processes(
+            trainer, {"scored_replies": scorer.scored, "unscored_replies": scorer.unscored}
+        )
         usage = scorer.roles.meter.to_dict()
-    facts = {"trainer": type(trainer).__name__, "prefixes": len(prefixes), "prompts": len(rows),
-             "prompts_too_long": len(prefixes) - len(rows), "resumed_from": checkpoint,
-             "steps": trainer.state.global_step, "usage": usage, "parallelism": spread,
-             **counts, **budget.manifest()}
+    facts = {
+        "trainer": type(trainer).__name__,
+        "prefixes": len(prefixes),
+        "prompts": len(rows),
+        "prompts_too_long": len(prefixes) - len(rows),
+        "resumed_from": checkpoint,
+        "steps": trainer.state.global_step,
+        "usage": usage,
+        "parallelism": spread,
+        **counts,
+        **budget.manifest(),
+    }
     if budget.stopped:
         latest = tc.output_dir / f"checkpoint-{trainer.state.global_step}"
         latest = latest if latest.is_dir() else None
@@ -157,9 +176,13 @@ def multiturn_reward_function(scorer: MRScorer, prefixes: list[Prefix]) -> Rewar
     ``prefix_index`` column maps a completion back to its full prefix and task.
     """
 
-    def multiturn_reward(prompts: list, completions: list, prefix_index: list[int],
-                         log_metric: Callable[[str, float], None] | None = None,
-                         **_: Any) -> list[float | None]:
+    def multiturn_reward(
+        prompts: list,
+        completions: list,
+        prefix_index: list[int],
+        log_metric: Callable[[str, float], None] | None = None,
+        **_: Any,
+    ) -> list[float | None]:
         replies = [str(c[-1]["content"]).strip() for c in completions]  # conversational
         try:
             rewards = scorer.rewards([prefixes[i] for i in prefix_index], replies)
@@ -177,17 +200,29 @@ def build_trainer(config: Config, model, tokenizer, dataset, reward: RewardFunct
     tc, settings = config.train, config.train.grpo
     args = trainer_arguments(tc, settings.learning_rate, settings.epochs)
     del args["max_length"]  # GRPO/RLOO configs have none: prompts are trimmed above instead
-    args.update(num_generations=settings.num_generations, beta=settings.beta,
-                max_completion_length=settings.max_completion_length,
-                temperature=settings.temperature)
+    args.update(
+        num_generations=settings.num_generations,
+        beta=settings.beta,
+        max_completion_length=settings.max_completion_length,
+        temperature=settings.temperature,
+    )
     score_labelled_positions_only()
     if settings.loss_type == "rloo":
         from trl import RLOOConfig, RLOOTrainer
 
-        return RLOOTrainer(model=model, reward_funcs=reward, args=RLOOConfig(**args),
-                           train_dataset=dataset, processing_class=tokenizer)
+        return RLOOTrainer(
+            model=model,
+            reward_funcs=reward,
+            args=RLOOConfig(**args),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+        )
     from trl import GRPOConfig, GRPOTrainer
 
-    return GRPOTrainer(model=model, reward_funcs=reward,
-                       args=GRPOConfig(**args, loss_type=settings.loss_type),
-                       train_dataset=dataset, processing_class=tokenizer)
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=reward,
+        args=GRPOConfig(**args, loss_type=settings.loss_type),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )

@@ -35,8 +35,10 @@ def score_labelled_positions_only() -> bool:
 
     current = getattr(trl_utils, "_use_triton", None)
     if current is None:
-        logger.warning("trl.trainer.utils._use_triton not found: TRL's fused LM head will score "
-                       "every position on CPU (correct, but slower)")
+        logger.warning(
+            "trl.trainer.utils._use_triton not found: TRL's fused LM head will score "
+            "every position on CPU (correct, but slower)"
+        )
         return False
     if getattr(current, "compacts_eager_devices", False):
         return True

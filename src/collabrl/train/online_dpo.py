@@ -104,21 +104,39 @@ def train(config: Config) -> Path:
     optimizer = torch.optim.AdamW(_trainable(model), lr=settings.learning_rate, weight_decay=0.0)
     history = [] if checkpoint is None else _restore(checkpoint, optimizer)
     budget, latest = Budget(config.budget), checkpoint
-    with (MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer,
-          open_tracker(config.tracking, tc.output_dir, config.model_dump(mode="json"),
-                       "online-dpo") as tracker):
+    with (
+        MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer,
+        open_tracker(
+            config.tracking, tc.output_dir, config.model_dump(mode="json"), "online-dpo"
+        ) as tracker,
+    ):
         for index in range(len(history), settings.rounds):
-            stats = budgeted(budget, _round, index, prefixes, config, model, tokenizer,
-                             reference, optimizer, scorer)
+            stats = budgeted(
+                budget,
+                _round,
+                index,
+                prefixes,
+                config,
+                model,
+                tokenizer,
+                reference,
+                optimizer,
+                scorer,
+            )
             if stats is None:
                 break
             history.append(stats)
             tracker.scalars(online_dpo_figures(stats, scorer.roles.meter), index + 1)
             latest = _save_round(tc.output_dir, model, tokenizer, optimizer, history)
         usage = scorer.roles.meter.to_dict()
-    facts = {"rounds": history, "prefixes": len(prefixes), "usage": usage,
-             "reference": _reference_name(model, tc), "resumed_from": _name(checkpoint),
-             **budget.manifest()}
+    facts = {
+        "rounds": history,
+        "prefixes": len(prefixes),
+        "usage": usage,
+        "reference": _reference_name(model, tc),
+        "resumed_from": _name(checkpoint),
+        **budget.manifest(),
+    }
     if budget.stopped:
         write_run_info(tc, "online_dpo", **facts, last_checkpoint=_name(latest))
         raise budget_stop(budget, f"{budget.finished} rounds", latest)
@@ -128,33 +146,49 @@ def train(config: Config) -> Path:
     return final
 
 
-def _round(index: int, prefixes: list[Prefix], config: Config, model, tokenizer,
-           reference: Callable[[Rows], torch.Tensor], optimizer, scorer: MRScorer) -> dict:
+def _round(
+    index: int,
+    prefixes: list[Prefix],
+    config: Config,
+    model,
+    tokenizer,
+    reference: Callable[[Rows], torch.Tensor],
+    optimizer,
+    scorer: MRScorer,
+) -> dict:
     """One round: sample, score, pair, update. Returns the round's statistics."""
     tc, settings = config.train, config.train.online_dpo
     budget = tc.max_length - settings.max_completion_length
     count = min(settings.prefixes_per_round, len(prefixes))
     chosen = [prefixes[(index * count + j) % len(prefixes)] for j in range(count)]
-    prompts = [(p, policy_prompt(p, config.assistant.system_prompt, tokenizer, budget))
-               for p in chosen]
+    prompts = [
+        (p, policy_prompt(p, config.assistant.system_prompt, tokenizer, budget)) for p in chosen
+    ]
     prompts = [(p, prompt) for p, prompt in prompts if prompt is not None]
-    replies = scorer.run(_sample(scorer, [prompt for _, prompt in prompts], settings, tc.seed, index))
+    replies = scorer.run(
+        _sample(scorer, [prompt for _, prompt in prompts], settings, tc.seed, index)
+    )
     scored = scorer.score([(p, r) for (p, _), r in zip(prompts, replies)])
     counts: Counter[str] = Counter()
-    pairs = [pair for (p, prompt), rewards in zip(prompts, scored)
-             if (pair := _pair(p, prompt, rewards, settings.min_gap, counts))]
+    pairs = [
+        pair
+        for (p, prompt), rewards in zip(prompts, scored)
+        if (pair := _pair(p, prompt, rewards, settings.min_gap, counts))
+    ]
     rows = [_encode_pair(tokenizer, pair, tc.max_length) for pair in pairs]
     losses = _update(model, reference, optimizer, rows, tc, settings.beta, index)
     return _round_stats(index, len(chosen) - len(prompts), scored, pairs, counts, losses)
 
 
-async def _sample(scorer: MRScorer, prompts: list[list[dict]], settings, seed: int,
-                  index: int) -> list[list[str]]:
+async def _sample(
+    scorer: MRScorer, prompts: list[list[dict]], settings, seed: int, index: int
+) -> list[list[str]]:
     """``samples_per_prefix`` replies to each prompt from the live policy, seeded per round."""
 
     async def one(j: int, prompt: list[dict]) -> list[str]:
         params = GenerationParams(
-            n=settings.samples_per_prefix, temperature=settings.temperature,
+            n=settings.samples_per_prefix,
+            temperature=settings.temperature,
             max_tokens=settings.max_completion_length,
             seed=random.Random(f"{seed}:{index}:{j}").getrandbits(48),
         )
@@ -164,16 +198,31 @@ async def _sample(scorer: MRScorer, prompts: list[list[dict]], settings, seed: i
     return list(await asyncio.gather(*(one(j, p) for j, p in enumerate(prompts))))
 
 
-def _pair(prefix: Prefix, prompt: list[dict], rewards: list[CandidateReward], min_gap: float,
-          counts: Counter[str]) -> dict[str, Any] | None:
+def _pair(
+    prefix: Prefix,
+    prompt: list[dict],
+    rewards: list[CandidateReward],
+    min_gap: float,
+    counts: Counter[str],
+) -> dict[str, Any] | None:
     """Highest vs lowest MR among the scored replies (the export's rules and counts)."""
-    turn = {"prefix": prompt, "conversation_id": prefix.conversation_id, "turn": prefix.turn,
-            "candidates": [{"text": r.reply, "mr": r.mr} for r in rewards]}
+    turn = {
+        "prefix": prompt,
+        "conversation_id": prefix.conversation_id,
+        "turn": prefix.turn,
+        "candidates": [{"text": r.reply, "mr": r.mr} for r in rewards],
+    }
     return dpo_pair(turn, min_gap, counts)
 
 
-def _round_stats(index: int, too_long: int, scored: list[list[CandidateReward]],
-                 pairs: list[dict], counts: Counter[str], losses: list[float]) -> dict:
+def _round_stats(
+    index: int,
+    too_long: int,
+    scored: list[list[CandidateReward]],
+    pairs: list[dict],
+    counts: Counter[str],
+    losses: list[float],
+) -> dict:
     rewards = [r for group in scored for r in group]
     values = [r.mr for r in rewards if r.mr is not None]
 
@@ -182,50 +231,68 @@ def _round_stats(index: int, too_long: int, scored: list[list[CandidateReward]],
 
     metrics = sorted({name for r in rewards for name in r.metric_means})
     return {
-        "round": index + 1, "prefixes": len(scored), "prompts_too_long": too_long,
-        "replies": len(rewards), "unscored_replies": len(rewards) - len(values),
-        "unscored_futures": sum(r.unscored for r in rewards), "mean_mr": mean(values),
+        "round": index + 1,
+        "prefixes": len(scored),
+        "prompts_too_long": too_long,
+        "replies": len(rewards),
+        "unscored_replies": len(rewards) - len(values),
+        "unscored_futures": sum(r.unscored for r in rewards),
+        "mean_mr": mean(values),
         "std_mr": statistics.pstdev(values) if values else None,
-        "metric_means": {name: mean([v for r in rewards
-                                     if (v := r.metric_means.get(name)) is not None])
-                         for name in metrics},
-        "pairs": len(pairs), "pair_filter": dict(counts),
+        "metric_means": {
+            name: mean([v for r in rewards if (v := r.metric_means.get(name)) is not None])
+            for name in metrics
+        },
+        "pairs": len(pairs),
+        "pair_filter": dict(counts),
         "mean_mr_chosen": mean([p["mr_chosen"] for p in pairs]),
         "mean_mr_rejected": mean([p["mr_rejected"] for p in pairs]),
-        "losses": losses, "mean_loss": mean(losses),
+        "losses": losses,
+        "mean_loss": mean(losses),
     }
 
 
 # --- the DPO update ----------------------------------------------------------------------------
 
 
-def dpo_loss(chosen: torch.Tensor, rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+def dpo_loss(
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     """The sigmoid DPO loss over summed log-probabilities of the replies (mean over pairs)."""
     margin = (chosen - ref_chosen) - (rejected - ref_rejected)
     return -F.logsigmoid(beta * margin).mean()
 
 
 def _encode_pair(tokenizer, pair: dict, max_length: int) -> tuple[tuple[list[int], int], ...]:
-    return tuple(_encode(tokenizer, pair["prompt"], pair[side][0]["content"], max_length)
-                 for side in ("chosen", "rejected"))
+    return tuple(
+        _encode(tokenizer, pair["prompt"], pair[side][0]["content"], max_length)
+        for side in ("chosen", "rejected")
+    )
 
 
 def _encode(tokenizer, prompt: list[dict], reply: str, max_length: int) -> tuple[list[int], int]:
     """Token ids of prompt + reply (the prompt keeps its end) and where the reply starts."""
     head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": reply}],
-                                         tokenize=False)
+    full = tokenizer.apply_chat_template(
+        [*prompt, {"role": "assistant", "content": reply}], tokenize=False
+    )
     if not full.startswith(head):
         raise ValueError("the chat template renders a reply by changing the prompt before it")
     prompt_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
-    reply_ids = tokenizer(full[len(head):], add_special_tokens=False)["input_ids"][:max_length - 1]
+    reply_ids = tokenizer(full[len(head) :], add_special_tokens=False)["input_ids"][
+        : max_length - 1
+    ]
     ids = (prompt_ids + reply_ids)[-max_length:]
     return ids, len(ids) - len(reply_ids)
 
 
-def _update(model, reference, optimizer, rows: list, tc: TrainConfig, beta: float,
-            index: int) -> list[float]:
+def _update(
+    model, reference, optimizer, rows: list, tc: TrainConfig, beta: float, index: int
+) -> list[float]:
     """One epoch of DPO over the round's pairs; returns the loss of each optimizer step."""
     order = list(range(len(rows)))
     random.Random(f"{tc.seed}:{index}:order").shuffle(order)
@@ -233,17 +300,18 @@ def _update(model, reference, optimizer, rows: list, tc: TrainConfig, beta: floa
     model.train()
     losses = []
     for start in range(0, len(order), step):
-        chunk = [rows[i] for i in order[start:start + step]]
+        chunk = [rows[i] for i in order[start : start + step]]
         losses.append(_optimizer_step(model, reference, optimizer, chunk, tc, beta, index))
     return losses
 
 
-def _optimizer_step(model, reference, optimizer, chunk: list, tc: TrainConfig, beta: float,
-                    index: int) -> float:
+def _optimizer_step(
+    model, reference, optimizer, chunk: list, tc: TrainConfig, beta: float, index: int
+) -> float:
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
     for start in range(0, len(chunk), tc.per_device_batch_size):
-        micro = chunk[start:start + tc.per_device_batch_size]
+        micro = chunk[start : start + tc.per_device_batch_size]
         rows = [c for c, _ in micro] + [r for _, r in micro]
         logps = _sequence_logps(model, rows)
         with torch.no_grad():
@@ -252,8 +320,10 @@ def _optimizer_step(model, reference, optimizer, chunk: list, tc: TrainConfig, b
         loss = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta)
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"loss became {value} in round {index + 1}; stopped before "
-                                     f"applying it. The last round checkpoint is intact.")
+            raise NonFiniteLossError(
+                f"loss became {value} in round {index + 1}; stopped before "
+                f"applying it. The last round checkpoint is intact."
+            )
         (loss * n / len(chunk)).backward()
         total += value * n / len(chunk)
     try:
@@ -272,9 +342,9 @@ def _sequence_logps(model, rows: Rows) -> torch.Tensor:
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     reply = torch.zeros((len(rows), width - 1))
     for i, (ids, start) in enumerate(rows):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        mask[i, :len(ids)] = 1
-        reply[i, start - 1:len(ids) - 1] = 1  # positions whose next token belongs to the reply
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        mask[i, : len(ids)] = 1
+        reply[i, start - 1 : len(ids) - 1] = 1  # positions whose next token belongs to the reply
     input_ids, mask, reply = input_ids.to(device), mask.to(device), reply.to(device)
     logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
     logps = selective_log_softmax(logits, input_ids[:, 1:])  # without a vocabulary-wide copy
@@ -356,9 +426,12 @@ def _save_round(output_dir: Path, model, tokenizer, optimizer, history: list[dic
     tmp.mkdir(parents=True)
     _save_weights(model, tokenizer, tmp)
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(),
-           "torch": torch.get_rng_state(),
-           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    rng = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
     torch.save(rng, tmp / RNG_FILE)
     state = {"rounds_done": len(history), "history": history}
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, allow_nan=False))
@@ -371,11 +444,14 @@ def last_round(tc: TrainConfig) -> Path | None:
     """The latest ``round-N`` checkpoint when resuming is on; refuses an incomplete one."""
     if not tc.resume or not tc.output_dir.exists():
         return None
-    rounds = [p for p in tc.output_dir.iterdir() if p.is_dir() and p.name.startswith(ROUND_PREFIX)
-              and p.name[len(ROUND_PREFIX):].isdigit()]
+    rounds = [
+        p
+        for p in tc.output_dir.iterdir()
+        if p.is_dir() and p.name.startswith(ROUND_PREFIX) and p.name[len(ROUND_PREFIX) :].isdigit()
+    ]
     if not rounds:
         return None
-    latest = max(rounds, key=lambda p: int(p.name[len(ROUND_PREFIX):]))
+    latest = max(rounds, key=lambda p: int(p.name[len(ROUND_PREFIX) :]))
     missing = [f for f in (STATE_FILE, OPTIMIZER_FILE, RNG_FILE) if not (latest / f).exists()]
     if not any((latest / f).exists() for f in WEIGHT_FILES):
         missing.append("model weights")

@@ -95,8 +95,14 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng_state.pth"
 STATE_FILE = "ppo_state.json"
-CHECKPOINT_FILES = ("adapter_model.safetensors", "adapter_config.json", VALUE_HEAD_FILE,
-                    OPTIMIZER_FILE, RNG_FILE, STATE_FILE)
+CHECKPOINT_FILES = (
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    VALUE_HEAD_FILE,
+    OPTIMIZER_FILE,
+    RNG_FILE,
+    STATE_FILE,
+)
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
@@ -115,8 +121,10 @@ class ActorCritic:
     def load(cls, config: TrainConfig, checkpoint: Path | None) -> ActorCritic:
         init_adapter = config.ppo.init_adapter
         if config.lora is None and init_adapter is None:
-            raise ConfigError("PPO trains a LoRA adapter (the reference is the model without "
-                              "it): set train.lora or train.ppo.init_adapter")
+            raise ConfigError(
+                "PPO trains a LoRA adapter (the reference is the model without "
+                "it): set train.lora or train.ppo.init_adapter"
+            )
         model, tokenizer = load_policy(config, checkpoint or init_adapter)
         if init_adapter is not None:
             model.load_adapter(str(init_adapter), adapter_name=REFERENCE_ADAPTER)
@@ -138,9 +146,14 @@ class ActorCritic:
     def forward(self, batch: Batch, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(log-probabilities, values) of the reply positions, ``[batch, reply width]``."""
         width = batch.reply_width
-        out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                         position_ids=batch.position_ids, logits_to_keep=width + 1,
-                         output_hidden_states=True, use_cache=False)
+        out = self.model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            logits_to_keep=width + 1,
+            output_hidden_states=True,
+            use_cache=False,
+        )
         logits = out.logits[:, :-1].float() / temperature
         targets = batch.input_ids[:, -width:, None]
         logp = logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(dim=-1)
@@ -162,8 +175,10 @@ class ActorCritic:
 
     def save(self, folder: Path) -> None:
         self.model.save_pretrained(str(folder), selected_adapters=["default"])
-        save_file({k: v.contiguous() for k, v in self.value_head.state_dict().items()},
-                  str(folder / VALUE_HEAD_FILE))
+        save_file(
+            {k: v.contiguous() for k, v in self.value_head.state_dict().items()},
+            str(folder / VALUE_HEAD_FILE),
+        )
 
 
 @dataclass(frozen=True)
@@ -185,16 +200,18 @@ class Experience:
 
 
 @torch.no_grad()
-def make_experience(actor: ActorCritic, rollouts: list[Rollout], config: TrainConfig,
-                    temperature: float) -> tuple[Experience, dict[str, float]]:
+def make_experience(
+    actor: ActorCritic, rollouts: list[Rollout], config: TrainConfig, temperature: float
+) -> tuple[Experience, dict[str, float]]:
     """Log-probabilities, values, KL-penalised rewards and whitened GAE advantages."""
     pairs = [encode(actor.tokenizer, r, actor.eos_id, config.max_length) for r in rollouts]
     width = max(len(reply) for _, reply in pairs)
-    logp, values, ref_logp, mask = (torch.zeros(len(pairs), width, device=actor.device)
-                                    for _ in range(4))
+    logp, values, ref_logp, mask = (
+        torch.zeros(len(pairs), width, device=actor.device) for _ in range(4)
+    )
     step = config.per_device_batch_size
     for start in range(0, len(pairs), step):
-        batch = collate(pairs[start:start + step], actor.tokenizer.pad_token_id, actor.device)
+        batch = collate(pairs[start : start + step], actor.tokenizer.pad_token_id, actor.device)
         rows, cols = slice(start, start + step), slice(0, batch.reply_width)
         logp[rows, cols], values[rows, cols] = actor.forward(batch, temperature)
         with actor.reference():
@@ -209,8 +226,13 @@ def make_experience(actor: ActorCritic, rollouts: list[Rollout], config: TrainCo
     return experience, stats
 
 
-def optimise(actor: ActorCritic, optimizer: torch.optim.Optimizer, experience: Experience,
-             config: TrainConfig, update: int) -> dict[str, float]:
+def optimise(
+    actor: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    experience: Experience,
+    config: TrainConfig,
+    update: int,
+) -> dict[str, float]:
     """``ppo.epochs`` passes of clipped PPO over the experience; mean losses and diagnostics."""
     micro = config.per_device_batch_size
     group = micro * config.gradient_accumulation_steps
@@ -221,8 +243,8 @@ def optimise(actor: ActorCritic, optimizer: torch.optim.Optimizer, experience: E
         for _ in range(config.ppo.epochs):
             order = torch.randperm(len(experience.pairs), generator=shuffle).tolist()
             for start in range(0, len(order), group):
-                rows_of_step = order[start:start + group]
-                chunks = [rows_of_step[i:i + micro] for i in range(0, len(rows_of_step), micro)]
+                rows_of_step = order[start : start + group]
+                chunks = [rows_of_step[i : i + micro] for i in range(0, len(rows_of_step), micro)]
                 for rows in chunks:
                     losses = _backward(actor, experience, rows, config, len(chunks), update)
                     for name, value in losses.items():
@@ -233,21 +255,41 @@ def optimise(actor: ActorCritic, optimizer: torch.optim.Optimizer, experience: E
     return {name: statistics.fmean(values) for name, values in logged.items()}
 
 
-def _backward(actor: ActorCritic, experience: Experience, rows: list[int], config: TrainConfig,
-              accumulation: int, update: int) -> dict[str, float]:
+def _backward(
+    actor: ActorCritic,
+    experience: Experience,
+    rows: list[int],
+    config: TrainConfig,
+    accumulation: int,
+    update: int,
+) -> dict[str, float]:
     settings = config.ppo
     batch, old = experience.micro_batch(rows, actor.tokenizer.pad_token_id, actor.device)
     logp, values = actor.forward(batch, experience.temperature)
-    losses = ppo_losses(logp, old["old_logp"], old["advantages"], values, old["old_values"],
-                        old["returns"], batch.mask, settings.clip_range, settings.value_clip_range)
+    losses = ppo_losses(
+        logp,
+        old["old_logp"],
+        old["advantages"],
+        values,
+        old["old_values"],
+        old["returns"],
+        batch.mask,
+        settings.clip_range,
+        settings.value_clip_range,
+    )
     loss = (losses.policy + settings.value_coef * losses.value) / accumulation
     if not torch.isfinite(loss):
         raise NonFiniteLossError(
             f"loss became {loss.item()} in update {update + 1}; training stopped before applying "
-            f"it. The last checkpoint in {config.output_dir} is intact.")
+            f"it. The last checkpoint in {config.output_dir} is intact."
+        )
     loss.backward()
-    return {"policy_loss": losses.policy.item(), "value_loss": losses.value.item(),
-            "clip_fraction": losses.clip_fraction.item(), "approx_kl": losses.approx_kl.item()}
+    return {
+        "policy_loss": losses.policy.item(),
+        "value_loss": losses.value.item(),
+        "clip_fraction": losses.clip_fraction.item(),
+        "approx_kl": losses.approx_kl.item(),
+    }
 
 
 def _optimizer_step(actor: ActorCritic, optimizer, max_norm: float, update: int) -> None:
@@ -255,19 +297,27 @@ def _optimizer_step(actor: ActorCritic, optimizer, max_norm: float, update: int)
     if not torch.isfinite(norm):
         raise NonFiniteLossError(
             f"gradient norm became {norm.item()} in update {update + 1}; training stopped before "
-            f"applying it. The last checkpoint is intact.")
+            f"applying it. The last checkpoint is intact."
+        )
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
 
-def run_update(config: Config, actor: ActorCritic, optimizer, prefixes: list[Prefix],
-               update: int, budget: Budget | None = None) -> dict:
+def run_update(
+    config: Config,
+    actor: ActorCritic,
+    optimizer,
+    prefixes: list[Prefix],
+    update: int,
+    budget: Budget | None = None,
+) -> dict:
     """Sample, score, and optimise on one batch of prefixes; the update's metrics. Every
     model call (so a ``BudgetExceeded``) comes before the optimisation."""
     train = config.train
     chosen = update_prefixes(prefixes, update, train.ppo.rollouts, train.seed)
-    rollouts = asyncio.run(collect_rollouts(config, actor.model, actor.tokenizer, chosen, update,
-                                            budget))
+    rollouts = asyncio.run(
+        collect_rollouts(config, actor.model, actor.tokenizer, chosen, update, budget)
+    )
     scored = [r for r in rollouts if r.mr is not None]
     metrics: dict = {
         "reward_mean": statistics.fmean(r.mr for r in scored) if scored else None,
@@ -286,8 +336,11 @@ def checkpoint_to_resume(config: TrainConfig) -> Path | None:
     """The last ``checkpoint-N`` in ``output_dir`` when resuming is on; refuses incomplete ones."""
     if not config.resume or not config.output_dir.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in config.output_dir.iterdir()
-             if p.is_dir() and (m := _CHECKPOINT.fullmatch(p.name))]
+    found = [
+        (int(m.group(1)), p)
+        for p in config.output_dir.iterdir()
+        if p.is_dir() and (m := _CHECKPOINT.fullmatch(p.name))
+    ]
     if not found:
         return None
     last = max(found)[1]
@@ -323,16 +376,20 @@ def save_checkpoint(actor: ActorCritic, optimizer, state: dict, output_dir: Path
 
 def restore_checkpoint(folder: Path, optimizer, device) -> dict:
     """Load the optimizer and RNG states (last, after every model is built); the PPO state."""
-    optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location=device,
-                                         weights_only=True))
+    optimizer.load_state_dict(
+        torch.load(folder / OPTIMIZER_FILE, map_location=device, weights_only=True)
+    )
     set_rng_state(torch.load(folder / RNG_FILE, weights_only=False))  # ours: python/numpy states
     return json.loads((folder / STATE_FILE).read_text())
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def set_rng_state(rng: dict) -> None:
@@ -348,15 +405,18 @@ class Reporter:
 
     def __init__(self, config: Config) -> None:
         self.total = config.train.ppo.updates
-        self.tracker = open_tracker(config.tracking, config.train.output_dir,
-                                    config.model_dump(mode="json"), "ppo")
+        self.tracker = open_tracker(
+            config.tracking, config.train.output_dir, config.model_dump(mode="json"), "ppo"
+        )
 
     def log(self, step: int, metrics: dict) -> None:
         numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
         shown = "  ".join(f"{k} {v:.4g}" for k, v in numbers.items())
         reasons = metrics.get("unscored_reasons")
-        print(f"ppo update {step}/{self.total}: {shown}" + (f"  ({reasons})" if reasons else ""),
-              flush=True)
+        print(
+            f"ppo update {step}/{self.total}: {shown}" + (f"  ({reasons})" if reasons else ""),
+            flush=True,
+        )
         self.tracker.scalars(ppo_figures(metrics), step)
 
     def close(self) -> None:
@@ -379,14 +439,18 @@ def train(config: Config) -> Path:
     state: dict = {"update": 0, "history": []}
     if checkpoint is not None:
         state = restore_checkpoint(checkpoint, optimizer, actor.device)
-    facts = {"prefixes": len(prefixes), "resumed_from": None if checkpoint is None else str(checkpoint)}
+    facts = {
+        "prefixes": len(prefixes),
+        "resumed_from": None if checkpoint is None else str(checkpoint),
+    }
     write_run_info(train_config, "ppo", **facts)
     budget, latest, reporter = Budget(config.budget), checkpoint, Reporter(config)
     try:
         for update in range(state["update"], settings.updates):
             before = rng_state()
-            metrics = budgeted(budget, run_update, config, actor, optimizer, prefixes, update,
-                               budget)
+            metrics = budgeted(
+                budget, run_update, config, actor, optimizer, prefixes, update, budget
+            )
             if metrics is None:
                 set_rng_state(before)  # as if the dropped update never started
                 break
@@ -399,8 +463,14 @@ def train(config: Config) -> Path:
     if budget.stopped:
         if state["update"] and (latest is None or latest.name != f"checkpoint-{state['update']}"):
             latest = save_checkpoint(actor, optimizer, state, train_config.output_dir)
-        write_run_info(train_config, "ppo", **facts, updates=state["update"],
-                       last_checkpoint=latest and str(latest), **budget.manifest())
+        write_run_info(
+            train_config,
+            "ppo",
+            **facts,
+            updates=state["update"],
+            last_checkpoint=latest and str(latest),
+            **budget.manifest(),
+        )
         raise budget_stop(budget, f"{budget.finished} updates", latest)
     write_run_info(train_config, "ppo", **facts, updates=state["update"], **budget.manifest())
     final = train_config.output_dir / "final"

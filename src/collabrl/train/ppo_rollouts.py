@@ -74,8 +74,14 @@ def rollout_config(config: Config, update: int) -> Config:
     return config.model_copy(update={"roles": roles})
 
 
-async def collect_rollouts(config: Config, model: Any, tokenizer: Any, prefixes: list[Prefix],
-                           update: int, budget: Budget | None = None) -> list[Rollout]:
+async def collect_rollouts(
+    config: Config,
+    model: Any,
+    tokenizer: Any,
+    prefixes: list[Prefix],
+    update: int,
+    budget: Budget | None = None,
+) -> list[Rollout]:
     """One reply per prefix from the live ``model``, each scored with MR, in prefix order;
     every role behind ``budget``'s guard when given (``BudgetExceeded`` at a cap).
 
@@ -84,13 +90,18 @@ async def collect_rollouts(config: Config, model: Any, tokenizer: Any, prefixes:
     with the reason ``prompt_too_long``)."""
     seeded = rollout_config(config, update)
     role = seeded.roles[POLICY_ROLE]
-    live = HFLocalBackend(model, tokenizer, max_batch_size=getattr(role, "max_batch_size", 16),
-                          name=f"live:{config.train.model}")
+    live = HFLocalBackend(
+        model,
+        tokenizer,
+        max_batch_size=getattr(role, "max_batch_size", 16),
+        name=f"live:{config.train.model}",
+    )
     async with Roles(seeded, models={POLICY_ROLE: live}, budget=budget) as roles:
         assistant = build_assistant(seeded, roles, POLICY_ROLE)
         reward = build_reward(seeded, roles)
         params = assistant.params.model_copy(
-            update={"n": 1, "seed": derived_seed(config.train.seed, update, 0)})
+            update={"n": 1, "seed": derived_seed(config.train.seed, update, 0)}
+        )
         budget = config.train.max_length - params.max_tokens
 
         async def one(index: int, prefix: Prefix) -> Rollout:
@@ -100,15 +111,18 @@ async def collect_rollouts(config: Config, model: Any, tokenizer: Any, prefixes:
             messages = [Message(**m) for m in prompt]
             try:
                 [completion] = await assistant.backend.generate(
-                    messages, params.model_copy(update={"first_sample": index}))
+                    messages, params.model_copy(update={"first_sample": index})
+                )
             except BackendError as error:
-                return Rollout(prefix, tuple(prompt), "", False, None,
-                               f"policy_error:{error.reason}")
+                return Rollout(
+                    prefix, tuple(prompt), "", False, None, f"policy_error:{error.reason}"
+                )
             reply = completion.text
             scored = await reward.score_one(prefix.task, prefix.conversation, reply)
             reason = None if scored.scored else _reasons(scored.samples)
-            return Rollout(prefix, tuple(prompt), reply, completion.finish_reason == "stop",
-                           scored.mr, reason)
+            return Rollout(
+                prefix, tuple(prompt), reply, completion.finish_reason == "stop", scored.mr, reason
+            )
 
         return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prefixes))))
 
@@ -117,8 +131,9 @@ def _reasons(samples) -> str:
     return "; ".join(sorted({s.reason or "unscored" for s in samples})) or "no_future_sampled"
 
 
-def encode(tokenizer: Any, rollout: Rollout, eos_id: int,
-           max_length: int) -> tuple[list[int], list[int]]:
+def encode(
+    tokenizer: Any, rollout: Rollout, eos_id: int, max_length: int
+) -> tuple[list[int], list[int]]:
     """(prompt ids, reply ids) as the policy saw and wrote them: the reply is re-tokenised from
     its text (the backend returns text) and keeps the end-of-turn token when it ended by itself
     (an empty reply is that token alone); it is cut to fit ``max_length`` after the prompt."""

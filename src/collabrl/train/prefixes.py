@@ -75,8 +75,10 @@ def load_prefixes(config: Config, folder: Path) -> list[Prefix]:
     for record in read_jsonl(path):
         conversation = Conversation(messages=tuple(Message(**m) for m in record["prefix"]))
         if conversation.last is None or conversation.last.role != "user":
-            raise ValueError(f"{path}: {record['conversation_id']} turn {record['turn']}: the "
-                             f"prefix must end with a user message")
+            raise ValueError(
+                f"{path}: {record['conversation_id']} turn {record['turn']}: the "
+                f"prefix must end with a user message"
+            )
         task = tasks.get(record["task_id"])
         if task is None:
             missing.add(record["task_id"])
@@ -84,9 +86,11 @@ def load_prefixes(config: Config, folder: Path) -> list[Prefix]:
         prefix = Prefix(record["conversation_id"], record["turn"], task, conversation)
         found.setdefault(prefix.key, prefix)
     if missing:
-        raise ConfigError(f"{len(missing)} task ids of {path} are not among the tasks the "
-                          f"generate section names (e.g. {sorted(missing)[0]!r}); point "
-                          f"generate.tasks at the tasks of that run")
+        raise ConfigError(
+            f"{len(missing)} task ids of {path} are not among the tasks the "
+            f"generate section names (e.g. {sorted(missing)[0]!r}); point "
+            f"generate.tasks at the tasks of that run"
+        )
     if not found:
         raise ValueError(f"{path} holds no conversation prefixes")
     prefixes = [found[key] for key in sorted(found)]
@@ -94,8 +98,9 @@ def load_prefixes(config: Config, folder: Path) -> list[Prefix]:
     return prefixes
 
 
-def policy_prompt(prefix: Prefix, system_prompt: str | None, tokenizer: Any,
-                  budget: int) -> list[dict[str, str]] | None:
+def policy_prompt(
+    prefix: Prefix, system_prompt: str | None, tokenizer: Any, budget: int
+) -> list[dict[str, str]] | None:
     """The policy's view of ``prefix`` in at most ``budget`` prompt tokens, or None if even the
     last user message does not fit. The oldest messages go first; it still starts with a user
     message (after the system prompt), as chat templates expect."""
@@ -173,10 +178,13 @@ class MRScorer:
 
     def score(self, groups: Sequence[tuple[Prefix, Sequence[str]]]) -> list[list[CandidateReward]]:
         """MR of each group's replies to its prefix; all groups concurrently."""
+
         async def all_groups() -> list[list[CandidateReward]]:
-            return list(await asyncio.gather(
-                *(self.reward.score(p.task, p.conversation, list(r)) for p, r in groups)
-            ))
+            return list(
+                await asyncio.gather(
+                    *(self.reward.score(p.task, p.conversation, list(r)) for p, r in groups)
+                )
+            )
 
         results = self.run(all_groups())
         for group in results:

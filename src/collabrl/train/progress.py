@@ -35,8 +35,14 @@ class StepProgress(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.progress = StageProgress(self.console, self.stage, "steps", state.max_steps,
-                                          completed=state.global_step, **self.options)
+            self.progress = StageProgress(
+                self.console,
+                self.stage,
+                "steps",
+                state.max_steps,
+                completed=state.global_step,
+                **self.options,
+            )
             self.progress.__enter__()
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -59,12 +59,15 @@ def build_trainer(config: TrainConfig) -> tuple[SFTTrainer, list[DataReport]]:
     # check the data before loading weights
     tokenizer = load_tokenizer(resolve_model(config.model), assistant_markers=True)
     train_rows, train_report = prepare_conversations(
-        read_rows(settings.data, "sft_train"), tokenizer, config.max_length, "sft_train")
+        read_rows(settings.data, "sft_train"), tokenizer, config.max_length, "sft_train"
+    )
     if not train_rows:
-        raise TrainingDataError(f"no usable SFT rows in {settings.data}/sft_train.jsonl "
-                                f"({train_report.summary()})")
+        raise TrainingDataError(
+            f"no usable SFT rows in {settings.data}/sft_train.jsonl ({train_report.summary()})"
+        )
     eval_rows, eval_report = prepare_conversations(
-        _optional_rows(settings.data, "sft_eval"), tokenizer, config.max_length, "sft_eval")
+        _optional_rows(settings.data, "sft_eval"), tokenizer, config.max_length, "sft_eval"
+    )
     # The training arguments come before the model: under DeepSpeed ZeRO-3 they make
     # from_pretrained shard the weights while loading instead of loading them whole everywhere.
     args = SFTConfig(
@@ -86,8 +89,9 @@ def build_trainer(config: TrainConfig) -> tuple[SFTTrainer, list[DataReport]]:
     return trainer, [train_report, eval_report]
 
 
-def fit(trainer: SFTTrainer, config: TrainConfig, reports: list[DataReport],
-        resume: str | None) -> Path:
+def fit(
+    trainer: SFTTrainer, config: TrainConfig, reports: list[DataReport], resume: str | None
+) -> Path:
     """Train (resuming from ``resume`` if given), save ``output_dir/final``, record the run."""
     return fit_trainer(trainer, config, reports, resume, "sft")
 
