@@ -101,3 +101,13 @@ def test_train_report_to_names_where_it_moved(config_file):
     assert load_config(
         config_file, ["tracking.report_to=[tensorboard]"]
     ).train.tracking.report_to == ["tensorboard"]
+
+
+def test_a_task_metric_weight_is_refused_because_eval_ignores_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    metrics = "  task_metrics:\n    - name: accuracy\n      weight: {}\n    - name: bleu\n"
+    path.write_text(YAML + "eval:\n" + metrics.format(2))
+    with pytest.raises(ConfigError, match=r"eval\.task_metrics: .*accuracy: eval ignores"):
+        load_config(path)
+    path.write_text(YAML + "eval:\n" + metrics.format(1.0))  # the default is harmless
+    assert [m.name for m in load_config(path).eval.task_metrics] == ["accuracy", "bleu"]

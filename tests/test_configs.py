@@ -128,7 +128,7 @@ def test_ppo_config_passes_the_recipes_checks(monkeypatch):
     config = load_config(ROOT / "configs" / "train-ppo.yaml")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(ppo, "load_prefixes", lambda *a: [])
-    monkeypatch.setattr(ppo, "checkpoint_to_resume", lambda *a: None)
+    monkeypatch.setattr(ppo, "find_resumable", lambda *a: None)
     monkeypatch.setattr(ppo, "load_policy", _stop)  # after ActorCritic.load's LoRA check
     with pytest.raises(_Reached):
         ppo.train(config)

@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from collabrl.backends.scripted import ScriptedBackend
-from collabrl.reward import MultiturnReward, WeightedMetric
+from collabrl.reward import FutureReward, MultiturnReward, WeightedMetric, combine
 from collabrl.rollout import ForwardSampler, Policy
 from collabrl.simulator import UserSimulator
 from collabrl.types import Conversation, Score, Task
@@ -163,3 +163,22 @@ async def test_no_applicable_weighted_metric_is_unscored():
     mr = reward({"bleu": WeightedMetric(DocumentOnly("bleu"), 1.0)})
     [c] = await mr.score(TASK, PREFIX, ["x"])
     assert c.mr is None and c.samples[0].reason == "no weighted metric applies to this task"
+
+
+@pytest.mark.parametrize(("samples", "window", "futures"), [(3, 1, 3), (4, 0, 1)])
+async def test_the_sampler_alone_decides_how_many_futures_a_reply_gets(samples, window, futures):
+    mr = reward({"len": WeightedMetric(CandidateLength(), 1.0)}, samples, window)
+    scored = await mr.score_one(TASK, PREFIX, "reply")
+    sampled = await mr.sampler.sample(TASK, PREFIX.append("assistant", "reply"))
+    assert mr.sampler.future_count == len(scored.futures) == len(sampled) == futures
+
+
+def test_combine_returns_a_typed_reward_or_the_reason_it_has_none():
+    metrics = {
+        "a": WeightedMetric(SampleIndexMetric("a"), 2.0),
+        "b": WeightedMetric(SampleIndexMetric("b"), 0.0),
+    }
+    scored = combine({"a": Score(value=0.5), "b": Score.unscored("judge_unparsable")}, metrics)
+    assert scored == FutureReward(reward=1.0, reason=None)
+    unscored = combine({"a": Score.unscored("judge_unparsable"), "b": Score(value=1.0)}, metrics)
+    assert unscored.reward is None and unscored.reason == "unscored: a=judge_unparsable"

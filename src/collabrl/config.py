@@ -403,7 +403,8 @@ class EvalConfig(StrictModel):
     max_turns: int = Field(default=7, ge=1, description="assistant turns per conversation")
     task_metrics: list[MetricSpec] = Field(
         default_factory=lambda: [MetricSpec(name=n) for n in ("accuracy", "pass_rate", "bleu")],
-        description="the first that applies to a task's artifact scores it",
+        description="the first that applies to a task's artifact scores it (no weight: "
+        "a weight other than 1 is refused)",
     )
     judge_role: str | None = Field(
         default="judge", description="role of the interactivity judge; null: no ITR grade"
@@ -415,6 +416,18 @@ class EvalConfig(StrictModel):
     output_dir: Path = Field(
         default=Path("runs/eval"), description="records, summary.json and table.md"
     )
+
+    @field_validator("task_metrics")
+    @classmethod
+    def _unweighted(cls, specs: list[MetricSpec]) -> list[MetricSpec]:
+        default = MetricSpec.model_fields["weight"].default
+        weighted = [s.name for s in specs if s.weight != default]
+        if weighted:
+            raise ValueError(
+                f"{', '.join(weighted)}: eval ignores a task metric's weight (the first metric "
+                f"that applies scores a task); remove the weight"
+            )
+        return specs
 
     @model_validator(mode="after")
     def _unique_names(self) -> EvalConfig:

@@ -29,7 +29,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -121,7 +121,7 @@ class MultiturnReward:
         if self.adaptive is not None:
             return (await self._race(task, prefix, [candidate], self.adaptive))[0]
         conversation = prefix.append("assistant", candidate)
-        count = 1 if self.sampler.window == 0 else self.sampler.samples
+        count = self.sampler.future_count
         samples = await asyncio.gather(*(self._sample(task, conversation, j) for j in range(count)))
         return summarise(candidate, list(samples), self.metrics)
 
@@ -171,19 +171,28 @@ class MultiturnReward:
             *(m.metric(future.conversation, task) for m in metrics.values())
         )
         scores = dict(zip(metrics, values))
-        return SampleScore(future=future, scores=scores, **combine(scores, metrics))
+        combined = combine(scores, metrics)
+        return SampleScore(
+            future=future, scores=scores, reward=combined.reward, reason=combined.reason
+        )
 
 
-def combine(scores: Mapping[str, Score], metrics: Mapping[str, WeightedMetric]) -> dict:
+class FutureReward(NamedTuple):
+    """R* of one future, or None with the reason it could not be scored."""
+
+    reward: float | None
+    reason: str | None = None
+
+
+def combine(scores: Mapping[str, Score], metrics: Mapping[str, WeightedMetric]) -> FutureReward:
     """R* = sum(weight * value) over weighted metrics, or None with the unscored metrics named."""
     if not any(m.weight for m in metrics.values()):
-        return {"reward": None, "reason": "no weighted metric applies to this task"}
+        return FutureReward(None, "no weighted metric applies to this task")
     missing = [n for n, m in metrics.items() if m.weight and not scores[n].scored]
     if missing:
         reasons = ", ".join(f"{n}={scores[n].reason}" for n in missing)
-        return {"reward": None, "reason": f"unscored: {reasons}"}
-    total = sum(m.weight * scores[n].value for n, m in metrics.items() if m.weight)
-    return {"reward": total, "reason": None}
+        return FutureReward(None, f"unscored: {reasons}")
+    return FutureReward(sum(m.weight * scores[n].value for n, m in metrics.items() if m.weight))
 
 
 def summarise(

@@ -165,15 +165,19 @@ class ForwardSampler:
         self.samples = samples
         self.window = window
 
+    @property
+    def future_count(self) -> int:
+        """How many futures a reply gets: S, or 1 with window 0 (the conversation itself is
+        the only future: there is nothing to sample)."""
+        return 1 if self.window == 0 else self.samples
+
     async def sample(self, task: Task, conversation: Conversation) -> list[Rollout]:
         """S futures of ``conversation``, which must end with the candidate assistant reply."""
         if conversation.last is None or conversation.last.role != "assistant":
             raise ValueError("forward sampling starts after an assistant reply (the candidate)")
-        if self.window == 0:  # nothing to sample: the conversation itself is the only future
-            return [await self.sample_one(task, conversation, 0)]
         return list(
             await asyncio.gather(
-                *(self.sample_one(task, conversation, j) for j in range(self.samples))
+                *(self.sample_one(task, conversation, j) for j in range(self.future_count))
             )
         )
 

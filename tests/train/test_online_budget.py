@@ -17,6 +17,7 @@ from collabrl.budget import EXIT_BUDGET
 from collabrl.cli import main
 from collabrl.testing.online import online_config, write_generate_run
 from collabrl.train import grpo, online_dpo, ppo
+from collabrl.train.checkpoint import find_resumable, verify
 from collabrl.train.common import BudgetStop, verify_checkpoint
 
 
@@ -69,7 +70,7 @@ def test_online_dpo_stops_between_and_inside_rounds_then_resumes(run, tiny_model
     info = assert_stopped(config, 60, "round-1")
     assert info["spent"]["requests"] == 39 and [r["round"] for r in info["rounds"]] == [1]
     assert names(config, "round-*") == ["round-1"]
-    assert online_dpo.last_round(config.train).name == "round-1"  # complete, resumable
+    assert find_resumable(config.train, "round").name == "round-1"  # complete, resumable
     assert load_file(config.train.output_dir / "round-1" / "adapter_model.safetensors")
 
     online_dpo.train(capped(config, 1000))
@@ -111,7 +112,7 @@ def test_ppo_checkpoints_the_last_update_at_the_cap_and_resumes_like_a_straight_
     info = assert_stopped(config, 40, "checkpoint-1")
     assert info["updates"] == 1 and info["spent"]["requests"] == 28
     assert names(config, "*checkpoint-*") == ["checkpoint-1"]  # written at the stop
-    ppo.verify_ppo_checkpoint(config.train.output_dir / "checkpoint-1")
+    verify(config.train.output_dir / "checkpoint-1", ppo.CHECKPOINT_FILES)
 
     resumed = load_file(ppo.train(capped(config, 1000)) / "adapter_model.safetensors")
     assert run_info(config)["resumed_from"].endswith("checkpoint-1")

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from collabrl.backends.hf_local import HFLocalBackend
 from collabrl.testing.online import online_config, write_generate_run
 from collabrl.train import online_dpo
+from collabrl.train.checkpoint import find_resumable
 from collabrl.train.common import CheckpointError, NonFiniteLossError
 
 
@@ -163,7 +164,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_round(run, tiny_model, monk
     with pytest.raises(NonFiniteLossError, match="round 2"):
         online_dpo.train(config)
     assert [p.name for p in config.train.output_dir.glob("round-*")] == ["round-1"]
-    assert online_dpo.last_round(config.train).name == "round-1"
+    assert find_resumable(config.train, "round").name == "round-1"
     assert same(adapter(config.train.output_dir / "round-1"), saved["weights"])
 
 

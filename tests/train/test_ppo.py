@@ -21,6 +21,7 @@ from collabrl.reward import CandidateReward, MultiturnReward
 from collabrl.testing.online import online_config, write_generate_run
 from collabrl.testing.tiny_model import tiny_chat_model
 from collabrl.train import ppo
+from collabrl.train.checkpoint import STATE_FILE, read_state
 from collabrl.train.common import CheckpointError, NonFiniteLossError, lora_config
 from collabrl.train.ppo_math import PPOLosses
 from collabrl.train.ppo_rollouts import Rollout, collate, derived_seed, encode, update_prefixes
@@ -55,7 +56,7 @@ def ppo_config(run, model, output="out", dropout=0.0, **ppo_settings):
 
 
 def history(folder):
-    return json.loads((folder / ppo.STATE_FILE).read_text())["history"]
+    return read_state(folder).extra["history"]
 
 
 def lora_b(adapter):
@@ -167,7 +168,7 @@ def test_a_checkpoint_with_missing_files_refuses_to_resume(run, tiny_model):
         "adapter_model.safetensors",
         "adapter_config.json",
         ppo.VALUE_HEAD_FILE,
-        ppo.STATE_FILE,
+        STATE_FILE,
     ):
         (folder / name).write_text("{}")
     with pytest.raises(CheckpointError, match=r"missing optimizer\.pt, rng_state\.pth"):

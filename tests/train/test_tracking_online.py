@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from collabrl.testing.online import online_config, write_generate_run
 from collabrl.train import online_dpo, ppo
+from collabrl.train.checkpoint import read_state
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_ppo_logs_each_update(run, tiny_model):
     )
     config.tracking.report_to = ["tensorboard"]
     ppo.train(config)
-    state = json.loads((config.train.output_dir / "checkpoint-2" / ppo.STATE_FILE).read_text())
+    state = read_state(config.train.output_dir / "checkpoint-2").extra
     logged = scalars(config.train.output_dir / "runs")
     for name in ("reward_mean", "policy_loss", "value_loss", "kl"):
         assert logged[f"ppo/{name}"] == [

@@ -29,10 +29,12 @@ from typing import Any, TypeVar
 from collabrl.budget import Budget, BudgetExceeded
 from collabrl.config import ConfigError, LoraSettings, TrainConfig
 from collabrl.tracking import trainer_tracking
+from collabrl.train.checkpoint import WEIGHT_FILES, CheckpointError, latest
 
 T = TypeVar("T")
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 RNG_FILE_PREFIX = "rng_state"
+TRL_CHECKPOINT_KIND = "checkpoint"  # TRL's folders are checkpoint-<global step>
 # What torchrun/accelerate launch (WORLD_SIZE) and MPI launchers set to the number of processes.
 WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
@@ -47,10 +49,6 @@ CHATML_WITH_GENERATION = (
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be resumed exactly; the message names what is missing."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -280,15 +278,13 @@ def trainer_arguments(config: TrainConfig, learning_rate: float, epochs: float) 
 
 def checkpoint_to_resume(config: TrainConfig) -> str | None:
     """The last checkpoint in ``output_dir`` when resuming is on; refuses incomplete ones."""
-    if not config.resume or not config.output_dir.exists():
+    if not config.resume:
         return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(config.output_dir))
+    last = latest(config.output_dir, TRL_CHECKPOINT_KIND)
     if last is None:
         return None
-    verify_checkpoint(Path(last))
-    return last
+    verify_checkpoint(last)
+    return str(last)
 
 
 def verify_checkpoint(folder: Path) -> None:
@@ -296,13 +292,7 @@ def verify_checkpoint(folder: Path) -> None:
     missing = [name for name in CHECKPOINT_FILES if not (folder / name).exists()]
     if not any(p.name.startswith(RNG_FILE_PREFIX) for p in folder.iterdir()):
         missing.append(f"{RNG_FILE_PREFIX}*.pth")
-    weights = (
-        "adapter_model.safetensors",
-        "model.safetensors",
-        "pytorch_model.bin",
-        "model.safetensors.index.json",
-    )
-    if not any((folder / w).exists() for w in weights):
+    if not any((folder / w).exists() for w in WEIGHT_FILES):
         missing.append("model weights")
     if missing:
         raise CheckpointError(

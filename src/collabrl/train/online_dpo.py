@@ -21,10 +21,9 @@ fresh LoRA adapter that is the base model (adapter disabled); with ``init_adapte
 DPO adapter, as in the paper) a frozen copy of that adapter is loaded beside the trained one, so
 the KL anchor is the offline DPO model and not the base; full fine-tuning keeps a frozen copy.
 
-Checkpoints: ``output_dir/round-N`` after round N holds the weights (adapter or model), the
-tokenizer, ``optimizer.pt``, ``rng_state.pth`` and ``online_dpo_state.json`` (rounds done and
-per-round statistics), written to a temporary folder and renamed, so a crash never leaves half a
-checkpoint. A rerun resumes at round N + 1 and refuses a checkpoint with missing files. A NaN or
+Checkpoints: ``output_dir/round-N`` after round N, in ``train.checkpoint``'s format: the weights
+(adapter or model), the tokenizer, the optimizer and RNG states and the rounds done with their
+statistics, written to a temporary folder and renamed, so a crash never leaves half a checkpoint. A rerun resumes at round N + 1 and refuses a checkpoint with missing files. A NaN or
 infinite loss or gradient stops the run before anything of that step is applied.
 
 Budget (``collabrl.budget``; a round is the unit): the user, judge and live-policy roles are
@@ -38,18 +37,14 @@ records ``stopped: "budget"``, the spend and ``last_checkpoint``, no ``final`` i
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import os
 import random
-import shutil
 import statistics
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import set_seed
@@ -61,8 +56,14 @@ from collabrl.export import dpo_pair
 from collabrl.reward import CandidateReward
 from collabrl.tracking import open_tracker, require_trackers
 from collabrl.tracking_figures import online_dpo_figures
+from collabrl.train.checkpoint import (
+    TrainingState,
+    find_resumable,
+    restore,
+    save,
+    save_weights,
+)
 from collabrl.train.common import (
-    CheckpointError,
     NonFiniteLossError,
     budget_stop,
     budgeted,
@@ -79,11 +80,7 @@ from collabrl.train.prefixes import (
 )
 from collabrl.types import GenerationParams, Message
 
-ROUND_PREFIX = "round-"
-STATE_FILE = "online_dpo_state.json"
-OPTIMIZER_FILE = "optimizer.pt"
-RNG_FILE = "rng_state.pth"
-WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+CHECKPOINT_KIND = "round"  # round-<rounds done>
 REFERENCE_ADAPTER = "reference"
 
 Rows = list[tuple[list[int], int]]  # token ids, index of the first reply token
@@ -97,12 +94,12 @@ def train(config: Config) -> Path:
     if settings.max_completion_length >= tc.max_length:
         raise ConfigError("train.online_dpo.max_completion_length must be below train.max_length")
     prefixes = load_prefixes(config, settings.prefixes)
-    checkpoint = last_round(tc)
+    checkpoint = find_resumable(tc, CHECKPOINT_KIND)
     set_seed(tc.seed)
     model, tokenizer = _load_policy(tc, checkpoint)
     reference = _reference(model, tc)
     optimizer = torch.optim.AdamW(_trainable(model), lr=settings.learning_rate, weight_decay=0.0)
-    history = [] if checkpoint is None else _restore(checkpoint, optimizer)
+    history = [] if checkpoint is None else restore(checkpoint, optimizer).extra["history"]
     budget, latest = Budget(config.budget), checkpoint
     with (
         MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer,
@@ -141,7 +138,7 @@ def train(config: Config) -> Path:
         write_run_info(tc, "online_dpo", **facts, last_checkpoint=_name(latest))
         raise budget_stop(budget, f"{budget.finished} rounds", latest)
     final = tc.output_dir / "final"
-    _save_weights(model, tokenizer, final)
+    save_weights(model, final, tokenizer)
     write_run_info(tc, "online_dpo", **facts)
     return final
 
@@ -410,70 +407,12 @@ def _reference_name(model, tc: TrainConfig) -> str:
     return "base model (adapter disabled)"
 
 
-def _save_weights(model, tokenizer, folder: Path) -> None:
-    if _is_adapter(model):
-        model.save_pretrained(str(folder), selected_adapters=["default"])
-    else:
-        model.save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-
-
 def _save_round(output_dir: Path, model, tokenizer, optimizer, history: list[dict]) -> Path:
-    """``round-N`` for the N rounds in ``history``, written to a temp folder and renamed."""
-    target = output_dir / f"{ROUND_PREFIX}{len(history)}"
-    tmp = output_dir / f".{target.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    _save_weights(model, tokenizer, tmp)
-    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-    rng = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-    torch.save(rng, tmp / RNG_FILE)
-    state = {"rounds_done": len(history), "history": history}
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, allow_nan=False))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
-
-
-def last_round(tc: TrainConfig) -> Path | None:
-    """The latest ``round-N`` checkpoint when resuming is on; refuses an incomplete one."""
-    if not tc.resume or not tc.output_dir.exists():
-        return None
-    rounds = [
-        p
-        for p in tc.output_dir.iterdir()
-        if p.is_dir() and p.name.startswith(ROUND_PREFIX) and p.name[len(ROUND_PREFIX) :].isdigit()
-    ]
-    if not rounds:
-        return None
-    latest = max(rounds, key=lambda p: int(p.name[len(ROUND_PREFIX) :]))
-    missing = [f for f in (STATE_FILE, OPTIMIZER_FILE, RNG_FILE) if not (latest / f).exists()]
-    if not any((latest / f).exists() for f in WEIGHT_FILES):
-        missing.append("model weights")
-    if missing:
-        raise CheckpointError(
-            f"cannot resume from {latest}: missing {', '.join(missing)}. Exact resumption needs "
-            f"the weights, optimizer, RNG and round state; delete the folder to start that round "
-            f"over or set train.resume=false."
-        )
-    return latest
-
-
-def _restore(checkpoint: Path, optimizer) -> list[dict]:
-    """Load the optimizer and RNG state of ``checkpoint``; returns its round history."""
-    optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_FILE, weights_only=True))
-    rng = torch.load(checkpoint / RNG_FILE, weights_only=False)  # our own file: numpy state
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return json.loads((checkpoint / STATE_FILE).read_text())["history"]
+    """``round-N`` for the N rounds in ``history``, in ``train.checkpoint``'s format."""
+    state = TrainingState(len(history), len(history), {"history": history})
+    return save(
+        output_dir, CHECKPOINT_KIND, state, optimizer, lambda f: save_weights(model, f, tokenizer)
+    )
 
 
 def _name(path: Path | None) -> str | None:

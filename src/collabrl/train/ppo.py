@@ -23,9 +23,10 @@ model: that is always the live one. Token log-probabilities use its temperature,
 re-tokenised from its text (the backend returns text; for a trained model these are the
 sampled tokens almost always).
 
-Safety: a checkpoint every ``train.save_steps`` updates and at the end (adapter, value head,
-optimizer, RNG states, ``ppo_state.json`` with every update's metrics), written to a temporary
-folder and renamed, so a crash never leaves a half-written one. ``train.resume`` continues from
+Safety: a checkpoint ``checkpoint-N`` every ``train.save_steps`` updates and at the end
+(``train.checkpoint``'s format: adapter, value head, optimizer, RNG states, every update's metrics
+in its state), written to a temporary folder and renamed, so a crash never leaves a half-written
+one. ``train.resume`` continues from
 the last checkpoint exactly (updates are seeded from ``(train.seed, update)``) and refuses one
 with missing files. A NaN or infinite loss or gradient norm stops training before the optimizer
 step, leaving the last checkpoint as the last good state.
@@ -49,17 +50,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import random
-import re
-import shutil
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -67,8 +62,17 @@ from collabrl.budget import Budget
 from collabrl.config import Config, ConfigError, TrainConfig
 from collabrl.tracking import open_tracker, require_trackers
 from collabrl.tracking_figures import ppo_figures
+from collabrl.train.checkpoint import (
+    TrainingState,
+    find_resumable,
+    folder_name,
+    restore,
+    rng_state,
+    save,
+    save_weights,
+    set_rng_state,
+)
 from collabrl.train.common import (
-    CheckpointError,
     NonFiniteLossError,
     budget_stop,
     budgeted,
@@ -92,18 +96,9 @@ from collabrl.train.prefixes import Prefix, load_prefixes
 
 REFERENCE_ADAPTER = "reference"
 VALUE_HEAD_FILE = "value_head.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
-RNG_FILE = "rng_state.pth"
-STATE_FILE = "ppo_state.json"
-CHECKPOINT_FILES = (
-    "adapter_model.safetensors",
-    "adapter_config.json",
-    VALUE_HEAD_FILE,
-    OPTIMIZER_FILE,
-    RNG_FILE,
-    STATE_FILE,
-)
-_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+CHECKPOINT_KIND = "checkpoint"  # checkpoint-<updates done>
+# What a PPO checkpoint holds beyond train.checkpoint's optimizer, RNG and training state.
+CHECKPOINT_FILES = ("adapter_model.safetensors", "adapter_config.json", VALUE_HEAD_FILE)
 
 
 class ActorCritic:
@@ -174,7 +169,7 @@ class ActorCritic:
             self.model.set_adapter("default")
 
     def save(self, folder: Path) -> None:
-        self.model.save_pretrained(str(folder), selected_adapters=["default"])
+        save_weights(self.model, folder)
         save_file(
             {k: v.contiguous() for k, v in self.value_head.state_dict().items()},
             str(folder / VALUE_HEAD_FILE),
@@ -332,72 +327,9 @@ def run_update(
     return metrics
 
 
-def checkpoint_to_resume(config: TrainConfig) -> Path | None:
-    """The last ``checkpoint-N`` in ``output_dir`` when resuming is on; refuses incomplete ones."""
-    if not config.resume or not config.output_dir.is_dir():
-        return None
-    found = [
-        (int(m.group(1)), p)
-        for p in config.output_dir.iterdir()
-        if p.is_dir() and (m := _CHECKPOINT.fullmatch(p.name))
-    ]
-    if not found:
-        return None
-    last = max(found)[1]
-    verify_ppo_checkpoint(last)
-    return last
-
-
-def verify_ppo_checkpoint(folder: Path) -> None:
-    """Raise CheckpointError unless ``folder`` holds everything exact resumption needs."""
-    missing = [name for name in CHECKPOINT_FILES if not (folder / name).exists()]
-    if missing:
-        raise CheckpointError(
-            f"cannot resume from {folder}: missing {', '.join(missing)}. Exact resumption needs "
-            f"the adapter, value head, optimizer, RNG and PPO state; delete the folder to start "
-            f"over or set train.resume=false."
-        )
-
-
-def save_checkpoint(actor: ActorCritic, optimizer, state: dict, output_dir: Path) -> Path:
-    """``checkpoint-<updates done>``, written to a temporary folder and renamed into place."""
-    target = output_dir / f"checkpoint-{state['update']}"
-    tmp = output_dir / f".{target.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    actor.save(tmp)
-    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-    torch.save(rng_state(), tmp / RNG_FILE)
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, allow_nan=False))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
-
-
-def restore_checkpoint(folder: Path, optimizer, device) -> dict:
-    """Load the optimizer and RNG states (last, after every model is built); the PPO state."""
-    optimizer.load_state_dict(
-        torch.load(folder / OPTIMIZER_FILE, map_location=device, weights_only=True)
-    )
-    set_rng_state(torch.load(folder / RNG_FILE, weights_only=False))  # ours: python/numpy states
-    return json.loads((folder / STATE_FILE).read_text())
-
-
-def rng_state() -> dict:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-
-
-def set_rng_state(rng: dict) -> None:
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+def save_checkpoint(actor: ActorCritic, optimizer, state: TrainingState, output_dir: Path) -> Path:
+    """``checkpoint-<updates done>`` in ``train.checkpoint``'s format."""
+    return save(output_dir, CHECKPOINT_KIND, state, optimizer, actor.save)
 
 
 class Reporter:
@@ -432,13 +364,13 @@ def train(config: Config) -> Path:
     require_trackers(config.tracking)
     train_config, settings = config.train, config.train.ppo
     prefixes = load_prefixes(config, settings.prefixes)
-    checkpoint = checkpoint_to_resume(train_config)
+    checkpoint = find_resumable(train_config, CHECKPOINT_KIND, CHECKPOINT_FILES)
     set_seed(train_config.seed)
     actor = ActorCritic.load(train_config, checkpoint)
     optimizer = torch.optim.AdamW(actor.parameters, lr=settings.learning_rate)
-    state: dict = {"update": 0, "history": []}
+    state = TrainingState(extra={"history": []})
     if checkpoint is not None:
-        state = restore_checkpoint(checkpoint, optimizer, actor.device)
+        state = restore(checkpoint, optimizer, device=actor.device)
     facts = {
         "prefixes": len(prefixes),
         "resumed_from": None if checkpoint is None else str(checkpoint),
@@ -446,7 +378,7 @@ def train(config: Config) -> Path:
     write_run_info(train_config, "ppo", **facts)
     budget, latest, reporter = Budget(config.budget), checkpoint, Reporter(config)
     try:
-        for update in range(state["update"], settings.updates):
+        for update in range(state.step, settings.updates):
             before = rng_state()
             metrics = budgeted(
                 budget, run_update, config, actor, optimizer, prefixes, update, budget
@@ -454,25 +386,28 @@ def train(config: Config) -> Path:
             if metrics is None:
                 set_rng_state(before)  # as if the dropped update never started
                 break
-            state = {"update": update + 1, "history": [*state["history"], metrics]}
+            history = [*state.extra["history"], metrics]
+            state = TrainingState(update + 1, update + 1, {"history": history})
             reporter.log(update + 1, metrics)
             if (update + 1) % train_config.save_steps == 0 or update + 1 == settings.updates:
                 latest = save_checkpoint(actor, optimizer, state, train_config.output_dir)
     finally:
         reporter.close()
     if budget.stopped:
-        if state["update"] and (latest is None or latest.name != f"checkpoint-{state['update']}"):
+        if state.step and (
+            latest is None or latest.name != folder_name(CHECKPOINT_KIND, state.step)
+        ):
             latest = save_checkpoint(actor, optimizer, state, train_config.output_dir)
         write_run_info(
             train_config,
             "ppo",
             **facts,
-            updates=state["update"],
+            updates=state.step,
             last_checkpoint=latest and str(latest),
             **budget.manifest(),
         )
         raise budget_stop(budget, f"{budget.finished} updates", latest)
-    write_run_info(train_config, "ppo", **facts, updates=state["update"], **budget.manifest())
+    write_run_info(train_config, "ppo", **facts, updates=state.step, **budget.manifest())
     final = train_config.output_dir / "final"
     actor.save(final)
     actor.tokenizer.save_pretrained(str(final))
