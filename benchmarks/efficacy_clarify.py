@@ -117,6 +117,7 @@ def overrides(args: argparse.Namespace, workdir: Path) -> list[str]:
         f"train.per_device_batch_size={args.batch}",
         f"train.dpo.learning_rate={args.lr}",
         f"train.dpo.epochs={args.epochs}",
+        f"train.max_steps={args.max_steps}",
         f"train.dpo.beta={args.beta}",
         f"train.lora.r={args.lora_r}",
         f"train.lora.alpha={args.lora_alpha}",
@@ -262,6 +263,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--epochs", type=float, default=4.0)
+    parser.add_argument(
+        "--max-steps", type=int, default=-1, help="> 0: DPO steps instead of --epochs"
+    )
     parser.add_argument("--batch", type=int, default=8, help="pairs per optimizer step")
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--lora-alpha", type=int, default=32)

@@ -16,7 +16,9 @@ the time; it is created with the first record, so a run that logged nothing leav
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +61,24 @@ def quiet_libraries() -> None:
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
+    _quiet_deepspeed()
+
+
+def _quiet_deepspeed() -> None:
+    """DeepSpeed logs through its own stdout handler, and warns on import when it finds no GPU
+    ("Setting accelerator to CPU"): name the CPU before it is imported on a machine without a
+    GPU (what it would pick anyway), and send its records to the file once it is imported."""
+    if "deepspeed" not in sys.modules:
+        if "transformers" in sys.modules and importlib.util.find_spec("deepspeed") is not None:
+            import torch  # a command that runs a model: torch is needed anyway
+
+            if not torch.cuda.is_available():
+                os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        return
+    logger = logging.getLogger("DeepSpeed")
+    for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+        logger.removeHandler(handler)
+    logger.propagate = True
 
 
 class RunLog(logging.FileHandler):
