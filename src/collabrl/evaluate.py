@@ -128,19 +128,10 @@ class Evaluation:
         *,
         retry_failed: bool = True,
     ) -> Path:
-        """Evaluate what ``output_dir`` has no result for yet; returns the records file.
-
-        An item whose latest record failed is run again unless ``retry_failed`` is False."""
+        """Evaluate what ``output_dir`` has no result for yet (``pending``); returns the records
+        file."""
         out = self.config.output_dir / RECORDS_FILE
-        latest = latest_by(read_jsonl(out), *KEY) if out.exists() else {}
-        done = {key for key, r in latest.items() if not r["error"] or not retry_failed}
-        todo = (
-            (name, task, seed)
-            for name in self.policies
-            for task in tasks
-            for seed in range(self.config.seeds)
-            if (name, task.id, seed) not in done
-        )
+        todo = self.pending(tasks, retry_failed=retry_failed)
         with JsonlAppender(out) as writer:
 
             async def one(item) -> None:
@@ -154,6 +145,22 @@ class Evaluation:
 
             await self.budget.map_bounded(one, todo, self.config.conversations_in_flight)
         return out
+
+    def pending(
+        self, tasks: list[Task], *, retry_failed: bool = True
+    ) -> list[tuple[str, Task, int]]:
+        """The (system, task, seed) items ``output_dir`` has no result for: never run, or whose
+        latest record failed (unless ``retry_failed`` is False)."""
+        out = self.config.output_dir / RECORDS_FILE
+        latest = latest_by(read_jsonl(out), *KEY) if out.exists() else {}
+        done = {key for key, r in latest.items() if not r["error"] or not retry_failed}
+        return [
+            (name, task, seed)
+            for name in self.policies
+            for task in tasks
+            for seed in range(self.config.seeds)
+            if (name, task.id, seed) not in done
+        ]
 
     async def conversation(self, system: str, task: Task, seed: int) -> EvalRecord:
         task = cast(task, self.personas, seed)

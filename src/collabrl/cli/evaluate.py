@@ -71,13 +71,14 @@ async def evaluate(
         ) as tracker,
     ):
         evaluation = build_evaluation(config, roles, budget)
+        already = total - len(evaluation.pending(tasks, retry_failed=not keep_failed))
         figures = EvalFigures()
 
         def on_done(record) -> None:
             tracker.scalars(figures.add(record) | usage_figures("eval", roles.meter), figures.done)
             advance(progress, budget.status)
 
-        with progress_bar("eval", total) as progress:
+        with progress_bar("eval", total, completed=already) as progress:
             await evaluation.run(tasks, on_done=on_done, retry_failed=not keep_failed)
         summary = write_summary(
             config.eval, systems, **({"sandbox": sandbox} if sandbox else {}), **budget.manifest()
@@ -86,7 +87,10 @@ async def evaluate(
         tracker.text("eval/table", table_markdown(summary, systems))
         console.print(Markdown(table_markdown(summary, systems)))
         console.print(roles.meter.table())
-    console.print(f"records, summary.json and table.md in {config.eval.output_dir}")
+    console.print(
+        f"{evaluation.evaluated} conversations evaluated ({already} already done); "
+        f"records, summary.json and table.md in {config.eval.output_dir}"
+    )
     return run_exit_status(evaluation.evaluated, evaluation.failures, budget)
 
 
