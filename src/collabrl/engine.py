@@ -223,8 +223,7 @@ class DataEngine:
         run builds (replayed ones too), before its conversation's ``on_done``."""
         output_dir.mkdir(parents=True, exist_ok=True)
         turns_path, convs_path = output_dir / TURNS_FILE, output_dir / CONVERSATIONS_FILE
-        latest = latest_by(_existing(convs_path), "conversation_id")
-        finished = {cid for cid, r in latest.items() if r["status"] == "ok" or not retry_failed}
+        finished = finished_conversations(output_dir, retry_failed=retry_failed)
         written = {(r["conversation_id"], r["turn"]) for r in _existing(turns_path)}
         todo = (t for t in tasks if t.id not in finished)
         with JsonlAppender(turns_path) as turns_out, JsonlAppender(convs_path) as convs_out:
@@ -415,6 +414,13 @@ class DataEngine:
         if turn.failure:
             raise _Failed(turn.failure, turn.failure_detail)
         return None if turn.terminated else turn.message
+
+
+def finished_conversations(output_dir: Path, *, retry_failed: bool = True) -> set[str]:
+    """Ids of the conversations a run in ``output_dir`` skips: the latest record is ok, or
+    failed and ``retry_failed`` is False."""
+    latest = latest_by(_existing(output_dir / CONVERSATIONS_FILE), "conversation_id")
+    return {cid for cid, r in latest.items() if r["status"] == "ok" or not retry_failed}
 
 
 def _existing(path: Path) -> Iterable[dict[str, Any]]:

@@ -21,10 +21,9 @@ from collabrl.cli.paths import check_cache, check_input_dir, check_output_dir
 from collabrl.components import build_assistant, build_personas, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
 from collabrl.console_log import log_file, uses_local_models
-from collabrl.engine import CONVERSATIONS_FILE, DataEngine, EngineStopped
+from collabrl.engine import DataEngine, EngineStopped, finished_conversations
 from collabrl.export import export
 from collabrl.prompts import load_prompt
-from collabrl.records import latest_by, read_jsonl
 from collabrl.rollout import Policy
 from collabrl.sandbox import check_task_set, sandbox_for, sandbox_record
 from collabrl.tasks.registry import generation_tasks
@@ -52,15 +51,6 @@ async def gated(config: Config, tasks: list[Task]) -> list[Task]:
     if not kept:
         raise ConfigError("no task passed the sandbox gate; nothing to generate")
     return kept
-
-
-def already_done(config: Config, tasks: list[Task], *, keep_failed: bool) -> int:
-    """How many of ``tasks`` the output folder already finished: the ones a rerun skips (the
-    data engine's rule: the latest record is ok, or failed with ``--keep-failed``)."""
-    path = config.generate.output_dir / CONVERSATIONS_FILE
-    latest = latest_by(read_jsonl(path), "conversation_id") if path.exists() else {}
-    done = {cid for cid, r in latest.items() if r["status"] == "ok" or keep_failed}
-    return sum(task.id in done for task in tasks)
 
 
 async def generate(
@@ -102,7 +92,8 @@ async def generate(
             tracker.scalars(figures.figures(engine.cut["futures"], roles.meter), figures.done)
             advance(progress, engine_status)
 
-        already = already_done(config, tasks, keep_failed=keep_failed)
+        finished = finished_conversations(config.generate.output_dir, retry_failed=not keep_failed)
+        already = sum(task.id in finished for task in tasks)
         with progress_bar("generate", len(tasks), completed=already) as progress:
             try:
                 await engine.run(
