@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from collabrl.adaptive import AdaptiveSampling
+from collabrl.assembly import build_assistant, build_reward, build_simulator
 from collabrl.backends.scripted import ScriptedBackend
 from collabrl.backends.stack import Roles
-from collabrl.components import build_assistant, build_reward, build_simulator
 from collabrl.config import ExportConfig, GenerateConfig, load_config
 from collabrl.engine import DataEngine
 from collabrl.export import export
@@ -44,7 +44,7 @@ from collabrl.metrics.framing import find_call_id
 from collabrl.metrics.interactivity import InteractivityJudge
 from collabrl.records import read_jsonl
 from collabrl.reward import MultiturnReward, WeightedMetric
-from collabrl.rollout import ForwardSampler, Policy
+from collabrl.rollout import Assistant, ForwardSampler
 from collabrl.simulator import UserSimulator
 from collabrl.testing.fake_openai import FakeOpenAIServer
 from collabrl.types import Completion, GenerationParams, Message, Task
@@ -123,10 +123,10 @@ def scripted_engine(
     confidence: float,
 ) -> DataEngine:
     user = UserSimulator(backends["user"], max_reasks=0)
-    policy = Policy(backends["policy"])
+    policy = Assistant(backends["policy"])
     sampler = ForwardSampler(
         UserSimulator(backends["user"], max_reasks=0),
-        Policy(backends["future"]),
+        Assistant(backends["future"]),
         samples=samples_max,
         window=1,
     )

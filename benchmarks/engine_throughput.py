@@ -23,12 +23,12 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from collabrl.assembly import build_assistant, build_reward, build_simulator
 from collabrl.backends.stack import Roles
-from collabrl.components import build_assistant, build_reward, build_simulator
 from collabrl.config import load_config
 from collabrl.engine import DataEngine
 from collabrl.prompts import load_prompt
-from collabrl.rollout import Policy
+from collabrl.rollout import Assistant
 from collabrl.testing.fake_server_process import FakeServerProcess
 from collabrl.types import Task
 
@@ -78,7 +78,7 @@ async def run_engine(
             cfg.generate,
             user=build_simulator(cfg, roles),
             policy=policy,
-            proactive=Policy(policy.backend, policy.params, load_prompt("proactive")),
+            proactive=Assistant(policy.backend, policy.params, load_prompt("proactive")),
             reward=build_reward(cfg, roles),
         )
         started = time.monotonic()

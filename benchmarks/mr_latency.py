@@ -26,8 +26,8 @@ import asyncio
 import json
 import time
 
+from collabrl.assembly import build_reward
 from collabrl.backends.stack import Roles
-from collabrl.components import build_reward
 from collabrl.config import load_config
 from collabrl.testing.fake_server_process import FakeServerProcess
 from collabrl.types import Conversation, Task

@@ -15,7 +15,7 @@ from collabrl.engine import DataEngine, candidate_offset
 from collabrl.records import read_jsonl
 from collabrl.report.data import load_run
 from collabrl.reward import MultiturnReward, WeightedMetric
-from collabrl.rollout import ForwardSampler, Policy
+from collabrl.rollout import Assistant, ForwardSampler
 from collabrl.simulator import UserSimulator
 from collabrl.types import Conversation, Score, Task
 
@@ -57,7 +57,7 @@ def reward_with(values, adaptive, samples=16):
     user = UserSimulator(
         ScriptedBackend(reply_fn=lambda m, p, i: json.dumps({"message": f"u s{i}"}))
     )
-    policy = Policy(ScriptedBackend(reply_fn=lambda m, p, i: f"a s{i}"))
+    policy = Assistant(ScriptedBackend(reply_fn=lambda m, p, i: f"a s{i}"))
     metric = TableMetric(values)
     sampler = ForwardSampler(user, policy, samples=samples, window=1)
     return MultiturnReward(
@@ -163,7 +163,7 @@ def engine_with(tmp_path, adaptive):
     mr, _ = reward_with(values, adaptive)
     config = GenerateConfig(candidates=2, proactive_share=0, max_turns=1)
     return DataEngine(
-        config, user=user, policy=Policy(backend), proactive=Policy(backend), reward=mr
+        config, user=user, policy=Assistant(backend), proactive=Assistant(backend), reward=mr
     ), backend
 
 

@@ -13,7 +13,7 @@ from collabrl.evaluate import summarise
 from collabrl.metrics.clarification import DetailSuccess, asks_question
 from collabrl.metrics.turn_cost import TurnCost
 from collabrl.reward import MultiturnReward, WeightedMetric
-from collabrl.rollout import ForwardSampler, Policy
+from collabrl.rollout import Assistant, ForwardSampler
 from collabrl.rule_user import RuleUser
 from collabrl.tasks.registry import load_task_set
 from collabrl.types import Conversation, GenerationParams
@@ -92,7 +92,7 @@ async def test_reward_prefers_the_question_that_gets_the_detail():
             f"Happy birthday, {keyword}!" if keyword in messages[-1].content else "Happy birthday!"
         )
 
-    policy = Policy(ScriptedBackend(reply_fn=assistant), GenerationParams())
+    policy = Assistant(ScriptedBackend(reply_fn=assistant), GenerationParams())
     reward = MultiturnReward(
         {
             "detail_success": WeightedMetric(DetailSuccess(), 1.0),

@@ -16,7 +16,7 @@ from collabrl.engine import DataEngine
 from collabrl.metrics.efficiency import TokenEfficiency
 from collabrl.records import read_jsonl
 from collabrl.reward import MultiturnReward, WeightedMetric
-from collabrl.rollout import ForwardSampler, Policy
+from collabrl.rollout import Assistant, ForwardSampler
 from collabrl.simulator import UserSimulator
 from collabrl.types import GenerationParams, Message, Task
 
@@ -52,7 +52,7 @@ def make_engine(folder, caps):
 
     user = UserSimulator(role("user", user_reply), max_reasks=0)
     policy_backend = role("policy", policy_reply)
-    policy, proactive = Policy(policy_backend), Policy(policy_backend, system_prompt="ask")
+    policy, proactive = Assistant(policy_backend), Assistant(policy_backend, system_prompt="ask")
     reward = MultiturnReward(
         {"token_efficiency": WeightedMetric(TokenEfficiency(form="penalty", lam=0.01), 1.0)},
         ForwardSampler(user, policy, samples=2, window=1),

@@ -13,7 +13,7 @@ from collabrl.metrics.efficiency import TokenEfficiency
 from collabrl.records import read_jsonl
 from collabrl.report.data import load_run
 from collabrl.reward import MultiturnReward, WeightedMetric
-from collabrl.rollout import ForwardSampler, Policy, run_conversation
+from collabrl.rollout import Assistant, ForwardSampler, run_conversation
 from collabrl.simulator import UserSimulator
 from collabrl.types import Completion, Conversation, GenerationParams, Message, Score, Task
 
@@ -67,7 +67,7 @@ async def test_a_user_reply_cut_on_every_try_is_a_user_cut_failure():
 
 
 async def test_a_cut_assistant_reply_is_flagged_in_the_rollout():
-    policy = Policy(ScriptedBackend(reply_fn=lambda m, p, i: cut("Monday: gym, Tuesday: re")))
+    policy = Assistant(ScriptedBackend(reply_fn=lambda m, p, i: cut("Monday: gym, Tuesday: re")))
     rollout = await run_conversation(TASK, policy, user(), max_turns=1)
     assert rollout.flags == ("policy_cut@1",) and rollout.cut_replies == 1 and not rollout.failed
 
@@ -84,7 +84,7 @@ def future_user(messages, params, index):
 
 
 def reward_with(cut_futures: str) -> MultiturnReward:
-    policy = Policy(
+    policy = Assistant(
         ScriptedBackend(
             reply_fn=lambda m, p, i: cut("a reply the limit c") if i == 0 else "a whole reply"
         )
@@ -116,7 +116,7 @@ def cut_policy(messages, params, index):
 
 def engine(tmp_path, **config) -> tuple[DataEngine, ScriptedBackend]:
     backend = ScriptedBackend(reply_fn=cut_policy)
-    policy = Policy(backend)
+    policy = Assistant(backend)
     sampler = ForwardSampler(user(), policy, samples=1, window=1)
     reward = MultiturnReward(
         {"eff": WeightedMetric(TokenEfficiency(form="penalty", lam=0.01), 1.0)}, sampler
@@ -163,7 +163,7 @@ async def test_trimmed_candidates_keep_their_whole_sentences_and_are_flagged(tmp
     backend = ScriptedBackend(
         reply_fn=lambda m, p, i: cut(f"Plan {i - OFFSET}. Monday: gym, Tuesday: re")
     )
-    policy = Policy(backend)
+    policy = Assistant(backend)
     reward = MultiturnReward(
         {"eff": WeightedMetric(TokenEfficiency(form="penalty"), 1.0)},
         ForwardSampler(user(), policy, samples=1, window=0),
@@ -185,7 +185,7 @@ async def test_trimmed_candidates_keep_their_whole_sentences_and_are_flagged(tmp
 
 async def test_a_turn_whose_every_candidate_is_cut_fails_the_conversation(tmp_path):
     backend = ScriptedBackend(reply_fn=lambda m, p, i: cut(f"cut {i}"))
-    policy = Policy(backend)
+    policy = Assistant(backend)
     reward = MultiturnReward(
         {"eff": WeightedMetric(TokenEfficiency(form="penalty"), 1.0)},
         ForwardSampler(user(), policy, samples=1, window=1),

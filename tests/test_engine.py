@@ -11,7 +11,7 @@ from collabrl.engine import Candidate, DataEngine, EngineStopped, best_candidate
 from collabrl.metrics.efficiency import TokenEfficiency
 from collabrl.records import read_jsonl
 from collabrl.reward import MultiturnReward, WeightedMetric
-from collabrl.rollout import ForwardSampler, Policy
+from collabrl.rollout import Assistant, ForwardSampler
 from collabrl.simulator import UserSimulator
 from collabrl.types import Task
 
@@ -44,8 +44,8 @@ def policy_reply(fail_ids=()):
 def make_engine(tmp_path, *, fail_ids=(), samples=2, window=1, **config):
     user = UserSimulator(ScriptedBackend(reply_fn=user_reply), max_reasks=0)
     backend = ScriptedBackend(reply_fn=policy_reply(fail_ids))
-    policy = Policy(backend)
-    proactive = Policy(backend, system_prompt="ask questions")
+    policy = Assistant(backend)
+    proactive = Assistant(backend, system_prompt="ask questions")
     sampler = ForwardSampler(user, policy, samples=samples, window=window)
     metric = TokenEfficiency(form="penalty", lam=0.01)
     reward = MultiturnReward({"token_efficiency": WeightedMetric(metric, 1.0)}, sampler)

@@ -15,7 +15,7 @@ from collabrl.personas import Persona, PersonaSet, load_personas, persona_block,
 from collabrl.prompts import load_prompt
 from collabrl.records import read_jsonl
 from collabrl.reward import MultiturnReward, WeightedMetric
-from collabrl.rollout import ForwardSampler, Policy
+from collabrl.rollout import Assistant, ForwardSampler
 from collabrl.simulator import UserSimulator
 from collabrl.types import Conversation, Task
 
@@ -123,7 +123,7 @@ def policy_reply(messages, params, index):
 
 async def test_engine_records_the_persona_and_futures_play_the_same_person(tmp_path):
     user = UserSimulator(ScriptedBackend(reply_fn=user_reply), max_reasks=0)
-    policy = Policy(ScriptedBackend(reply_fn=policy_reply))
+    policy = Assistant(ScriptedBackend(reply_fn=policy_reply))
     sampler = ForwardSampler(user, policy, samples=2, window=1)
     reward = MultiturnReward(
         {"tokens": WeightedMetric(TokenEfficiency(form="penalty", lam=0.01), 1.0)}, sampler

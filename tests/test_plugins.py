@@ -344,8 +344,8 @@ def test_a_broken_task_set_plugin_is_an_error_naming_it(installed, body, why):
 
 
 def test_a_user_plugin_is_built_from_user_kind(example):
+    from collabrl.assembly import build_simulator
     from collabrl.backends.stack import Roles
-    from collabrl.components import build_simulator
 
     config = load_config(ROOT / "configs/scripted.yaml", [f"user.kind={PKG}.users:StraightUser"])
     user = build_simulator(config, Roles(config))

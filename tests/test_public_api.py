@@ -24,7 +24,7 @@ PUBLISHED = {
     "Score",
     "UserSimulator",
     "UserTurn",
-    "Policy",
+    "Assistant",
     "run_conversation",
     "ForwardSampler",
     "Metric",

@@ -8,7 +8,7 @@ import pytest
 
 from collabrl.backends.scripted import ScriptedBackend
 from collabrl.reward import FutureReward, MultiturnReward, WeightedMetric, combine
-from collabrl.rollout import ForwardSampler, Policy
+from collabrl.rollout import Assistant, ForwardSampler
 from collabrl.simulator import UserSimulator
 from collabrl.types import Conversation, Score, Task
 
@@ -51,7 +51,7 @@ class CandidateLength:
 
 def reward(metrics, samples=3, window=1):
     sampler = ForwardSampler(
-        UserSimulator(user_backend()), Policy(policy_backend()), samples=samples, window=window
+        UserSimulator(user_backend()), Assistant(policy_backend()), samples=samples, window=window
     )
     return MultiturnReward(metrics, sampler)
 
@@ -107,7 +107,7 @@ async def test_failed_futures_are_excluded():
 
     sampler = ForwardSampler(
         UserSimulator(ScriptedBackend(reply_fn=flaky_user), max_reasks=0),
-        Policy(policy_backend()),
+        Assistant(policy_backend()),
         samples=3,
         window=1,
     )

@@ -6,7 +6,7 @@ import pytest
 
 from collabrl.backends.errors import TransientError
 from collabrl.backends.scripted import ScriptedBackend
-from collabrl.rollout import ForwardSampler, Policy, continue_conversation, run_conversation
+from collabrl.rollout import Assistant, ForwardSampler, continue_conversation, run_conversation
 from collabrl.simulator import UserSimulator
 from collabrl.types import Conversation, Task
 
@@ -33,7 +33,7 @@ def policy_backend():
 
 async def test_run_conversation_stops_at_turn_limit():
     run = await run_conversation(
-        TASK, Policy(policy_backend()), UserSimulator(user_backend()), max_turns=3
+        TASK, Assistant(policy_backend()), UserSimulator(user_backend()), max_turns=3
     )
     assert run.ended == "turn_limit"
     assert [m.role for m in run.conversation] == ["user", "assistant"] * 3
@@ -42,7 +42,7 @@ async def test_run_conversation_stops_at_turn_limit():
 
 async def test_user_termination_ends_without_a_goodbye_in_the_transcript():
     run = await run_conversation(
-        TASK, Policy(policy_backend()), UserSimulator(user_backend(2)), max_turns=5
+        TASK, Assistant(policy_backend()), UserSimulator(user_backend(2)), max_turns=5
     )
     assert run.ended == "user_terminated"
     assert len(run.conversation) == 4 and run.closing_message == "u3 s0"
@@ -53,7 +53,7 @@ async def test_policy_system_prompt_is_sent_but_not_in_the_transcript():
     backend = policy_backend()
     run = await run_conversation(
         TASK,
-        Policy(backend, system_prompt="Ask questions."),
+        Assistant(backend, system_prompt="Ask questions."),
         UserSimulator(user_backend()),
         max_turns=1,
     )
@@ -66,7 +66,7 @@ async def test_policy_failure_is_recorded():
         raise TransientError("down", status=503)
 
     run = await run_conversation(
-        TASK, Policy(ScriptedBackend(reply_fn=fail)), UserSimulator(user_backend()), max_turns=2
+        TASK, Assistant(ScriptedBackend(reply_fn=fail)), UserSimulator(user_backend()), max_turns=2
     )
     assert run.failed and run.ended == "policy_error" and run.error == "policy_error:transient:503"
     assert len(run.conversation) == 1
@@ -74,7 +74,7 @@ async def test_policy_failure_is_recorded():
 
 async def test_usage_and_flags_are_accumulated():
     run = await run_conversation(
-        TASK, Policy(policy_backend()), UserSimulator(user_backend()), max_turns=2
+        TASK, Assistant(policy_backend()), UserSimulator(user_backend()), max_turns=2
     )
     assert run.policy_usage.completion_tokens == 4  # "a1 s0", "a2 s0": two words each
     assert run.user_usage.completion_tokens > 0
@@ -84,7 +84,7 @@ async def test_usage_and_flags_are_accumulated():
 async def test_window_counts_turn_pairs_not_messages(window):
     prefix = Conversation.of(("user", "hi"), ("assistant", "candidate"))
     sampler = ForwardSampler(
-        UserSimulator(user_backend()), Policy(policy_backend()), samples=2, window=window
+        UserSimulator(user_backend()), Assistant(policy_backend()), samples=2, window=window
     )
     futures = await sampler.sample(TASK, prefix)
     assert len(futures) == (1 if window == 0 else 2)
@@ -97,7 +97,7 @@ async def test_window_counts_turn_pairs_not_messages(window):
 async def test_futures_are_independent_draws():
     prefix = Conversation.of(("user", "hi"), ("assistant", "candidate"))
     sampler = ForwardSampler(
-        UserSimulator(user_backend()), Policy(policy_backend()), samples=3, window=2
+        UserSimulator(user_backend()), Assistant(policy_backend()), samples=3, window=2
     )
     futures = await sampler.sample(TASK, prefix)
     assert [f.sample_index for f in futures] == [0, 1, 2]
@@ -106,7 +106,7 @@ async def test_futures_are_independent_draws():
 
 
 async def test_forward_sampling_needs_a_candidate_at_the_end():
-    sampler = ForwardSampler(UserSimulator(user_backend()), Policy(policy_backend()))
+    sampler = ForwardSampler(UserSimulator(user_backend()), Assistant(policy_backend()))
     with pytest.raises(ValueError, match="after an assistant reply"):
         await sampler.sample(TASK, Conversation.of(("user", "hi")))
 
@@ -116,7 +116,7 @@ async def test_continue_from_the_middle_of_a_conversation():
     run = await continue_conversation(
         TASK,
         start,
-        policy=Policy(policy_backend()),
+        policy=Assistant(policy_backend()),
         user=UserSimulator(user_backend()),
         assistant_turns=1,
     )

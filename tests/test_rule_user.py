@@ -2,11 +2,11 @@
 
 import pytest
 
+from collabrl.assembly import build_simulator
 from collabrl.backends.scripted import ScriptedBackend
 from collabrl.backends.stack import Roles
-from collabrl.components import build_simulator
 from collabrl.config import ConfigError, load_config
-from collabrl.rollout import Policy, run_conversation
+from collabrl.rollout import Assistant, run_conversation
 from collabrl.rule_user import NON_COMMITTAL, RuleUser
 from collabrl.simulator import UserSimulator, UserTurn
 from collabrl.tasks.registry import load_task_set
@@ -70,7 +70,7 @@ async def test_a_whole_conversation_asking_first_succeeds_in_two_turns():
 
     run = await run_conversation(
         task,
-        Policy(ScriptedBackend(reply_fn=assistant), GenerationParams()),
+        Assistant(ScriptedBackend(reply_fn=assistant), GenerationParams()),
         RuleUser(),
         max_turns=3,
     )

@@ -43,7 +43,7 @@ from collabrl.failures import FailureTally
 from collabrl.personas import PersonaSet, cast, persona_of
 from collabrl.records import JsonlAppender, file_manifest, latest_by, read_jsonl, write_manifest
 from collabrl.reward import CandidateReward, MultiturnReward
-from collabrl.rollout import Policy
+from collabrl.rollout import Assistant
 from collabrl.simulator import UserSimulator, trim_to_sentence
 from collabrl.types import Completion, Conversation, Message, Task
 
@@ -184,8 +184,8 @@ class DataEngine:
         config: GenerateConfig,
         *,
         user: UserSimulator,
-        policy: Policy,
-        proactive: Policy,
+        policy: Assistant,
+        proactive: Assistant,
         reward: MultiturnReward,
         run_info: dict[str, Any] | None = None,
         budget: Budget | None = None,

@@ -52,7 +52,7 @@ from collabrl.records import (
     write_atomic,
     write_manifest,
 )
-from collabrl.rollout import Policy, run_conversation
+from collabrl.rollout import Assistant, run_conversation
 from collabrl.simulator import UserSimulator
 from collabrl.stats import bootstrap_mean, paired_difference
 from collabrl.types import Task
@@ -92,9 +92,9 @@ class EvalRecord(BaseModel):
         return (self.system, self.task_id, self.seed)
 
 
-def system_policy(system: EvalSystem, backend_for: Callable[[str], Any], params_for) -> Policy:
+def system_policy(system: EvalSystem, backend_for: Callable[[str], Any], params_for) -> Assistant:
     prompt = load_prompt("proactive") if system.proactive else system.system_prompt
-    return Policy(backend_for(system.role), params_for(system.role), system_prompt=prompt)
+    return Assistant(backend_for(system.role), params_for(system.role), system_prompt=prompt)
 
 
 class Evaluation:
@@ -104,7 +104,7 @@ class Evaluation:
         self,
         config: EvalConfig,
         *,
-        policies: dict[str, Policy],
+        policies: dict[str, Assistant],
         user: UserSimulator,
         task_metrics: list[Metric],
         judge: InteractivityJudge | None,

@@ -10,7 +10,7 @@ A reference that cannot be loaded is an error that names it and says why; nothin
 What each kind's name must point to is defined where that kind is built: a metric factory
 ``(options, tools) -> Metric`` (``collabrl.metrics.registry``), a ``TaskSet``
 (``collabrl.tasks.registry``), a ``JudgePrompt`` (``collabrl.metrics.prompt_judge``) and a user
-factory ``(config, roles)`` (``collabrl.components.build_simulator``); the README's "Plugins"
+factory ``(config, roles)`` (``collabrl.assembly.build_simulator``); the README's "Plugins"
 section shows all four, and ``examples/plugin/`` is a package with one of each.
 """
 

@@ -59,7 +59,7 @@ class Rollout(BaseModel):
         return Conversation(messages=self.conversation.messages[self.start :])
 
 
-class Policy:
+class Assistant:
     """An assistant: a backend, its sampling settings, and an optional system prompt."""
 
     def __init__(
@@ -85,7 +85,7 @@ async def continue_conversation(
     task: Task,
     conversation: Conversation,
     *,
-    policy: Policy,
+    policy: Assistant,
     user: UserSimulator,
     assistant_turns: int,
     sample_index: int = 0,
@@ -139,7 +139,7 @@ async def continue_conversation(
 
 
 async def run_conversation(
-    task: Task, policy: Policy, user: UserSimulator, max_turns: int, sample_index: int = 0
+    task: Task, policy: Assistant, user: UserSimulator, max_turns: int, sample_index: int = 0
 ) -> Rollout:
     """A whole conversation from the first user message, at most ``max_turns`` assistant turns."""
     return await continue_conversation(
@@ -156,7 +156,7 @@ class ForwardSampler:
     """Samples S possible futures of ``window`` more turn pairs after a candidate reply."""
 
     def __init__(
-        self, user: UserSimulator, assistant: Policy, *, samples: int = 3, window: int = 2
+        self, user: UserSimulator, assistant: Assistant, *, samples: int = 3, window: int = 2
     ):
         if samples < 1 or window < 0:
             raise ValueError("ForwardSampler needs samples >= 1 and window >= 0")

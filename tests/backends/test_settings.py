@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collabrl.assembly import metric_builder
 from collabrl.backends.scripted import ScriptedBackend
 from collabrl.backends.settings import ConfiguredSettings
 from collabrl.backends.stack import Roles
-from collabrl.components import metric_builder
 from collabrl.config import MetricSpec, load_config
 from collabrl.types import Conversation, GenerationParams, Message, Task
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from collabrl.assembly import metric_builder
 from collabrl.backends.stack import Roles
-from collabrl.components import metric_builder
 from collabrl.config import MetricSpec, load_config
 from collabrl.metrics.extraction import NO_ARTIFACT
 from collabrl.metrics.last_reply import LastReplyExtractor, final_answer

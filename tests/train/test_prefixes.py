@@ -107,7 +107,7 @@ def test_scorer_gives_mr_per_reply_and_none_when_unscored(run):
 
 
 def test_prefixes_play_the_persona_their_generate_conversation_had(run):
-    from collabrl.components import build_personas
+    from collabrl.assembly import build_personas
     from collabrl.personas import persona_of
 
     config = config_for(run).model_copy(deep=True)

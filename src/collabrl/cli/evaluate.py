@@ -7,6 +7,7 @@ import asyncio
 
 from rich.markdown import Markdown
 
+from collabrl.assembly import build_personas, build_simulator, metric_backend, metric_builder
 from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
 from collabrl.budget import Budget
@@ -20,7 +21,6 @@ from collabrl.cli.common import (
     run_exit_status,
 )
 from collabrl.cli.paths import check_cache, check_output_dir
-from collabrl.components import build_personas, build_simulator, metric_backend, metric_builder
 from collabrl.config import Config, ConfigError
 from collabrl.console_log import log_file, uses_local_models
 from collabrl.evaluate import Evaluation, system_policy, table_markdown, write_summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from collabrl.assembly import build_assistant, build_personas, build_reward, build_simulator
 from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.stack import Roles
 from collabrl.budget import Budget
@@ -18,13 +19,12 @@ from collabrl.cli.common import (
     run_exit_status,
 )
 from collabrl.cli.paths import check_cache, check_input_dir, check_output_dir
-from collabrl.components import build_assistant, build_personas, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
 from collabrl.console_log import log_file, uses_local_models
 from collabrl.engine import DataEngine, EngineStopped, finished_conversations
 from collabrl.export import export
 from collabrl.prompts import load_prompt
-from collabrl.rollout import Policy
+from collabrl.rollout import Assistant
 from collabrl.sandbox import check_task_set, sandbox_for, sandbox_record
 from collabrl.tasks.registry import generation_tasks
 from collabrl.tracking import open_tracker, require_trackers
@@ -68,7 +68,7 @@ async def generate(
         ) as tracker,
     ):
         policy = build_assistant(config, roles)
-        proactive = Policy(policy.backend, policy.params, system_prompt=load_prompt("proactive"))
+        proactive = Assistant(policy.backend, policy.params, system_prompt=load_prompt("proactive"))
         sandbox = await sandbox_record(config, config.reward.metrics, tasks)
         engine = DataEngine(
             config.generate,

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
+from collabrl.assembly import build_assistant, build_personas, build_reward, build_simulator
 from collabrl.backends.stack import Roles
 from collabrl.budget import Budget
 from collabrl.cli.common import (
@@ -26,7 +27,6 @@ from collabrl.cli.common import (
     run_exit_status,
 )
 from collabrl.cli.paths import check_cache, check_output_file
-from collabrl.components import build_assistant, build_personas, build_reward, build_simulator
 from collabrl.config import Config, ConfigError
 from collabrl.failures import FailureTally
 from collabrl.personas import cast, persona_of

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from collabrl.assembly import build_assistant, build_reward
 from collabrl.backends.errors import BackendError
 from collabrl.backends.hf_local import HFLocalBackend
 from collabrl.backends.stack import Roles
 from collabrl.budget import Budget
-from collabrl.components import build_assistant, build_reward
 from collabrl.config import Config, HFLocalBackendConfig
 from collabrl.train.prefixes import Prefix, policy_prompt
 from collabrl.types import Message

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from collabrl.assembly import build_personas, build_reward
 from collabrl.backends.base import Backend
 from collabrl.backends.stack import Roles
 from collabrl.budget import Budget
-from collabrl.components import build_personas, build_reward
 from collabrl.config import Config, ConfigError, HFLocalBackendConfig
 from collabrl.engine import TURNS_FILE
 from collabrl.personas import cast

@@ -22,7 +22,7 @@ from collabrl.metrics.registry import build_metric
 from collabrl.personas import PersonaSet, load_personas
 from collabrl.plugins import PluginError, resolve
 from collabrl.reward import MultiturnReward, WeightedMetric
-from collabrl.rollout import ForwardSampler, Policy
+from collabrl.rollout import Assistant, ForwardSampler
 from collabrl.rule_user import RuleUser
 from collabrl.simulator import UserSimulator
 
@@ -64,11 +64,11 @@ def build_personas(config: Config) -> PersonaSet | None:
     return load_personas(config.user.personas)
 
 
-def build_assistant(config: Config, roles: Roles, role: str | None = None) -> Policy:
+def build_assistant(config: Config, roles: Roles, role: str | None = None) -> Assistant:
     """The assistant role (or ``role``); the configured system prompt goes with the assistant role."""
     role = role or config.assistant.role
     system = config.assistant.system_prompt if role == config.assistant.role else None
-    return Policy(roles[role], config.role(role).generation, system_prompt=system)
+    return Assistant(roles[role], config.role(role).generation, system_prompt=system)
 
 
 def metric_backend(roles: Roles, role: str) -> Backend:
