@@ -119,6 +119,19 @@ def test_reward_samples_candidates_when_none_given(workdir, capsys):
     assert "Could you tell me" in printed and "Sure. Here is a long" in printed
 
 
+@pytest.mark.parametrize("flag, sampled", [([], 4), (["--candidates", "2"], 2)])
+def test_reward_samples_generate_candidates_unless_told(workdir, flag, sampled):
+    """k is one setting: without ``--candidates`` reward samples ``generate.candidates`` replies."""
+    request = json.loads((workdir / "examples/reward_request.json").read_text())
+    del request["candidates"]
+    path = workdir / "no_candidates.json"
+    path.write_text(json.dumps(request))
+    out = workdir / "reward.json"
+    args = ["--conversation", str(path), "--output", str(out), "generate.candidates=4", *flag]
+    assert main(["reward", "--config", "configs/scripted.yaml", *args]) == 0
+    assert len(json.loads(out.read_text())) == sampled
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -103,6 +103,19 @@ def test_train_report_to_names_where_it_moved(config_file):
     ).train.tracking.report_to == ["tensorboard"]
 
 
+@pytest.mark.parametrize(
+    "section, old",
+    [("online_dpo", "samples_per_prefix"), ("grpo", "num_generations")],
+)
+def test_old_names_of_k_name_the_new_key(config_file, section, old):
+    """k is ``candidates`` in every section; a config written before the rename says so."""
+    renamed = rf"train.{section}.{old} was renamed to train.{section}.candidates"
+    with pytest.raises(ConfigError, match=renamed):
+        load_config(config_file, [f"train.{section}.{old}=5"])
+    loaded = load_config(config_file, [f"train.{section}.candidates=5"])
+    assert getattr(loaded.train, section).candidates == 5
+
+
 def test_a_task_metric_weight_is_refused_because_eval_ignores_it(tmp_path):
     path = tmp_path / "c.yaml"
     metrics = "  task_metrics:\n    - name: accuracy\n      weight: {}\n    - name: bleu\n"

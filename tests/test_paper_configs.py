@@ -47,7 +47,7 @@ def test_paper_config_has_the_original_settings(name):
     assert t.per_device_batch_size * t.gradient_accumulation_steps == 64
     assert (t.sft.learning_rate, t.sft.epochs) == (1e-5, 3)
     assert (t.dpo.learning_rate, t.dpo.epochs, t.dpo.beta) == (5e-6, 8, 0.1)
-    assert (t.online_dpo.learning_rate, t.online_dpo.samples_per_prefix) == (5e-6, 2)
+    assert (t.online_dpo.learning_rate, t.online_dpo.candidates) == (5e-6, 2)
     assert (t.ppo.learning_rate, t.ppo.epochs, t.ppo.rollouts) == (2e-6, 5, 64)
     systems = [s.name for s in c.eval.systems]
     assert systems == ["base", "proactive", "sft", "ppo", "offline_dpo", "online_dpo"]

@@ -462,6 +462,13 @@ class DPOSettings(StrictModel):
     max_prompt_length: int = Field(default=1536, ge=16, description="prompts keep their end")
 
 
+def reject_renamed_key(data: Any, section: str, old: str, new: str) -> Any:
+    """A config that still uses a renamed key fails naming the new one (not "extra field")."""
+    if isinstance(data, dict) and old in data:
+        raise ValueError(f"{section}.{old} was renamed to {section}.{new}")
+    return data
+
+
 class OnlineDPOSettings(StrictModel):
     prefixes: Path = Field(
         default=Path("runs/generate"), description="generate output_dir: prefixes to sample from"
@@ -472,22 +479,32 @@ class OnlineDPOSettings(StrictModel):
     learning_rate: float = Field(default=5e-6, description="peak learning rate")
     rounds: int = Field(default=4, ge=1, description="sample, score, update: how many times")
     prefixes_per_round: int = Field(default=32, ge=1, description="prefixes sampled per round")
-    samples_per_prefix: int = Field(default=2, ge=2, description="k fresh replies per prefix")
+    candidates: int = Field(default=2, ge=2, description="k: fresh replies sampled per prefix")
     beta: float = Field(default=0.1, gt=0, description="DPO beta: how far from the reference")
     min_gap: float = Field(default=0.02, ge=0, description="keep pairs with MR gap >= this")
     temperature: float = Field(default=1.0, gt=0, le=2, description="sampling the fresh replies")
     max_completion_length: int = Field(default=512, ge=1, description="tokens per fresh reply")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_k(cls, data: Any) -> Any:
+        return reject_renamed_key(data, "train.online_dpo", "samples_per_prefix", "candidates")
 
 
 class GRPOSettings(StrictModel):
     prefixes: Path = Field(default=Path("runs/generate"), description="generate output_dir")
     learning_rate: float = Field(default=1e-6, description="peak learning rate")
     epochs: float = Field(default=1.0, description="passes over the prefixes")
-    num_generations: int = Field(default=4, ge=2, description="completions per prefix (the group)")
+    candidates: int = Field(default=4, ge=2, description="k: replies per prefix (the group)")
     beta: float = Field(default=0.04, ge=0, description="KL coefficient")
     loss_type: str = Field(default="grpo", description="grpo, dr_grpo, ... or rloo")
     temperature: float = Field(default=1.0, gt=0, le=2, description="sampling the completions")
     max_completion_length: int = Field(default=512, ge=1, description="tokens per completion")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_k(cls, data: Any) -> Any:
+        return reject_renamed_key(data, "train.grpo", "num_generations", "candidates")
 
 
 class PPOSettings(StrictModel):

@@ -98,7 +98,7 @@ def test_unscored_mr_is_none_and_left_out_of_the_group_baseline(run, tiny_model,
     monkeypatch.setattr(grpo, "multiturn_reward_function", spy_reward)
     monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", spy_batch)
     config = unreadable_every_third_call(
-        run, tiny_model, max_steps=2, per_device_batch_size=8, grpo={"num_generations": 4}
+        run, tiny_model, max_steps=2, per_device_batch_size=8, grpo={"candidates": 4}
     )
     grpo.train(config)
     assert len(returned) == len(batches) == 2

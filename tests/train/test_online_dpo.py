@@ -76,27 +76,27 @@ def test_rounds_train_the_adapter_and_report_each_round(run, tiny_model):
 
 def test_round_two_samples_from_the_weights_round_one_produced(run, tiny_model, monkeypatch):
     events: list[tuple[str, object]] = []
-    generate, do_round, save_round = (
+    generate, do_round, save = (
         HFLocalBackend._generate,
-        online_dpo._round,
-        online_dpo._save_round,
+        online_dpo.OnlineDPO.round,
+        online_dpo.OnlineDPO.save,
     )
 
     def spy_generate(self, rows):
         events.append(("sample", lora_weights(self.model)))
         return generate(self, rows)
 
-    def spy_round(index, *args):
+    def spy_round(self, index, *args):
         events.append(("round", index))
-        return do_round(index, *args)
+        return do_round(self, index, *args)
 
-    def spy_save(output_dir, model, *args):
-        events.append(("saved", lora_weights(model)))
-        return save_round(output_dir, model, *args)
+    def spy_save(self):
+        events.append(("saved", lora_weights(self.model)))
+        return save(self)
 
     monkeypatch.setattr(HFLocalBackend, "_generate", spy_generate)
-    monkeypatch.setattr(online_dpo, "_round", spy_round)
-    monkeypatch.setattr(online_dpo, "_save_round", spy_save)
+    monkeypatch.setattr(online_dpo.OnlineDPO, "round", spy_round)
+    monkeypatch.setattr(online_dpo.OnlineDPO, "save", spy_save)
     config = online_config(run, tiny_model)
     online_dpo.train(config)
     kinds = [kind for kind, _ in events]
@@ -154,13 +154,13 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_round(run, tiny_model, monk
     monkeypatch.setattr(online_dpo, "dpo_loss", nan_in_round_two)
     config = online_config(run, tiny_model, per_device_batch_size=4)
     saved = {}
-    save_round = online_dpo._save_round
+    save = online_dpo.OnlineDPO.save
 
-    def spy_save(output_dir, model, *args):
-        saved["weights"] = lora_weights(model)
-        return save_round(output_dir, model, *args)
+    def spy_save(self):
+        saved["weights"] = lora_weights(self.model)
+        return save(self)
 
-    monkeypatch.setattr(online_dpo, "_save_round", spy_save)
+    monkeypatch.setattr(online_dpo.OnlineDPO, "save", spy_save)
     with pytest.raises(NonFiniteLossError, match="round 2"):
         online_dpo.train(config)
     assert [p.name for p in config.train.output_dir.glob("round-*")] == ["round-1"]

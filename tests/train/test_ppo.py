@@ -24,7 +24,7 @@ from collabrl.train import ppo
 from collabrl.train.checkpoint import STATE_FILE, read_state
 from collabrl.train.common import CheckpointError, NonFiniteLossError, lora_config
 from collabrl.train.ppo_math import PPOLosses
-from collabrl.train.ppo_rollouts import Rollout, collate, derived_seed, encode, update_prefixes
+from collabrl.train.ppo_rollouts import ScoredReply, collate, derived_seed, encode, update_prefixes
 from collabrl.train.prefixes import load_prefixes
 
 LOSSES = ("policy_loss", "value_loss", "clip_fraction", "approx_kl", "kl", "reward_mean")
@@ -85,6 +85,11 @@ def test_two_updates_train_the_adapter_and_the_value_head(run, tiny_model, capsy
     assert all(math.isfinite(m[name]) for m in steps for name in LOSSES)
     assert steps[0]["kl"] == 0.0  # a fresh adapter is the reference (the base) until trained
     assert steps[1]["kl"] != 0.0
+    # each reward metric's mean per update, and every role's usage (the live policy's too)
+    assert all(m["metric/interactivity"] == 1.0 for m in steps)
+    assert all(m["metric/token_efficiency"] < 0 for m in steps)
+    usage = json.loads((out / "run_info.json").read_text())["usage"]
+    assert usage["policy"]["completion_tokens"] > 0 and usage["judge"]["calls"] > 0
 
 
 def test_unscored_replies_are_left_out_of_the_update_and_counted(run, tiny_model, monkeypatch):
@@ -230,7 +235,7 @@ def test_forward_gives_each_reply_token_its_unpadded_log_probability():
 def test_encode_keeps_the_end_of_turn_token_only_when_the_reply_ended():
     _, tokenizer = tiny_chat_model(seed=0)
     eos = tokenizer.eos_token_id
-    rollout = Rollout(
+    rollout = ScoredReply(
         prefix=None,
         messages=({"role": "user", "content": "hi"},),
         reply="Sure!",
@@ -240,7 +245,7 @@ def test_encode_keeps_the_end_of_turn_token_only_when_the_reply_ended():
     prompt, reply = encode(tokenizer, rollout, eos, max_length=256)
     assert reply[-1] == eos and tokenizer.decode(reply[:-1]) == "Sure!"
     assert tokenizer.decode(prompt).endswith("<|im_start|>assistant\n")
-    cut = Rollout(prefix=None, messages=rollout.messages, reply="Sure!", finished=False, mr=0.5)
+    cut = ScoredReply(prefix=None, messages=rollout.messages, reply="Sure!", finished=False, mr=0.5)
     assert eos not in encode(tokenizer, cut, eos, max_length=256)[1]
-    empty = Rollout(prefix=None, messages=rollout.messages, reply="", finished=False, mr=0.5)
+    empty = ScoredReply(prefix=None, messages=rollout.messages, reply="", finished=False, mr=0.5)
     assert encode(tokenizer, empty, eos, max_length=256)[1] == [eos]

@@ -1,4 +1,4 @@
-"""Prefixes for the online recipes: loading, deterministic shuffling, trimming, and MR scoring."""
+"""Prefixes for the online recipes: loading, deterministic shuffling, trimming, personas."""
 
 from __future__ import annotations
 
@@ -6,18 +6,10 @@ import json
 
 import pytest
 
-from collabrl.backends.scripted import ScriptedBackend
-from collabrl.config import Config, ConfigError
-from collabrl.metrics.efficiency import approx_token_count
+from collabrl.config import ConfigError
 from collabrl.testing.online import online_config, write_generate_run
 from collabrl.testing.tiny_model import tiny_tokenizer
-from collabrl.train.prefixes import (
-    MRScorer,
-    load_prefixes,
-    policy_prompt,
-    prompt_tokens,
-    with_live_policy_role,
-)
+from collabrl.train.prefixes import load_prefixes, policy_prompt, prompt_tokens
 
 
 @pytest.fixture
@@ -70,40 +62,6 @@ def test_policy_prompt_drops_the_oldest_turns_and_starts_with_a_user(run):
     assert trimmed[-1] == full[-1] and len(trimmed) < len(full)
     assert prompt_tokens(tokenizer, trimmed) <= budget
     assert policy_prompt(prefix, None, tokenizer, budget=3) is None
-
-
-def test_the_future_assistant_role_is_added_when_the_config_lacks_it(run):
-    config = config_for(run)
-    bare = config.model_copy(
-        update={"roles": {k: v for k, v in config.roles.items() if k != "policy"}}
-    )
-    added = with_live_policy_role(bare).roles["policy"]
-    assert added.kind == "hf_local" and added.model == config.train.model
-    assert with_live_policy_role(config) is config
-
-
-def test_scorer_gives_mr_per_reply_and_none_when_unscored(run):
-    data = config_for(run).model_dump(mode="json")
-    # the judge cannot read a grade when the transcript holds "UNREADABLE"; max_reasks is 0
-    data["roles"]["judge"]["rules"] = [{"contains": "UNREADABLE", "reply": "I will not grade."}]
-    config = Config.model_validate(data)
-    policy = ScriptedBackend(reply_fn=lambda messages, params, i: "ok")
-    prefixes = load_prefixes(config, run / "generate")
-    replies = ["short", "UNREADABLE", "a much longer reply with many more words in it", "x"]
-    with MRScorer(config, policy) as scorer:
-        rewards = scorer.rewards([prefixes[0], prefixes[0], prefixes[1], prefixes[1]], replies)
-        assert scorer.scored == 3 and scorer.unscored == 1
-        assert scorer.roles.meter.roles["policy"].calls == 8  # 4 replies x 2 futures, uncached
-    assert rewards[1] is None
-    assert all(isinstance(r, float) for r in rewards[:1] + rewards[2:])
-    # interactivity 1, minus 0.02 per assistant token: the prefix's, the reply's, the future's "ok"
-    for prefix, reply, reward in [
-        (prefixes[0], replies[0], rewards[0]),
-        (prefixes[1], replies[2], rewards[2]),
-    ]:
-        tokens = sum(approx_token_count(m.content) for m in prefix.conversation.turns("assistant"))
-        assert reward == pytest.approx(1 - 0.02 * (tokens + approx_token_count(reply) + 1))
-    assert len(policy.calls) == 8
 
 
 def test_prefixes_play_the_persona_their_generate_conversation_had(run):

@@ -130,8 +130,10 @@ def reward_table(results: list[CandidateReward]) -> Table:
 
 
 async def score_candidates(
-    config: Config, request: RewardRequest, k: int, output: Path | None
+    config: Config, request: RewardRequest, k: int | None, output: Path | None
 ) -> int:
+    """MR of the request's candidates, or of ``k`` replies sampled when it has none (``k`` None:
+    the config's ``generate.candidates``)."""
     if output is not None:
         check_output_file(output, "--output")
     check_cache(config)
@@ -139,7 +141,8 @@ async def score_candidates(
     async with Roles(config) as roles:
         candidates = request.candidates
         if not candidates:
-            replies = await build_assistant(config, roles).reply(prefix, n=k)
+            n = config.generate.candidates if k is None else k
+            replies = await build_assistant(config, roles).reply(prefix, n=n)
             candidates = [c.text for c in replies]
         try:
             task = cast(request.task, build_personas(config), 0)
@@ -175,8 +178,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     rew.add_argument(
         "--candidates",
         type=positive_int,
-        default=3,
-        help="replies to sample from the assistant when the file has none",
+        help="k: replies to sample from the assistant when the file has none "
+        "(default: the config's generate.candidates)",
     )
     rew.add_argument("--output", type=Path, help="write every candidate's futures and scores here")
     rew.set_defaults(

@@ -114,11 +114,13 @@ def latest(output_dir: Path, kind: str) -> Path | None:
     return max(found)[1] if found else None
 
 
-def find_resumable(config: TrainConfig, kind: str, required: tuple[str, ...] = ()) -> Path | None:
+def find_resumable(
+    train_config: TrainConfig, kind: str, required: tuple[str, ...] = ()
+) -> Path | None:
     """The last ``<kind>-<N>`` when ``train.resume`` is on; refuses an incomplete one."""
-    if not config.resume:
+    if not train_config.resume:
         return None
-    last = latest(config.output_dir, kind)
+    last = latest(train_config.output_dir, kind)
     if last is not None:
         verify(last, required)
     return last

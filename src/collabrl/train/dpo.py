@@ -55,29 +55,31 @@ from collabrl.train.lm_head import score_labelled_positions_only
 
 def train(config: Config) -> Path:
     """Run offline DPO as configured in ``config.train``; returns the final adapter/model folder."""
-    settings = config.train
-    resume = checkpoint_to_resume(settings)  # refuse a broken checkpoint before loading anything
-    trainer, reports = build_trainer(settings)
-    return fit(trainer, settings, reports, resume)
+    train_config = config.train
+    resume = checkpoint_to_resume(train_config)  # refuse a broken checkpoint before loading
+    trainer, reports = build_trainer(train_config)
+    return fit(trainer, train_config, reports, resume)
 
 
-def build_trainer(config: TrainConfig) -> tuple[DPOTrainer, list[DataReport]]:
+def build_trainer(train_config: TrainConfig) -> tuple[DPOTrainer, list[DataReport]]:
     """The DPOTrainer on validated, fitted pairs, and the reports of what the checks did."""
-    settings = config.dpo
-    tokenizer = load_tokenizer(resolve_model(config.model))  # check the data before loading weights
-    train_rows, train_report = _pairs(config, tokenizer, "dpo_train", required=True)
-    eval_rows, eval_report = _pairs(config, tokenizer, "dpo_eval", required=False)
+    settings = train_config.dpo
+    tokenizer = load_tokenizer(
+        resolve_model(train_config.model)
+    )  # check the data before loading weights
+    train_rows, train_report = _pairs(train_config, tokenizer, "dpo_train", required=True)
+    eval_rows, eval_report = _pairs(train_config, tokenizer, "dpo_eval", required=False)
     # The training arguments come before the model: under DeepSpeed ZeRO-3 they make
     # from_pretrained shard the weights while loading instead of loading them whole everywhere.
     args = DPOConfig(
-        **trainer_arguments(config, settings.learning_rate, settings.epochs),
+        **trainer_arguments(train_config, settings.learning_rate, settings.epochs),
         beta=settings.beta,
         loss_type=["sigmoid"],
         disable_dropout=False,
         precompute_ref_log_probs=False,
-        **eval_arguments(config, bool(eval_rows)),
+        **eval_arguments(train_config, bool(eval_rows)),
     )
-    model, tokenizer = load_policy(config.model_copy(update={"lora": None}))
+    model, tokenizer = load_policy(train_config.model_copy(update={"lora": None}))
     score_labelled_positions_only()
     trainer = DPOTrainer(
         model=model,
@@ -86,7 +88,7 @@ def build_trainer(config: TrainConfig) -> tuple[DPOTrainer, list[DataReport]]:
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=lora_config(config.lora) if config.lora is not None else None,
+        peft_config=lora_config(train_config.lora) if train_config.lora is not None else None,
     )
     _check_nothing_dropped(trainer, len(train_rows))
     stop_on_non_finite_loss(trainer)
@@ -94,20 +96,20 @@ def build_trainer(config: TrainConfig) -> tuple[DPOTrainer, list[DataReport]]:
 
 
 def fit(
-    trainer: DPOTrainer, config: TrainConfig, reports: list[DataReport], resume: str | None
+    trainer: DPOTrainer, train_config: TrainConfig, reports: list[DataReport], resume: str | None
 ) -> Path:
     """Train (resuming from ``resume`` if given), save ``output_dir/final``, record the run."""
-    return fit_trainer(trainer, config, reports, resume, "dpo")
+    return fit_trainer(trainer, train_config, reports, resume, "dpo")
 
 
 def _pairs(
-    config: TrainConfig, tokenizer, name: str, required: bool
+    train_config: TrainConfig, tokenizer, name: str, required: bool
 ) -> tuple[list[dict[str, Any]], DataReport]:
-    folder = config.dpo.data
+    folder = train_config.dpo.data
     exists = (folder / f"{name}.jsonl").exists()
     rows = read_rows(folder, name) if exists or required else []
     kept, report = prepare_pairs(
-        rows, tokenizer, config.max_length, config.dpo.max_prompt_length, name
+        rows, tokenizer, train_config.max_length, train_config.dpo.max_prompt_length, name
     )
     if required and not kept:
         raise TrainingDataError(

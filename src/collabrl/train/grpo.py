@@ -2,10 +2,11 @@
 
 Each prompt is a conversation prefix from a ``collabrl generate`` run (the assistant's system
 prompt, then the conversation up to a user message; the oldest messages are dropped when it does
-not fit ``max_length - max_completion_length`` tokens). TRL samples ``num_generations`` replies
+not fit ``max_length - max_completion_length`` tokens). TRL samples ``candidates`` (k) replies
 per prompt from the trained model; the reward of a reply is its MR in the full, untrimmed
 conversation, with the live policy (the trainer's own model, wrapped by ``HFLocalBackend``)
-playing the future assistant. The advantage of a reply is its MR relative to its group's.
+playing the future assistant (``collabrl.train.live_reward``, as in every online recipe). The
+advantage of a reply is its MR relative to its group's.
 
 Unscored MR (every future failed or a judge stayed unreadable) is returned as ``None``. TRL 1.16
 turns ``None`` into NaN, leaves NaN rows out of the group mean and standard deviation and sets
@@ -58,14 +59,9 @@ from collabrl.train.common import (
     trainer_arguments,
     write_run_info,
 )
+from collabrl.train.live_reward import LiveReward, live_policy_backend
 from collabrl.train.lm_head import score_labelled_positions_only
-from collabrl.train.prefixes import (
-    MRScorer,
-    Prefix,
-    live_policy_backend,
-    load_prefixes,
-    policy_prompt,
-)
+from collabrl.train.prefixes import Prefix, load_prefixes, policy_prompt
 from collabrl.train.progress import show_progress
 
 RewardFunction = Callable[..., list[float | None]]
@@ -77,8 +73,8 @@ def train(config: Config) -> Path:
     from peft import PeftModel
     from transformers import set_seed
 
-    tc, settings = config.train, config.train.grpo
-    if settings.max_completion_length >= tc.max_length:
+    train_config, settings = config.train, config.train.grpo
+    if settings.max_completion_length >= train_config.max_length:
         raise ConfigError("train.grpo.max_completion_length must be below train.max_length")
     budget = Budget(config.budget)
     if budget.capped and launched_processes() > 1:
@@ -87,11 +83,13 @@ def train(config: Config) -> Path:
             "its own calls): launch one process or drop the budget section"
         )
     prefixes = load_prefixes(config, settings.prefixes)
-    checkpoint = checkpoint_to_resume(tc)
-    set_seed(tc.seed)  # before the adapter's random init, so equal configs give equal runs
-    model, tokenizer = load_policy(tc)
+    checkpoint = checkpoint_to_resume(train_config)
+    set_seed(
+        train_config.seed
+    )  # before the adapter's random init, so equal configs give equal runs
+    model, tokenizer = load_policy(train_config)
     tokenizer.padding_side = "left"  # TRL pads prompts on the left for generation
-    room = tc.max_length - settings.max_completion_length
+    room = train_config.max_length - settings.max_completion_length
     rows = [
         {"prompt": prompt, "prefix_index": i}
         for i, p in enumerate(prefixes)
@@ -99,13 +97,13 @@ def train(config: Config) -> Path:
     ]
     if not rows:
         raise ConfigError(f"no prefix fits in {room} prompt tokens; raise train.max_length")
-    with MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer:
+    with LiveReward(config, live_policy_backend(config, model, tokenizer), budget) as live:
         trainer = build_trainer(
             config,
             model,
             tokenizer,
             Dataset.from_list(rows),
-            multiturn_reward_function(scorer, prefixes),
+            multiturn_reward_function(live, prefixes),
         )
         trainer.add_callback(BudgetCallback(budget))
         stop_on_non_finite_loss(trainer)
@@ -115,9 +113,9 @@ def train(config: Config) -> Path:
         with show_progress(trainer):
             trainer.train(resume_from_checkpoint=checkpoint)
         counts = summed_over_processes(
-            trainer, {"scored_replies": scorer.scored, "unscored_replies": scorer.unscored}
+            trainer, {"scored_replies": live.scored, "unscored_replies": live.unscored}
         )
-        usage = scorer.roles.meter.to_dict()
+        usage = live.roles.meter.to_dict()
     facts = {
         "trainer": type(trainer).__name__,
         "prefixes": len(prefixes),
@@ -131,18 +129,18 @@ def train(config: Config) -> Path:
         **budget.manifest(),
     }
     if budget.stopped:
-        latest = tc.output_dir / f"checkpoint-{trainer.state.global_step}"
+        latest = train_config.output_dir / f"checkpoint-{trainer.state.global_step}"
         latest = latest if latest.is_dir() else None
-        write_run_info(tc, "grpo", **facts, last_checkpoint=latest and str(latest))
+        write_run_info(train_config, "grpo", **facts, last_checkpoint=latest and str(latest))
         raise budget_stop(budget, f"{budget.finished} steps", latest)
-    final = tc.output_dir / "final"
+    final = train_config.output_dir / "final"
     if not isinstance(model, PeftModel):
         trainer.save_model(str(final))  # every process: ZeRO-3 gathers the shards here
     if main:  # the weights are the same on every process; rank 0 writes them
         if isinstance(model, PeftModel):
             model.save_pretrained(str(final), selected_adapters=["default"])
         tokenizer.save_pretrained(str(final))
-        write_run_info(tc, "grpo", **facts)
+        write_run_info(train_config, "grpo", **facts)
     return final
 
 
@@ -169,7 +167,7 @@ class BudgetCallback(TrainerCallback):
         return control
 
 
-def multiturn_reward_function(scorer: MRScorer, prefixes: list[Prefix]) -> RewardFunction:
+def multiturn_reward_function(live: LiveReward, prefixes: list[Prefix]) -> RewardFunction:
     """A TRL reward function: the MR of each completion as the reply to its row's prefix.
 
     TRL passes the dataset's extra columns as keyword lists, one item per completion; the
@@ -185,7 +183,7 @@ def multiturn_reward_function(scorer: MRScorer, prefixes: list[Prefix]) -> Rewar
     ) -> list[float | None]:
         replies = [str(c[-1]["content"]).strip() for c in completions]  # conversational
         try:
-            rewards = scorer.rewards([prefixes[i] for i in prefix_index], replies)
+            rewards = live.rewards([prefixes[i] for i in prefix_index], replies)
         except BudgetExceeded:  # no signal from this batch; BudgetCallback ends the step's run
             rewards = [None] * len(replies)
         if log_metric is not None:
@@ -197,11 +195,11 @@ def multiturn_reward_function(scorer: MRScorer, prefixes: list[Prefix]) -> Rewar
 
 def build_trainer(config: Config, model, tokenizer, dataset, reward: RewardFunction):
     """``GRPOTrainer`` with ``grpo.loss_type``, or ``RLOOTrainer`` when it is ``rloo``."""
-    tc, settings = config.train, config.train.grpo
-    args = trainer_arguments(tc, settings.learning_rate, settings.epochs)
+    train_config, settings = config.train, config.train.grpo
+    args = trainer_arguments(train_config, settings.learning_rate, settings.epochs)
     del args["max_length"]  # GRPO/RLOO configs have none: prompts are trimmed above instead
     args.update(
-        num_generations=settings.num_generations,
+        num_generations=settings.candidates,
         beta=settings.beta,
         max_completion_length=settings.max_completion_length,
         temperature=settings.temperature,

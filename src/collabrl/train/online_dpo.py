@@ -2,12 +2,15 @@
 
 The paper's recipe (CollabLLM, online DPO from the offline DPO adapter: lr 5e-6, batch 32, one
 epoch): round r takes the next ``prefixes_per_round`` prefixes of the shuffled list (wrapping
-around at its end), samples ``samples_per_prefix`` replies to each from the CURRENT weights (an
+around at its end), samples ``candidates`` (k) replies to each from the CURRENT weights (an
 ``HFLocalBackend`` over the live model, temperature > 0, seeded by round and prefix), scores every
-reply with MR while the live policy also plays the future assistant, pairs the highest MR against
+reply with MR while the live policy also plays the future assistant (``collabrl.train.live_reward``,
+its samples seeded by round), pairs the highest MR against
 the lowest (``min_gap``; unscored replies never take part, see ``export.dpo_pair``), and runs one
 epoch of DPO over that round's pairs. The next round samples from the updated weights.
 
+``OnlineDPO`` is the recipe: it holds the policy, its tokenizer, the reference, the optimizer and
+the live reward, and reads top to bottom: ``round`` = ``_sample``, score, ``_pair``, ``_update``.
 The DPO step is a compact loop of our own rather than TRL's ``DPOTrainer``: a trainer per round
 would rebuild its optimizer, scheduler and data pipeline every few dozen pairs, and exact
 round-by-round resumption needs the optimizer and RNG state carried across rounds anyway.
@@ -23,7 +26,8 @@ the KL anchor is the offline DPO model and not the base; full fine-tuning keeps 
 
 Checkpoints: ``output_dir/round-N`` after round N, in ``train.checkpoint``'s format: the weights
 (adapter or model), the tokenizer, the optimizer and RNG states and the rounds done with their
-statistics, written to a temporary folder and renamed, so a crash never leaves half a checkpoint. A rerun resumes at round N + 1 and refuses a checkpoint with missing files. A NaN or
+statistics, written to a temporary folder and renamed, so a crash never leaves half a
+checkpoint. A rerun resumes at round N + 1 and refuses a checkpoint with missing files. A NaN or
 infinite loss or gradient stops the run before anything of that step is applied.
 
 Budget (``collabrl.budget``; a round is the unit): the user, judge and live-policy roles are
@@ -41,7 +45,6 @@ import math
 import random
 import statistics
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +59,7 @@ from collabrl.export import dpo_pair
 from collabrl.reward import CandidateReward
 from collabrl.tracking import open_tracker, require_trackers
 from collabrl.tracking_figures import online_dpo_figures
-from collabrl.train.checkpoint import (
-    TrainingState,
-    find_resumable,
-    restore,
-    save,
-    save_weights,
-)
+from collabrl.train.checkpoint import TrainingState, find_resumable, restore, save, save_weights
 from collabrl.train.common import (
     NonFiniteLossError,
     budget_stop,
@@ -71,13 +68,8 @@ from collabrl.train.common import (
     refuse_multiple_processes,
     write_run_info,
 )
-from collabrl.train.prefixes import (
-    MRScorer,
-    Prefix,
-    live_policy_backend,
-    load_prefixes,
-    policy_prompt,
-)
+from collabrl.train.live_reward import LiveReward, live_policy_backend
+from collabrl.train.prefixes import Prefix, load_prefixes, policy_prompt, prompt_ids
 from collabrl.types import GenerationParams, Message
 
 CHECKPOINT_KIND = "round"  # round-<rounds done>
@@ -90,109 +82,172 @@ def train(config: Config) -> Path:
     """Run the remaining rounds of online DPO; returns the folder of the final weights."""
     refuse_multiple_processes("online-dpo")
     require_trackers(config.tracking)
-    tc, settings = config.train, config.train.online_dpo
-    if settings.max_completion_length >= tc.max_length:
+    train_config, settings = config.train, config.train.online_dpo
+    if settings.max_completion_length >= train_config.max_length:
         raise ConfigError("train.online_dpo.max_completion_length must be below train.max_length")
     prefixes = load_prefixes(config, settings.prefixes)
-    checkpoint = find_resumable(tc, CHECKPOINT_KIND)
-    set_seed(tc.seed)
-    model, tokenizer = _load_policy(tc, checkpoint)
-    reference = _reference(model, tc)
-    optimizer = torch.optim.AdamW(_trainable(model), lr=settings.learning_rate, weight_decay=0.0)
-    history = [] if checkpoint is None else restore(checkpoint, optimizer).extra["history"]
-    budget, latest = Budget(config.budget), checkpoint
-    with (
-        MRScorer(config, live_policy_backend(config, model, tokenizer), budget) as scorer,
-        open_tracker(
-            config.tracking, tc.output_dir, config.model_dump(mode="json"), "online-dpo"
-        ) as tracker,
-    ):
+    checkpoint = find_resumable(train_config, CHECKPOINT_KIND)
+    set_seed(train_config.seed)
+    budget = Budget(config.budget)
+    recipe = OnlineDPO.load(config, checkpoint, budget)
+    history, latest = recipe.history, checkpoint
+    tracked = open_tracker(
+        config.tracking, train_config.output_dir, config.model_dump(mode="json"), "online-dpo"
+    )
+    with recipe.live, tracked as tracker:
         for index in range(len(history), settings.rounds):
-            stats = budgeted(
-                budget,
-                _round,
-                index,
-                prefixes,
-                config,
-                model,
-                tokenizer,
-                reference,
-                optimizer,
-                scorer,
-            )
+            stats = budgeted(budget, recipe.round, index, prefixes)
             if stats is None:
                 break
             history.append(stats)
-            tracker.scalars(online_dpo_figures(stats, scorer.roles.meter), index + 1)
-            latest = _save_round(tc.output_dir, model, tokenizer, optimizer, history)
-        usage = scorer.roles.meter.to_dict()
+            tracker.scalars(online_dpo_figures(stats, recipe.live.roles.meter), index + 1)
+            latest = recipe.save()
+        usage = recipe.live.roles.meter.to_dict()
     facts = {
         "rounds": history,
         "prefixes": len(prefixes),
         "usage": usage,
-        "reference": _reference_name(model, tc),
+        "reference": recipe.reference.description,
         "resumed_from": _name(checkpoint),
         **budget.manifest(),
     }
     if budget.stopped:
-        write_run_info(tc, "online_dpo", **facts, last_checkpoint=_name(latest))
+        write_run_info(train_config, "online_dpo", **facts, last_checkpoint=_name(latest))
         raise budget_stop(budget, f"{budget.finished} rounds", latest)
-    final = tc.output_dir / "final"
-    save_weights(model, final, tokenizer)
-    write_run_info(tc, "online_dpo", **facts)
+    final = train_config.output_dir / "final"
+    save_weights(recipe.model, final, recipe.tokenizer)
+    write_run_info(train_config, "online_dpo", **facts)
     return final
 
 
-def _round(
-    index: int,
-    prefixes: list[Prefix],
-    config: Config,
-    model,
-    tokenizer,
-    reference: Callable[[Rows], torch.Tensor],
-    optimizer,
-    scorer: MRScorer,
-) -> dict:
-    """One round: sample, score, pair, update. Returns the round's statistics."""
-    tc, settings = config.train, config.train.online_dpo
-    budget = tc.max_length - settings.max_completion_length
-    count = min(settings.prefixes_per_round, len(prefixes))
-    chosen = [prefixes[(index * count + j) % len(prefixes)] for j in range(count)]
-    prompts = [
-        (p, policy_prompt(p, config.assistant.system_prompt, tokenizer, budget)) for p in chosen
-    ]
-    prompts = [(p, prompt) for p, prompt in prompts if prompt is not None]
-    replies = scorer.run(
-        _sample(scorer, [prompt for _, prompt in prompts], settings, tc.seed, index)
-    )
-    scored = scorer.score([(p, r) for (p, _), r in zip(prompts, replies)])
-    counts: Counter[str] = Counter()
-    pairs = [
-        pair
-        for (p, prompt), rewards in zip(prompts, scored)
-        if (pair := _pair(p, prompt, rewards, settings.min_gap, counts))
-    ]
-    rows = [_encode_pair(tokenizer, pair, tc.max_length) for pair in pairs]
-    losses = _update(model, reference, optimizer, rows, tc, settings.beta, index)
-    return _round_stats(index, len(chosen) - len(prompts), scored, pairs, counts, losses)
+class OnlineDPO:
+    """The recipe's state (policy, tokenizer, reference, optimizer, live reward, rounds done) and
+    its steps: ``round`` samples, scores, pairs and updates."""
 
-
-async def _sample(
-    scorer: MRScorer, prompts: list[list[dict]], settings, seed: int, index: int
-) -> list[list[str]]:
-    """``samples_per_prefix`` replies to each prompt from the live policy, seeded per round."""
-
-    async def one(j: int, prompt: list[dict]) -> list[str]:
-        params = GenerationParams(
-            n=settings.samples_per_prefix,
-            temperature=settings.temperature,
-            max_tokens=settings.max_completion_length,
-            seed=random.Random(f"{seed}:{index}:{j}").getrandbits(48),
+    def __init__(self, config: Config, model, tokenizer, live: LiveReward) -> None:
+        self.config = config
+        self.train_config = config.train
+        self.settings = config.train.online_dpo
+        self.model, self.tokenizer, self.live = model, tokenizer, live
+        self.reference = ReferencePolicy(model, self.train_config)
+        self.optimizer = torch.optim.AdamW(
+            _trainable(model), lr=self.settings.learning_rate, weight_decay=0.0
         )
-        completions = await scorer.policy.generate([Message(**m) for m in prompt], params)
-        return [c.text.strip() for c in completions]
+        self.history: list[dict] = []
 
-    return list(await asyncio.gather(*(one(j, p) for j, p in enumerate(prompts))))
+    @classmethod
+    def load(cls, config: Config, checkpoint: Path | None, budget: Budget) -> OnlineDPO:
+        """The policy at the start of training, or as ``checkpoint`` saved it (weights, optimizer,
+        rounds done), on the GPU if any; the live reward behind ``budget``."""
+        model, tokenizer = _load_policy(config.train, checkpoint)
+        live = LiveReward(config, live_policy_backend(config, model, tokenizer), budget)
+        try:
+            recipe = cls(config, model, tokenizer, live)
+            if checkpoint is not None:
+                recipe.history = restore(checkpoint, recipe.optimizer).extra["history"]
+        except BaseException:
+            live.close()
+            raise
+        return recipe
+
+    def round(self, index: int, prefixes: list[Prefix]) -> dict:
+        """One round: sample, score, pair, update. Returns the round's statistics."""
+        room = self.train_config.max_length - self.settings.max_completion_length
+        count = min(self.settings.prefixes_per_round, len(prefixes))
+        chosen = [prefixes[(index * count + j) % len(prefixes)] for j in range(count)]
+        system = self.config.assistant.system_prompt
+        prompts = [(p, policy_prompt(p, system, self.tokenizer, room)) for p in chosen]
+        prompts = [(p, prompt) for p, prompt in prompts if prompt is not None]
+        self.live.reseed(random.Random(f"{self.train_config.seed}:{index}:futures").getrandbits(31))
+        replies = self.live.run(self._sample([prompt for _, prompt in prompts], index))
+        scored = self.live.score([(p, r) for (p, _), r in zip(prompts, replies)])
+        counts: Counter[str] = Counter()
+        pairs = [
+            pair
+            for (p, prompt), rewards in zip(prompts, scored)
+            if (pair := _pair(p, prompt, rewards, self.settings.min_gap, counts))
+        ]
+        rows = [self._encode_pair(pair) for pair in pairs]
+        losses = self._update(rows, index)
+        return _round_stats(index, len(chosen) - len(prompts), scored, pairs, counts, losses)
+
+    async def _sample(self, prompts: list[list[dict]], index: int) -> list[list[str]]:
+        """``candidates`` replies to each prompt from the live policy, seeded per round."""
+
+        async def one(j: int, prompt: list[dict]) -> list[str]:
+            params = GenerationParams(
+                n=self.settings.candidates,
+                temperature=self.settings.temperature,
+                max_tokens=self.settings.max_completion_length,
+                seed=random.Random(f"{self.train_config.seed}:{index}:{j}").getrandbits(48),
+            )
+            completions = await self.live.policy.generate([Message(**m) for m in prompt], params)
+            return [c.text.strip() for c in completions]
+
+        return list(await asyncio.gather(*(one(j, p) for j, p in enumerate(prompts))))
+
+    def _encode_pair(self, pair: dict) -> tuple[tuple[list[int], int], ...]:
+        return tuple(
+            _encode(
+                self.tokenizer,
+                pair["prompt"],
+                pair[side][0]["content"],
+                self.train_config.max_length,
+            )
+            for side in ("chosen", "rejected")
+        )
+
+    def _update(self, rows: list, index: int) -> list[float]:
+        """One epoch of DPO over the round's pairs; returns the loss of each optimizer step."""
+        order = list(range(len(rows)))
+        random.Random(f"{self.train_config.seed}:{index}:order").shuffle(order)
+        step = (
+            self.train_config.per_device_batch_size * self.train_config.gradient_accumulation_steps
+        )
+        self.model.train()
+        return [
+            self._optimizer_step([rows[i] for i in order[start : start + step]], index)
+            for start in range(0, len(order), step)
+        ]
+
+    def _optimizer_step(self, chunk: list, index: int) -> float:
+        """Gradients of the DPO loss over ``chunk`` in micro-batches, clipped, then one step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        micro_size, total = self.train_config.per_device_batch_size, 0.0
+        for start in range(0, len(chunk), micro_size):
+            micro = chunk[start : start + micro_size]
+            rows = [c for c, _ in micro] + [r for _, r in micro]
+            logps = sequence_logps(self.model, rows)
+            with torch.no_grad():
+                ref = self.reference.logps(rows)
+            n = len(micro)
+            loss = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], self.settings.beta)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss became {value} in round {index + 1}; stopped before "
+                    f"applying it. The last round checkpoint is intact."
+                )
+            (loss * n / len(chunk)).backward()
+            total += value * n / len(chunk)
+        try:
+            torch.nn.utils.clip_grad_norm_(_trainable(self.model), 1.0, error_if_nonfinite=True)
+        except RuntimeError as error:
+            raise NonFiniteLossError(f"non-finite gradient in round {index + 1}: {error}") from None
+        self.optimizer.step()
+        return total
+
+    def save(self) -> Path:
+        """``round-N`` for the N rounds done, in ``train.checkpoint``'s format."""
+        done = len(self.history)
+        state = TrainingState(done, done, {"history": self.history})
+        return save(
+            self.train_config.output_dir,
+            CHECKPOINT_KIND,
+            state,
+            self.optimizer,
+            lambda folder: save_weights(self.model, folder, self.tokenizer),
+        )
 
 
 def _pair(
@@ -249,7 +304,7 @@ def _round_stats(
     }
 
 
-# --- the DPO update ----------------------------------------------------------------------------
+# --- the DPO loss and log-probabilities --------------------------------------------------------
 
 
 def dpo_loss(
@@ -264,13 +319,6 @@ def dpo_loss(
     return -F.logsigmoid(beta * margin).mean()
 
 
-def _encode_pair(tokenizer, pair: dict, max_length: int) -> tuple[tuple[list[int], int], ...]:
-    return tuple(
-        _encode(tokenizer, pair["prompt"], pair[side][0]["content"], max_length)
-        for side in ("chosen", "rejected")
-    )
-
-
 def _encode(tokenizer, prompt: list[dict], reply: str, max_length: int) -> tuple[list[int], int]:
     """Token ids of prompt + reply (the prompt keeps its end) and where the reply starts."""
     head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
@@ -279,59 +327,13 @@ def _encode(tokenizer, prompt: list[dict], reply: str, max_length: int) -> tuple
     )
     if not full.startswith(head):
         raise ValueError("the chat template renders a reply by changing the prompt before it")
-    prompt_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
-    reply_ids = tokenizer(full[len(head) :], add_special_tokens=False)["input_ids"][
-        : max_length - 1
-    ]
-    ids = (prompt_ids + reply_ids)[-max_length:]
+    reply_ids = tokenizer(full[len(head) :], add_special_tokens=False)["input_ids"]
+    reply_ids = reply_ids[: max_length - 1]
+    ids = (prompt_ids(tokenizer, prompt) + reply_ids)[-max_length:]
     return ids, len(ids) - len(reply_ids)
 
 
-def _update(
-    model, reference, optimizer, rows: list, tc: TrainConfig, beta: float, index: int
-) -> list[float]:
-    """One epoch of DPO over the round's pairs; returns the loss of each optimizer step."""
-    order = list(range(len(rows)))
-    random.Random(f"{tc.seed}:{index}:order").shuffle(order)
-    step = tc.per_device_batch_size * tc.gradient_accumulation_steps
-    model.train()
-    losses = []
-    for start in range(0, len(order), step):
-        chunk = [rows[i] for i in order[start : start + step]]
-        losses.append(_optimizer_step(model, reference, optimizer, chunk, tc, beta, index))
-    return losses
-
-
-def _optimizer_step(
-    model, reference, optimizer, chunk: list, tc: TrainConfig, beta: float, index: int
-) -> float:
-    optimizer.zero_grad(set_to_none=True)
-    total = 0.0
-    for start in range(0, len(chunk), tc.per_device_batch_size):
-        micro = chunk[start : start + tc.per_device_batch_size]
-        rows = [c for c, _ in micro] + [r for _, r in micro]
-        logps = _sequence_logps(model, rows)
-        with torch.no_grad():
-            ref = reference(rows)
-        n = len(micro)
-        loss = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"loss became {value} in round {index + 1}; stopped before "
-                f"applying it. The last round checkpoint is intact."
-            )
-        (loss * n / len(chunk)).backward()
-        total += value * n / len(chunk)
-    try:
-        torch.nn.utils.clip_grad_norm_(_trainable(model), 1.0, error_if_nonfinite=True)
-    except RuntimeError as error:
-        raise NonFiniteLossError(f"non-finite gradient in round {index + 1}: {error}") from None
-    optimizer.step()
-    return total
-
-
-def _sequence_logps(model, rows: Rows) -> torch.Tensor:
+def sequence_logps(model, rows: Rows) -> torch.Tensor:
     """Summed log-probabilities of each row's reply tokens (rows padded on the right)."""
     device = next(model.parameters()).device
     width = max(len(ids) for ids, _ in rows)
@@ -348,7 +350,39 @@ def _sequence_logps(model, rows: Rows) -> torch.Tensor:
     return (logps * reply).sum(-1)
 
 
-# --- models, reference, checkpoints ----------------------------------------------------------
+# --- models and the reference ----------------------------------------------------------------
+
+
+class ReferencePolicy:
+    """The policy as it was when online DPO started, fixed for the whole run (module docstring):
+    a frozen copy for full fine-tuning, else the ``init_adapter`` loaded as a frozen second
+    adapter, else the base model with the adapter disabled."""
+
+    def __init__(self, model, train_config: TrainConfig) -> None:
+        self.model, self.adapter, self.frozen = model, None, None
+        init_adapter = train_config.online_dpo.init_adapter
+        if not _is_adapter(model):
+            self.frozen, _ = load_policy(train_config)
+            self.frozen.to(_device()).eval().requires_grad_(False)
+            self.description = "frozen copy of the starting model"
+        elif init_adapter is not None:
+            self.adapter = REFERENCE_ADAPTER
+            model.load_adapter(str(init_adapter), adapter_name=self.adapter, is_trainable=False)
+            self.description = f"frozen copy of init_adapter {init_adapter}"
+        else:
+            self.description = "base model (adapter disabled)"
+
+    def logps(self, rows: Rows) -> torch.Tensor:
+        """``sequence_logps`` under the reference (the policy's training mode is kept)."""
+        if self.frozen is not None:
+            return sequence_logps(self.frozen, rows)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with use_adapter(self.model, self.adapter):
+                return sequence_logps(self.model, rows)
+        finally:
+            self.model.train(was_training)
 
 
 def _is_adapter(model) -> bool:
@@ -361,58 +395,19 @@ def _trainable(model) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _load_policy(tc: TrainConfig, checkpoint: Path | None):
+def _load_policy(train_config: TrainConfig, checkpoint: Path | None):
     """The policy at the start of training, or as ``checkpoint`` saved it, on the GPU if any."""
     if checkpoint is None:
-        model, tokenizer = load_policy(tc, tc.online_dpo.init_adapter)
+        model, tokenizer = load_policy(train_config, train_config.online_dpo.init_adapter)
     elif (checkpoint / "adapter_config.json").exists():
-        model, tokenizer = load_policy(tc, init_adapter=checkpoint)
+        model, tokenizer = load_policy(train_config, init_adapter=checkpoint)
     else:
-        model, tokenizer = load_policy(tc.model_copy(update={"model": str(checkpoint)}))
+        model, tokenizer = load_policy(train_config.model_copy(update={"model": str(checkpoint)}))
     return model.to(_device()), tokenizer
 
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _reference(model, tc: TrainConfig) -> Callable[[Rows], torch.Tensor]:
-    """Log-probabilities under the policy as it was when online DPO started (module docstring)."""
-    if not _is_adapter(model):
-        frozen, _ = load_policy(tc)
-        frozen.to(_device()).eval().requires_grad_(False)
-        return lambda rows: _sequence_logps(frozen, rows)
-    name = None
-    if tc.online_dpo.init_adapter is not None:
-        name = REFERENCE_ADAPTER
-        model.load_adapter(str(tc.online_dpo.init_adapter), adapter_name=name, is_trainable=False)
-
-    def logps(rows: Rows) -> torch.Tensor:
-        was_training = model.training
-        model.eval()
-        try:
-            with use_adapter(model, name):
-                return _sequence_logps(model, rows)
-        finally:
-            model.train(was_training)
-
-    return logps
-
-
-def _reference_name(model, tc: TrainConfig) -> str:
-    if not _is_adapter(model):
-        return "frozen copy of the starting model"
-    if tc.online_dpo.init_adapter is not None:
-        return f"frozen copy of init_adapter {tc.online_dpo.init_adapter}"
-    return "base model (adapter disabled)"
-
-
-def _save_round(output_dir: Path, model, tokenizer, optimizer, history: list[dict]) -> Path:
-    """``round-N`` for the N rounds in ``history``, in ``train.checkpoint``'s format."""
-    state = TrainingState(len(history), len(history), {"history": history})
-    return save(
-        output_dir, CHECKPOINT_KIND, state, optimizer, lambda f: save_weights(model, f, tokenizer)
-    )
 
 
 def _name(path: Path | None) -> str | None:

@@ -17,19 +17,22 @@ The model: the base with a LoRA adapter (fresh, or ``ppo.init_adapter`` loaded a
 a linear value head on the last hidden state, trained jointly. The reference policy needs no
 second model: it is a frozen copy of ``ppo.init_adapter`` loaded as a second adapter (so the KL
 anchors the policy to the SFT model it started from), or, from a fresh adapter, the base with the
-adapter disabled. The ``policy`` role supplies the sampling settings (temperature, max_tokens,
-concurrency, batch size; added as ``hf_local`` on ``train.model`` when missing), never the
-model: that is always the live one. Token log-probabilities use its temperature, on the reply
-re-tokenised from its text (the backend returns text; for a trained model these are the
-sampled tokens almost always).
+adapter disabled. The ``reward.future_assistant_role`` role (``policy`` by default) supplies the
+sampling settings (temperature, max_tokens, concurrency, batch size; added as ``hf_local`` on
+``train.model`` when missing), never the model: that is always the live one, which also plays
+the future assistant inside MR (``collabrl.train.live_reward``, as in every online recipe).
+Token log-probabilities use its temperature, on the reply re-tokenised from its text (the
+backend returns text; for a trained model these are the sampled tokens almost always).
 
 Safety: a checkpoint ``checkpoint-N`` every ``train.save_steps`` updates and at the end
 (``train.checkpoint``'s format: adapter, value head, optimizer, RNG states, every update's metrics
 in its state), written to a temporary folder and renamed, so a crash never leaves a half-written
-one. ``train.resume`` continues from
-the last checkpoint exactly (updates are seeded from ``(train.seed, update)``) and refuses one
-with missing files. A NaN or infinite loss or gradient norm stops training before the optimizer
-step, leaving the last checkpoint as the last good state.
+one. ``train.resume`` continues from the last checkpoint exactly (updates are seeded from
+``(train.seed, update)``) and refuses one with missing files. A NaN or infinite loss or gradient
+norm stops training before the optimizer step, leaving the last checkpoint as the last good state.
+
+``run_info.json`` and the tracker record every role's usage (the live policy's tokens and
+requests too) and each reward metric's mean per update (``metric/<name>``).
 
 Budget (``collabrl.budget``; an update is the unit): the policy, user and judge roles of the
 rollouts are behind its guard (the live policy counts tokens and requests; money only with a
@@ -48,7 +51,6 @@ launched with several processes (``WORLD_SIZE`` > 1) it refuses to start.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import statistics
 from collections import Counter, defaultdict
@@ -58,10 +60,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from collabrl.backends.accounting import UsageMeter
 from collabrl.budget import Budget
 from collabrl.config import Config, ConfigError, TrainConfig
 from collabrl.tracking import open_tracker, require_trackers
-from collabrl.tracking_figures import ppo_figures
+from collabrl.tracking_figures import ppo_figures, usage_figures
 from collabrl.train.checkpoint import (
     TrainingState,
     find_resumable,
@@ -80,16 +83,15 @@ from collabrl.train.common import (
     refuse_multiple_processes,
     write_run_info,
 )
+from collabrl.train.live_reward import LiveReward, live_policy_backend
 from collabrl.train.ppo_math import gae, kl_penalised_rewards, ppo_losses, whiten
 from collabrl.train.ppo_rollouts import (
-    POLICY_ROLE,
     Batch,
-    Rollout,
+    ScoredReply,
     collate,
-    collect_rollouts,
+    collect_replies,
     derived_seed,
     encode,
-    rollout_config,
     update_prefixes,
 )
 from collabrl.train.prefixes import Prefix, load_prefixes
@@ -113,17 +115,17 @@ class ActorCritic:
         self.parameters += list(value_head.parameters())
 
     @classmethod
-    def load(cls, config: TrainConfig, checkpoint: Path | None) -> ActorCritic:
-        init_adapter = config.ppo.init_adapter
-        if config.lora is None and init_adapter is None:
+    def load(cls, train_config: TrainConfig, checkpoint: Path | None) -> ActorCritic:
+        init_adapter = train_config.ppo.init_adapter
+        if train_config.lora is None and init_adapter is None:
             raise ConfigError(
                 "PPO trains a LoRA adapter (the reference is the model without "
                 "it): set train.lora or train.ppo.init_adapter"
             )
-        model, tokenizer = load_policy(config, checkpoint or init_adapter)
+        model, tokenizer = load_policy(train_config, checkpoint or init_adapter)
         if init_adapter is not None:
             model.load_adapter(str(init_adapter), adapter_name=REFERENCE_ADAPTER)
-        if config.gradient_checkpointing:
+        if train_config.gradient_checkpointing:
             model.enable_input_require_grads()
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         hidden = model.config.get_text_config().hidden_size
@@ -196,15 +198,15 @@ class Experience:
 
 @torch.no_grad()
 def make_experience(
-    actor: ActorCritic, rollouts: list[Rollout], config: TrainConfig, temperature: float
+    actor: ActorCritic, replies: list[ScoredReply], train_config: TrainConfig, temperature: float
 ) -> tuple[Experience, dict[str, float]]:
     """Log-probabilities, values, KL-penalised rewards and whitened GAE advantages."""
-    pairs = [encode(actor.tokenizer, r, actor.eos_id, config.max_length) for r in rollouts]
+    pairs = [encode(actor.tokenizer, r, actor.eos_id, train_config.max_length) for r in replies]
     width = max(len(reply) for _, reply in pairs)
     logp, values, ref_logp, mask = (
         torch.zeros(len(pairs), width, device=actor.device) for _ in range(4)
     )
-    step = config.per_device_batch_size
+    step = train_config.per_device_batch_size
     for start in range(0, len(pairs), step):
         batch = collate(pairs[start : start + step], actor.tokenizer.pad_token_id, actor.device)
         rows, cols = slice(start, start + step), slice(0, batch.reply_width)
@@ -212,8 +214,8 @@ def make_experience(
         with actor.reference():
             ref_logp[rows, cols] = actor.forward(batch, temperature)[0]
         mask[rows, cols] = batch.mask
-    settings = config.ppo
-    scores = torch.tensor([r.mr for r in rollouts], device=actor.device)
+    settings = train_config.ppo
+    scores = torch.tensor([r.mr for r in replies], device=actor.device)
     rewards, kl = kl_penalised_rewards(scores, logp, ref_logp, mask, settings.kl_coef)
     advantages, returns = gae(rewards, values, settings.gamma, settings.lam, mask)
     experience = Experience(pairs, logp, values, whiten(advantages, mask), returns, temperature)
@@ -225,26 +227,26 @@ def optimise(
     actor: ActorCritic,
     optimizer: torch.optim.Optimizer,
     experience: Experience,
-    config: TrainConfig,
+    train_config: TrainConfig,
     update: int,
 ) -> dict[str, float]:
     """``ppo.epochs`` passes of clipped PPO over the experience; mean losses and diagnostics."""
-    micro = config.per_device_batch_size
-    group = micro * config.gradient_accumulation_steps
-    shuffle = torch.Generator().manual_seed(derived_seed(config.seed, update, 2))
+    micro = train_config.per_device_batch_size
+    group = micro * train_config.gradient_accumulation_steps
+    shuffle = torch.Generator().manual_seed(derived_seed(train_config.seed, update, 2))
     logged: dict[str, list[float]] = defaultdict(list)
     actor.model.train()
     try:
-        for _ in range(config.ppo.epochs):
+        for _ in range(train_config.ppo.epochs):
             order = torch.randperm(len(experience.pairs), generator=shuffle).tolist()
             for start in range(0, len(order), group):
                 rows_of_step = order[start : start + group]
                 chunks = [rows_of_step[i : i + micro] for i in range(0, len(rows_of_step), micro)]
                 for rows in chunks:
-                    losses = _backward(actor, experience, rows, config, len(chunks), update)
+                    losses = _backward(actor, experience, rows, train_config, len(chunks), update)
                     for name, value in losses.items():
                         logged[name].append(value)
-                _optimizer_step(actor, optimizer, config.ppo.max_grad_norm, update)
+                _optimizer_step(actor, optimizer, train_config.ppo.max_grad_norm, update)
     finally:
         actor.model.eval()
     return {name: statistics.fmean(values) for name, values in logged.items()}
@@ -254,11 +256,11 @@ def _backward(
     actor: ActorCritic,
     experience: Experience,
     rows: list[int],
-    config: TrainConfig,
+    train_config: TrainConfig,
     accumulation: int,
     update: int,
 ) -> dict[str, float]:
-    settings = config.ppo
+    settings = train_config.ppo
     batch, old = experience.micro_batch(rows, actor.tokenizer.pad_token_id, actor.device)
     logp, values = actor.forward(batch, experience.temperature)
     losses = ppo_losses(
@@ -276,7 +278,7 @@ def _backward(
     if not torch.isfinite(loss):
         raise NonFiniteLossError(
             f"loss became {loss.item()} in update {update + 1}; training stopped before applying "
-            f"it. The last checkpoint in {config.output_dir} is intact."
+            f"it. The last checkpoint in {train_config.output_dir} is intact."
         )
     loss.backward()
     return {
@@ -299,32 +301,33 @@ def _optimizer_step(actor: ActorCritic, optimizer, max_norm: float, update: int)
 
 
 def run_update(
-    config: Config,
-    actor: ActorCritic,
-    optimizer,
-    prefixes: list[Prefix],
-    update: int,
-    budget: Budget | None = None,
+    live: LiveReward, actor: ActorCritic, optimizer, prefixes: list[Prefix], update: int
 ) -> dict:
     """Sample, score, and optimise on one batch of prefixes; the update's metrics. Every
     model call (so a ``BudgetExceeded``) comes before the optimisation."""
-    train = config.train
-    chosen = update_prefixes(prefixes, update, train.ppo.rollouts, train.seed)
-    rollouts = asyncio.run(
-        collect_rollouts(config, actor.model, actor.tokenizer, chosen, update, budget)
-    )
-    scored = [r for r in rollouts if r.mr is not None]
+    train_config = live.config.train
+    chosen = update_prefixes(prefixes, update, train_config.ppo.rollouts, train_config.seed)
+    replies = live.run(collect_replies(live, actor.tokenizer, chosen, update))
+    scored = [r for r in replies if r.mr is not None]
     metrics: dict = {
         "reward_mean": statistics.fmean(r.mr for r in scored) if scored else None,
         "scored": len(scored),
-        "unscored": len(rollouts) - len(scored),
-        "unscored_reasons": dict(Counter(r.reason for r in rollouts if r.mr is None)),
+        "unscored": len(replies) - len(scored),
+        "unscored_reasons": dict(Counter(r.reason for r in replies if r.mr is None)),
+        **metric_means(scored),
     }
     if scored:
-        temperature = rollout_config(config, update).roles[POLICY_ROLE].generation.temperature
-        experience, stats = make_experience(actor, scored, train, temperature or 1.0)
-        metrics |= stats | optimise(actor, optimizer, experience, train, update)
+        temperature = live.generation.temperature or 1.0
+        experience, stats = make_experience(actor, scored, train_config, temperature)
+        metrics |= stats | optimise(actor, optimizer, experience, train_config, update)
     return metrics
+
+
+def metric_means(replies: list[ScoredReply]) -> dict[str, float]:
+    """``metric/<name>``: each reward metric's mean over the scored replies that have it."""
+    names = sorted({name for r in replies for name in r.metric_means})
+    values = {n: [v for r in replies if (v := r.metric_means.get(n)) is not None] for n in names}
+    return {f"metric/{n}": statistics.fmean(vs) for n, vs in values.items() if vs}
 
 
 def save_checkpoint(actor: ActorCritic, optimizer, state: TrainingState, output_dir: Path) -> Path:
@@ -341,7 +344,7 @@ class Reporter:
             config.tracking, config.train.output_dir, config.model_dump(mode="json"), "ppo"
         )
 
-    def log(self, step: int, metrics: dict) -> None:
+    def log(self, step: int, metrics: dict, meter: UsageMeter) -> None:
         numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
         shown = "  ".join(f"{k} {v:.4g}" for k, v in numbers.items())
         reasons = metrics.get("unscored_reasons")
@@ -349,7 +352,7 @@ class Reporter:
             f"ppo update {step}/{self.total}: {shown}" + (f"  ({reasons})" if reasons else ""),
             flush=True,
         )
-        self.tracker.scalars(ppo_figures(metrics), step)
+        self.tracker.scalars(ppo_figures(metrics) | usage_figures("ppo", meter), step)
 
     def close(self) -> None:
         self.tracker.close()
@@ -377,22 +380,23 @@ def train(config: Config) -> Path:
     }
     write_run_info(train_config, "ppo", **facts)
     budget, latest, reporter = Budget(config.budget), checkpoint, Reporter(config)
-    try:
-        for update in range(state.step, settings.updates):
-            before = rng_state()
-            metrics = budgeted(
-                budget, run_update, config, actor, optimizer, prefixes, update, budget
-            )
-            if metrics is None:
-                set_rng_state(before)  # as if the dropped update never started
-                break
-            history = [*state.extra["history"], metrics]
-            state = TrainingState(update + 1, update + 1, {"history": history})
-            reporter.log(update + 1, metrics)
-            if (update + 1) % train_config.save_steps == 0 or update + 1 == settings.updates:
-                latest = save_checkpoint(actor, optimizer, state, train_config.output_dir)
-    finally:
-        reporter.close()
+    policy = live_policy_backend(config, actor.model, actor.tokenizer)
+    with LiveReward(config, policy, budget) as live:
+        try:
+            for update in range(state.step, settings.updates):
+                before = rng_state()
+                metrics = budgeted(budget, run_update, live, actor, optimizer, prefixes, update)
+                if metrics is None:
+                    set_rng_state(before)  # as if the dropped update never started
+                    break
+                history = [*state.extra["history"], metrics]
+                state = TrainingState(update + 1, update + 1, {"history": history})
+                reporter.log(update + 1, metrics, live.roles.meter)
+                if (update + 1) % train_config.save_steps == 0 or update + 1 == settings.updates:
+                    latest = save_checkpoint(actor, optimizer, state, train_config.output_dir)
+        finally:
+            reporter.close()
+        facts["usage"] = live.roles.meter.to_dict()
     if budget.stopped:
         if state.step and (
             latest is None or latest.name != folder_name(CHECKPOINT_KIND, state.step)

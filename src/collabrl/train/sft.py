@@ -47,35 +47,37 @@ from collabrl.train.lm_head import score_labelled_positions_only
 
 def train(config: Config) -> Path:
     """Run SFT as configured in ``config.train``; returns the folder of the final adapter/model."""
-    settings = config.train
-    resume = checkpoint_to_resume(settings)  # refuse a broken checkpoint before loading anything
-    trainer, reports = build_trainer(settings)
-    return fit(trainer, settings, reports, resume)
+    train_config = config.train
+    resume = checkpoint_to_resume(train_config)  # refuse a broken checkpoint before loading
+    trainer, reports = build_trainer(train_config)
+    return fit(trainer, train_config, reports, resume)
 
 
-def build_trainer(config: TrainConfig) -> tuple[SFTTrainer, list[DataReport]]:
+def build_trainer(train_config: TrainConfig) -> tuple[SFTTrainer, list[DataReport]]:
     """The SFTTrainer on the checked rows, and the reports of what the checks did."""
-    settings = config.sft
+    settings = train_config.sft
     # check the data before loading weights
-    tokenizer = load_tokenizer(resolve_model(config.model), assistant_markers=True)
+    tokenizer = load_tokenizer(resolve_model(train_config.model), assistant_markers=True)
     train_rows, train_report = prepare_conversations(
-        read_rows(settings.data, "sft_train"), tokenizer, config.max_length, "sft_train"
+        read_rows(settings.data, "sft_train"), tokenizer, train_config.max_length, "sft_train"
     )
     if not train_rows:
         raise TrainingDataError(
             f"no usable SFT rows in {settings.data}/sft_train.jsonl ({train_report.summary()})"
         )
     eval_rows, eval_report = prepare_conversations(
-        _optional_rows(settings.data, "sft_eval"), tokenizer, config.max_length, "sft_eval"
+        _optional_rows(settings.data, "sft_eval"), tokenizer, train_config.max_length, "sft_eval"
     )
     # The training arguments come before the model: under DeepSpeed ZeRO-3 they make
     # from_pretrained shard the weights while loading instead of loading them whole everywhere.
     args = SFTConfig(
-        **trainer_arguments(config, settings.learning_rate, settings.epochs),
+        **trainer_arguments(train_config, settings.learning_rate, settings.epochs),
         assistant_only_loss=True,
-        **eval_arguments(config, bool(eval_rows)),
+        **eval_arguments(train_config, bool(eval_rows)),
     )
-    model, tokenizer = load_policy(config.model_copy(update={"lora": None}), assistant_markers=True)
+    model, tokenizer = load_policy(
+        train_config.model_copy(update={"lora": None}), assistant_markers=True
+    )
     score_labelled_positions_only()
     trainer = SFTTrainer(
         model=model,
@@ -83,17 +85,17 @@ def build_trainer(config: TrainConfig) -> tuple[SFTTrainer, list[DataReport]]:
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=lora_config(config.lora) if config.lora is not None else None,
+        peft_config=lora_config(train_config.lora) if train_config.lora is not None else None,
     )
     stop_on_non_finite_loss(trainer)
     return trainer, [train_report, eval_report]
 
 
 def fit(
-    trainer: SFTTrainer, config: TrainConfig, reports: list[DataReport], resume: str | None
+    trainer: SFTTrainer, train_config: TrainConfig, reports: list[DataReport], resume: str | None
 ) -> Path:
     """Train (resuming from ``resume`` if given), save ``output_dir/final``, record the run."""
-    return fit_trainer(trainer, config, reports, resume, "sft")
+    return fit_trainer(trainer, train_config, reports, resume, "sft")
 
 
 def _optional_rows(folder: Path, name: str) -> list[dict[str, Any]]:

@@ -1,0 +1,57 @@
+"""The live reward: MR with the policy being trained as the future assistant, for every online
+recipe (online DPO, GRPO/RLOO, PPO)."""
+
+from __future__ import annotations
+
+import pytest
+
+from collabrl.backends.scripted import ScriptedBackend
+from collabrl.config import Config
+from collabrl.metrics.efficiency import approx_token_count
+from collabrl.testing.online import online_config, write_generate_run
+from collabrl.train.live_reward import LiveReward, with_live_policy_role
+from collabrl.train.prefixes import load_prefixes
+
+
+@pytest.fixture
+def run(tmp_path):
+    write_generate_run(tmp_path, conversations=4, turns=3)
+    return tmp_path
+
+
+def config_for(run, **train):
+    return online_config(run, run / "no-model", **train)
+
+
+def test_the_future_assistant_role_is_added_when_the_config_lacks_it(run):
+    config = config_for(run)
+    bare = config.model_copy(
+        update={"roles": {k: v for k, v in config.roles.items() if k != "policy"}}
+    )
+    added = with_live_policy_role(bare).roles["policy"]
+    assert added.kind == "hf_local" and added.model == config.train.model
+    assert with_live_policy_role(config) is config
+
+
+def test_live_reward_gives_mr_per_reply_and_none_when_unscored(run):
+    data = config_for(run).model_dump(mode="json")
+    # the judge cannot read a grade when the transcript holds "UNREADABLE"; max_reasks is 0
+    data["roles"]["judge"]["rules"] = [{"contains": "UNREADABLE", "reply": "I will not grade."}]
+    config = Config.model_validate(data)
+    policy = ScriptedBackend(reply_fn=lambda messages, params, i: "ok")
+    prefixes = load_prefixes(config, run / "generate")
+    replies = ["short", "UNREADABLE", "a much longer reply with many more words in it", "x"]
+    with LiveReward(config, policy) as live:
+        rewards = live.rewards([prefixes[0], prefixes[0], prefixes[1], prefixes[1]], replies)
+        assert live.scored == 3 and live.unscored == 1
+        assert live.roles.meter.roles["policy"].calls == 8  # 4 replies x 2 futures, uncached
+    assert rewards[1] is None
+    assert all(isinstance(r, float) for r in rewards[:1] + rewards[2:])
+    # interactivity 1, minus 0.02 per assistant token: the prefix's, the reply's, the future's "ok"
+    for prefix, reply, reward in [
+        (prefixes[0], replies[0], rewards[0]),
+        (prefixes[1], replies[2], rewards[2]),
+    ]:
+        tokens = sum(approx_token_count(m.content) for m in prefix.conversation.turns("assistant"))
+        assert reward == pytest.approx(1 - 0.02 * (tokens + approx_token_count(reply) + 1))
+    assert len(policy.calls) == 8
