@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,32 @@ INJECTION = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned
 
 
 @pytest.fixture(scope="session")
-def scripted_runs(tmp_path_factory) -> dict[str, Path]:
-    """``collabrl generate`` and ``collabrl eval`` with configs/scripted.yaml, in a temp folder."""
-    work = tmp_path_factory.mktemp("scripted")
+def scripted_runs_with(tmp_path_factory) -> Callable[..., dict[str, Path]]:
+    """``collabrl generate`` and ``collabrl eval`` with configs/scripted.yaml and the given
+    ``key=value`` overrides, in a temp folder; run once per set of overrides in a session."""
+    made: dict[tuple[str, ...], dict[str, Path]] = {}
+
+    def runs(*overrides: str) -> dict[str, Path]:
+        if overrides not in made:
+            made[overrides] = _generate_and_eval(tmp_path_factory.mktemp("scripted"), overrides)
+        return made[overrides]
+
+    return runs
+
+
+@pytest.fixture(scope="session")
+def scripted_runs(scripted_runs_with) -> dict[str, Path]:
+    """The scripted config's runs as shipped."""
+    return scripted_runs_with()
+
+
+def _generate_and_eval(work: Path, overrides: tuple[str, ...]) -> dict[str, Path]:
     shutil.copytree(ROOT / "configs", work / "configs")
     shutil.copytree(ROOT / "examples", work / "examples")
     for command in ("generate", "eval"):
         done = subprocess.run(
-            [sys.executable, "-m", "collabrl", command, "--config", "configs/scripted.yaml"],
+            [sys.executable, "-m", "collabrl", command, "--config", "configs/scripted.yaml"]
+            + list(overrides),
             cwd=work,
             capture_output=True,
             text=True,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,33 +10,13 @@ from collabrl.personas import load_personas
 from collabrl.report import build_report
 from collabrl.report.data import load_run
 
-from .conftest import ROOT, read_lines
+from .conftest import read_lines
 
 
 @pytest.fixture(scope="module")
-def persona_runs(tmp_path_factory) -> dict[str, Path]:
-    """``collabrl generate`` and ``eval`` on the scripted config with the default personas."""
-    work = tmp_path_factory.mktemp("personas")
-    for folder in ("configs", "examples"):
-        shutil.copytree(ROOT / folder, work / folder)
-    for command in ("generate", "eval"):
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "collabrl",
-                command,
-                "--config",
-                "configs/scripted.yaml",
-                "user.personas=default",
-            ],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-    return {"generate": work / "runs/scripted/generate", "eval": work / "runs/scripted/eval"}
+def persona_runs(scripted_runs_with) -> dict[str, Path]:
+    """The scripted config's runs with the default personas."""
+    return scripted_runs_with("user.personas=default")
 
 
 def test_browser_data_carries_the_persona(persona_runs):

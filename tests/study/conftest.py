@@ -49,6 +49,26 @@ def make_config(tmp_path):
     return make
 
 
+class Clock:
+    """A clock that only moves when a test moves it."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def session_clock(monkeypatch) -> Clock:
+    """The wall clock admin sessions expire by, at 2026-01-01 until a test moves it."""
+    from collabrl.study import admin  # after the importorskip above: it needs fastapi
+
+    clock = Clock(1_767_225_600.0)
+    monkeypatch.setattr(admin, "session_clock", clock)
+    return clock
+
+
 def links_for(config: StudyConfig, n: int) -> list[str]:
     """Paths (``/p/TOKEN``) of ``n`` new participants (in a thread: Playwright runs a loop here)."""
     with ThreadPoolExecutor(1) as pool:

@@ -16,22 +16,15 @@ from collabrl.backends.scripted import ScriptedBackend
 from collabrl.study.admin import COOKIE
 from collabrl.study.app import create_app
 from collabrl.study.chat import StudySystem
+from collabrl.study.security import admin_session
 from collabrl.types import GenerationParams
+
+from .conftest import Clock
 
 ADMIN = "admin-token-for-tests"
 RIGHT = {"Authorization": f"Bearer {ADMIN}"}
 WRONG = {"Authorization": "Bearer guess"}
 TRIES = 20  # more wrong guesses than any sensible limit allows
-
-
-class Clock:
-    """A clock that only moves when a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @contextmanager
@@ -97,7 +90,7 @@ def test_wrong_login_form_tokens_are_throttled_per_client(make_config):
         assert login.status_code == 303 and COOKIE in login.headers["set-cookie"]
 
 
-def test_wrong_admin_cookies_are_throttled_per_client(make_config):
+def test_wrong_admin_cookies_are_throttled_per_client(make_config, session_clock):
     with attacker_and_admin(make_config(), Clock()) as (attacker, admin):
         attacker.cookies.set(COOKIE, "guess")
         tried, refused = guess_until_refused(lambda: attacker.get("/admin/export.jsonl"))
@@ -106,7 +99,7 @@ def test_wrong_admin_cookies_are_throttled_per_client(make_config):
         page = attacker.get("/admin")
         assert_throttled(page)
         assert "Too many" in page.text
-        admin.cookies.set(COOKIE, ADMIN)
+        admin.cookies.set(COOKIE, admin_session(ADMIN, int(session_clock.now) + 60))
         assert admin.get("/admin/export.jsonl").status_code == 200
 
 

@@ -59,6 +59,11 @@ class StudyConfig(StrictModel):
         default="COLLABRL_STUDY_ADMIN_TOKEN",
         description="NAME of the variable with the admin token",
     )
+    admin_session_hours: float = Field(
+        default=12,
+        gt=0,
+        description="how long an admin login lasts before the token must be entered again",
+    )
     limits: StudyLimits = StudyLimits()
 
     @model_validator(mode="after")

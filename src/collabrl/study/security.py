@@ -9,8 +9,11 @@
 - Size limit: request bodies over ``max_request_bytes`` are refused with 413 before they are read.
 - Headers: a strict Content-Security-Policy (scripts and styles from this server only, no inline
   code), no referrer (the link holds the token), no caching, no framing, no MIME sniffing.
-- Admin: a bearer token (or the cookie set by the admin login form) compared with
-  ``hmac.compare_digest`` to the value of the environment variable the config names.
+- Admin: a bearer token compared with ``hmac.compare_digest`` to the value of the environment
+  variable the config names. The login form never puts that token in a cookie (browser storage,
+  proxy logs and screenshots leak cookies): it sets a session, ``EXPIRY.HMAC(token, EXPIRY)``,
+  which cannot be turned back into the token, is refused once EXPIRY (Unix seconds) has passed,
+  and is refused by a server started with another token, so rotating the token ends every session.
 - Admin guessing: every check of an admin token (bearer header, admin cookie, login form) is
   throttled per client, the connecting address: a token bucket of wrong tokens per address,
   shared by the three ways in; while it is empty that address gets 429 with Retry-After and its
@@ -66,6 +69,27 @@ def csrf_ok(key: str, subject: str, sent: str | None) -> bool:
 def admin_ok(expected: str | None, sent: str | None) -> bool:
     """True when an admin token is configured and ``sent`` equals it."""
     return bool(expected) and bool(sent) and hmac.compare_digest(expected.encode(), sent.encode())
+
+
+def admin_session(token: str, expiry: int) -> str:
+    """An admin session valid until ``expiry`` (Unix seconds), made with the admin token."""
+    return f"{expiry}.{_session_mac(token, str(expiry))}"
+
+
+def admin_session_ok(token: str | None, sent: str | None, now: float, lifetime: float) -> bool:
+    """True when ``sent`` is a session made with ``token`` that expires within ``lifetime``
+    seconds after ``now`` (a shortened lifetime applies to sessions made before it)."""
+    if not token or not sent:
+        return False
+    expiry, _, mac = sent.partition(".")
+    if not (expiry.isascii() and expiry.isdigit()) or not now < int(expiry) <= now + lifetime:
+        return False
+    return hmac.compare_digest(_session_mac(token, expiry).encode(), mac.encode())
+
+
+def _session_mac(token: str, expiry: str) -> str:
+    message = f"admin-session:{expiry}".encode()
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
 
 
 class RateLimiter:
