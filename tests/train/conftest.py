@@ -1,5 +1,6 @@
 """Fixtures for the training recipes: a tiny random chat model saved once per session, an export
-folder like ``collabrl export`` writes, and small fp32 CPU configs."""
+folder like ``collabrl export`` writes, small fp32 CPU configs, and generate runs for the online
+recipes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from collabrl.config import Config, load_config
+from collabrl.testing.online import write_generate_run
 from collabrl.testing.tiny_model import save_tiny_chat_model
 from collabrl.testing.train_data import write_export
 
@@ -54,3 +56,18 @@ def make_config(tiny_model, export_dir, tmp_path) -> Callable[..., Config]:
         )
 
     return make
+
+
+@pytest.fixture
+def run(tmp_path) -> Path:
+    """A generate run (3 conversations of 2 turns: 6 prefixes) in ``tmp_path`` for the online
+    recipes; ``collabrl.testing.online`` builds their configs over it."""
+    write_generate_run(tmp_path, conversations=3, turns=2)
+    return tmp_path
+
+
+@pytest.fixture
+def prefix_run(tmp_path) -> Path:
+    """A larger generate run (4 conversations of 3 turns: 12 prefixes) in ``tmp_path``."""
+    write_generate_run(tmp_path, conversations=4, turns=3)
+    return tmp_path

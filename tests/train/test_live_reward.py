@@ -8,23 +8,17 @@ import pytest
 from collabrl.backends.scripted import ScriptedBackend
 from collabrl.config import Config
 from collabrl.metrics.efficiency import approx_token_count
-from collabrl.testing.online import online_config, write_generate_run
+from collabrl.testing.online import online_config
 from collabrl.train.live_reward import LiveReward, with_live_policy_role
 from collabrl.train.prefixes import load_prefixes
-
-
-@pytest.fixture
-def run(tmp_path):
-    write_generate_run(tmp_path, conversations=4, turns=3)
-    return tmp_path
 
 
 def config_for(run, **train):
     return online_config(run, run / "no-model", **train)
 
 
-def test_the_future_assistant_role_is_added_when_the_config_lacks_it(run):
-    config = config_for(run)
+def test_the_future_assistant_role_is_added_when_the_config_lacks_it(prefix_run):
+    config = config_for(prefix_run)
     bare = config.model_copy(
         update={"roles": {k: v for k, v in config.roles.items() if k != "policy"}}
     )
@@ -33,13 +27,13 @@ def test_the_future_assistant_role_is_added_when_the_config_lacks_it(run):
     assert with_live_policy_role(config) is config
 
 
-def test_live_reward_gives_mr_per_reply_and_none_when_unscored(run):
-    data = config_for(run).model_dump(mode="json")
+def test_live_reward_gives_mr_per_reply_and_none_when_unscored(prefix_run):
+    data = config_for(prefix_run).model_dump(mode="json")
     # the judge cannot read a grade when the transcript holds "UNREADABLE"; max_reasks is 0
     data["roles"]["judge"]["rules"] = [{"contains": "UNREADABLE", "reply": "I will not grade."}]
     config = Config.model_validate(data)
     policy = ScriptedBackend(reply_fn=lambda messages, params, i: "ok")
-    prefixes = load_prefixes(config, run / "generate")
+    prefixes = load_prefixes(config, prefix_run / "generate")
     replies = ["short", "UNREADABLE", "a much longer reply with many more words in it", "x"]
     with LiveReward(config, policy) as live:
         rewards = live.rewards([prefixes[0], prefixes[0], prefixes[1], prefixes[1]], replies)

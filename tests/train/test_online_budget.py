@@ -15,16 +15,10 @@ from safetensors.torch import load_file
 
 from collabrl.budget import EXIT_BUDGET
 from collabrl.cli import main
-from collabrl.testing.online import online_config, write_generate_run
+from collabrl.testing.online import online_config, ppo_config
 from collabrl.train import grpo, online_dpo, ppo
 from collabrl.train.checkpoint import find_resumable, verify
 from collabrl.train.common import BudgetStop, verify_checkpoint
-
-
-@pytest.fixture
-def run(tmp_path):
-    write_generate_run(tmp_path, conversations=3, turns=2)
-    return tmp_path
 
 
 def capped(config, requests: int):
@@ -79,34 +73,18 @@ def test_online_dpo_stops_between_and_inside_rounds_then_resumes(run, tiny_model
     assert [r["round"] for r in info["rounds"]] == [1, 2] and info["spent"]["requests"] == 39
 
 
-def ppo_config(run, model, output: str):
-    settings = {
-        "prefixes": str(run / "generate"),
-        "rollouts": 4,
-        "updates": 2,
-        "epochs": 2,
-        "learning_rate": 1e-2,
-    }
-    return online_config(
-        run,
-        model,
-        output_dir=str(run / output),
-        per_device_batch_size=2,
-        save_steps=100,
-        ppo=settings,
-    )
-
-
 def test_ppo_checkpoints_the_last_update_at_the_cap_and_resumes_like_a_straight_run(
     run, tiny_model
 ):
-    inside = capped(ppo_config(run, tiny_model, "inside"), 10)
+    inside = capped(ppo_config(run, tiny_model, "inside", save_steps=100), 10)
     with pytest.raises(BudgetStop, match="requests=10 reached"):
         ppo.train(inside)
     assert_stopped(inside, 10, None)
     assert names(inside, "*checkpoint-*") == []
 
-    config = capped(ppo_config(run, tiny_model, "out"), 40)  # update 1: 28; two would be 56
+    config = capped(
+        ppo_config(run, tiny_model, "out", save_steps=100), 40
+    )  # update 1: 28; two would be 56
     with pytest.raises(BudgetStop, match="1 updates finished"):
         ppo.train(config)
     info = assert_stopped(config, 40, "checkpoint-1")
@@ -117,7 +95,8 @@ def test_ppo_checkpoints_the_last_update_at_the_cap_and_resumes_like_a_straight_
     resumed = load_file(ppo.train(capped(config, 1000)) / "adapter_model.safetensors")
     assert run_info(config)["resumed_from"].endswith("checkpoint-1")
     straight = load_file(
-        ppo.train(ppo_config(run, tiny_model, "straight")) / "adapter_model.safetensors"
+        ppo.train(ppo_config(run, tiny_model, "straight", save_steps=100))
+        / "adapter_model.safetensors"
     )
     for name in straight:
         torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6)

@@ -12,16 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from collabrl.backends.hf_local import HFLocalBackend
-from collabrl.testing.online import online_config, write_generate_run
+from collabrl.testing.online import online_config
 from collabrl.train import online_dpo
 from collabrl.train.checkpoint import find_resumable
 from collabrl.train.common import CheckpointError, NonFiniteLossError
-
-
-@pytest.fixture
-def run(tmp_path):
-    write_generate_run(tmp_path, conversations=3, turns=2)
-    return tmp_path
 
 
 def adapter(folder) -> dict[str, torch.Tensor]:

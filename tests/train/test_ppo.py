@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM
 
 from collabrl.config import LoraSettings, ScriptedBackendConfig
 from collabrl.reward import CandidateReward, MultiturnReward
-from collabrl.testing.online import online_config, write_generate_run
+from collabrl.testing.online import ppo_config
 from collabrl.testing.tiny_model import tiny_chat_model
 from collabrl.train import ppo
 from collabrl.train.checkpoint import STATE_FILE, read_state
@@ -28,31 +28,6 @@ from collabrl.train.ppo_rollouts import ScoredReply, collate, derived_seed, enco
 from collabrl.train.prefixes import load_prefixes
 
 LOSSES = ("policy_loss", "value_loss", "clip_fraction", "approx_kl", "kl", "reward_mean")
-
-
-@pytest.fixture
-def run(tmp_path):
-    write_generate_run(tmp_path, conversations=3, turns=2)
-    return tmp_path
-
-
-def ppo_config(run, model, output="out", dropout=0.0, **ppo_settings):
-    settings = {
-        "prefixes": str(run / "generate"),
-        "rollouts": 4,
-        "updates": 2,
-        "epochs": 2,
-        "learning_rate": 1e-2,
-        **ppo_settings,
-    }
-    return online_config(
-        run,
-        model,
-        output_dir=str(run / output),
-        per_device_batch_size=2,
-        lora={"dropout": dropout},
-        ppo=settings,
-    )
 
 
 def history(folder):

@@ -7,52 +7,52 @@ import json
 import pytest
 
 from collabrl.config import ConfigError
-from collabrl.testing.online import online_config, write_generate_run
+from collabrl.testing.online import online_config
 from collabrl.testing.tiny_model import tiny_tokenizer
 from collabrl.train.prefixes import load_prefixes, policy_prompt, prompt_tokens
-
-
-@pytest.fixture
-def run(tmp_path):
-    write_generate_run(tmp_path, conversations=4, turns=3)
-    return tmp_path
 
 
 def config_for(run, **train):
     return online_config(run, run / "no-model", **train)
 
 
-def test_load_prefixes_attaches_tasks_and_shuffles_with_the_seed(run):
-    config = config_for(run)
-    prefixes = load_prefixes(config, run / "generate")
+def test_load_prefixes_attaches_tasks_and_shuffles_with_the_seed(prefix_run):
+    config = config_for(prefix_run)
+    prefixes = load_prefixes(config, prefix_run / "generate")
     assert len(prefixes) == 12
     assert all(p.conversation.last.role == "user" for p in prefixes)
     assert all(p.task.id == p.conversation_id for p in prefixes)
     assert prefixes[0].conversation == next(
-        q.conversation for q in load_prefixes(config, run / "generate") if q.key == prefixes[0].key
+        q.conversation
+        for q in load_prefixes(config, prefix_run / "generate")
+        if q.key == prefixes[0].key
     )
-    assert [p.key for p in load_prefixes(config, run / "generate")] == [p.key for p in prefixes]
-    other = load_prefixes(config_for(run, seed=1), run / "generate")
+    assert [p.key for p in load_prefixes(config, prefix_run / "generate")] == [
+        p.key for p in prefixes
+    ]
+    other = load_prefixes(config_for(prefix_run, seed=1), prefix_run / "generate")
     assert [p.key for p in other] != [p.key for p in prefixes]
     assert sorted(p.key for p in other) == sorted(p.key for p in prefixes)
 
 
-def test_a_prefix_of_an_unknown_task_is_an_error(run):
-    turns = run / "generate" / "turns.jsonl"
+def test_a_prefix_of_an_unknown_task_is_an_error(prefix_run):
+    turns = prefix_run / "generate" / "turns.jsonl"
     record = json.loads(turns.read_text().splitlines()[0])
     turns.write_text(turns.read_text() + json.dumps({**record, "task_id": "elsewhere"}) + "\n")
     with pytest.raises(ConfigError, match="elsewhere"):
-        load_prefixes(config_for(run), run / "generate")
+        load_prefixes(config_for(prefix_run), prefix_run / "generate")
 
 
-def test_missing_run_folder_is_a_clear_error(tmp_path, run):
+def test_missing_run_folder_is_a_clear_error(tmp_path, prefix_run):
     with pytest.raises(FileNotFoundError, match="collabrl generate"):
-        load_prefixes(config_for(run), tmp_path / "nothing")
+        load_prefixes(config_for(prefix_run), tmp_path / "nothing")
 
 
-def test_policy_prompt_drops_the_oldest_turns_and_starts_with_a_user(run):
+def test_policy_prompt_drops_the_oldest_turns_and_starts_with_a_user(prefix_run):
     tokenizer = tiny_tokenizer()
-    prefix = max(load_prefixes(config_for(run), run / "generate"), key=lambda p: p.turn)
+    prefix = max(
+        load_prefixes(config_for(prefix_run), prefix_run / "generate"), key=lambda p: p.turn
+    )
     full = policy_prompt(prefix, "Be brief.", tokenizer, budget=10_000)
     assert full[0] == {"role": "system", "content": "Be brief."}
     assert full[1:] == prefix.conversation.to_openai()
@@ -64,13 +64,13 @@ def test_policy_prompt_drops_the_oldest_turns_and_starts_with_a_user(run):
     assert policy_prompt(prefix, None, tokenizer, budget=3) is None
 
 
-def test_prefixes_play_the_persona_their_generate_conversation_had(run):
+def test_prefixes_play_the_persona_their_generate_conversation_had(prefix_run):
     from collabrl.assembly import build_personas
     from collabrl.personas import persona_of
 
-    config = config_for(run).model_copy(deep=True)
-    assert all(persona_of(p.task) is None for p in load_prefixes(config, run / "generate"))
+    config = config_for(prefix_run).model_copy(deep=True)
+    assert all(persona_of(p.task) is None for p in load_prefixes(config, prefix_run / "generate"))
     config.user.personas = "default"
     personas = build_personas(config)
-    for prefix in load_prefixes(config, run / "generate"):
+    for prefix in load_prefixes(config, prefix_run / "generate"):
         assert persona_of(prefix.task) == personas.pick(prefix.task.id, 0).record()

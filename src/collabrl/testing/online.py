@@ -122,3 +122,33 @@ def online_config(folder: Path, model: Path, **train: Any) -> Config:
             "train": section,
         }
     )
+
+
+def ppo_config(
+    folder: Path,
+    model: Path,
+    output: str = "out",
+    dropout: float = 0.0,
+    save_steps: int = 1,
+    **ppo: Any,
+) -> Config:
+    """``online_config`` for PPO: outputs in ``folder/output``; 4 rollouts per update, 2 updates
+    of 2 epochs, micro-batches of 2 (so accumulation and shuffling are exercised) and a large
+    learning rate, so one update visibly moves the weights; ``ppo`` overrides the section."""
+    settings = {
+        "prefixes": str(folder / "generate"),
+        "rollouts": 4,
+        "updates": 2,
+        "epochs": 2,
+        "learning_rate": 1e-2,
+        **ppo,
+    }
+    return online_config(
+        folder,
+        model,
+        output_dir=str(folder / output),
+        per_device_batch_size=2,
+        save_steps=save_steps,
+        lora={"dropout": dropout},
+        ppo=settings,
+    )
