@@ -66,6 +66,24 @@ def test_a_rerun_appends_to_the_log(tmp_path):
     assert (tmp_path / LOG_NAME).read_text().count("---- collabrl eval ----") == 2
 
 
+@pytest.mark.parametrize("rank_variable", ["RANK", "OMPI_COMM_WORLD_RANK"])
+def test_each_process_of_a_multi_process_launch_writes_its_own_file(
+    tmp_path, monkeypatch, rank_variable
+):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    for rank in (0, 2, 1):
+        monkeypatch.setenv(rank_variable, str(rank))
+        with log_file(tmp_path, "train grpo") as path:
+            logging.getLogger("transformers").warning(f"said by rank {rank}")
+        assert path.name == ("collabrl.log" if rank == 0 else f"collabrl.rank{rank}.log")
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["collabrl.log", "collabrl.rank1.log", "collabrl.rank2.log"]
+    for rank, name in enumerate(["collabrl.log", "collabrl.rank1.log", "collabrl.rank2.log"]):
+        lines = (tmp_path / name).read_text().splitlines()
+        assert [line for line in lines if "said by rank" in line][0].endswith(f"rank {rank}")
+        assert sum("said by rank" in line for line in lines) == 1
+
+
 def estimate(mean: float, low: float, high: float) -> dict:
     return {"mean": mean, "low": low, "high": high, "n": 8}
 

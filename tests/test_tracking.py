@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -18,7 +19,13 @@ from collabrl.cli import main
 from collabrl.config import ConfigError, TrackingConfig, load_config
 from collabrl.evaluate import FIGURES
 from collabrl.records import read_jsonl
-from collabrl.tracking import Tracker, open_tracker, trainer_tracking
+from collabrl.tracking import (
+    Tracker,
+    open_tracker,
+    trainer_environment,
+    trainer_tracking,
+    trainer_variables,
+)
 from collabrl.tracking_figures import Running
 
 SCRIPTED = ["--config", "configs/scripted.yaml"]
@@ -100,6 +107,36 @@ def test_eval_logs_each_system_as_it_goes_and_the_summary_at_the_end(workdir):
     assert table.step == len(records)
     logged = table.tensor_proto.string_val[0].decode()
     assert logged.strip() == (out / "table.md").read_text().strip()
+
+
+def test_a_resumed_generate_continues_its_steps(workdir, user_without_key):
+    out = workdir / "runs/scripted/generate"
+    assert main(["generate", *SCRIPTED, TENSORBOARD, "generate.tasks.limit=1"]) == 0
+    assert main(["generate", "--config", user_without_key, TENSORBOARD]) == 1  # 2 fail
+    assert main(["generate", *SCRIPTED, TENSORBOARD]) == 0  # retries the 2 failed ones
+    tb = events(out / "runs")
+    records = list(read_jsonl(out / "conversations.jsonl"))
+    assert [r["status"] for r in records] == ["ok", "failed", "failed", "ok", "ok"]
+    # one point per conversation record, in order: no step of a rerun overlaps an earlier one
+    assert [step for step, _ in series(tb, "generate/failure_rate")] == [1, 2, 3, 4, 5]
+    # running figures are each run's own: the second run failed both, the third none
+    assert [value for _, value in series(tb, "generate/failure_rate")] == [0, 1, 1, 0, 0]
+
+
+def test_a_resumed_eval_continues_its_steps_and_logs_the_summary_after_them(workdir):
+    out = workdir / "runs/scripted/eval"
+    assert main(["eval", *SCRIPTED, TENSORBOARD, "eval.tasks.limit=1"]) == 0
+    first = len(list(read_jsonl(out / "conversations.jsonl")))
+    assert main(["eval", *SCRIPTED, TENSORBOARD]) == 0
+    total = len(list(read_jsonl(out / "conversations.jsonl")))
+    assert 0 < first < total
+    tb = events(out / "runs")
+    systems = {tag.split("/")[1] for tag in tb.Tags()["scalars"] if tag.endswith("failure_rate")}
+    steps = sorted(step for s in systems for step, _ in series(tb, f"eval/{s}/failure_rate"))
+    assert steps == list(range(1, total + 1))
+    summary_steps = {step for step, _ in series(tb, "eval/summary/bleu/base/score")}
+    assert summary_steps == {first, total}
+    assert [t.step for t in tb.Tensors("eval/table")] == [first, total]
 
 
 def test_without_a_tracking_section_nothing_is_tracked(workdir):
@@ -193,6 +230,20 @@ def test_the_train_recipes_get_the_same_settings():
         "project": "p",
     }
     assert trainer_tracking(load_config(None).train.tracking)["report_to"] == "none"
+
+
+def test_the_trainer_environment_holds_log_dir_and_project_only_while_training(monkeypatch):
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    monkeypatch.setenv("WANDB_PROJECT", "someone-elses")
+    settings = TrackingConfig(report_to=["tensorboard", "wandb"], log_dir="tb/sft", project="p")
+    with pytest.raises(RuntimeError), trainer_environment(settings):
+        assert os.environ["TENSORBOARD_LOGGING_DIR"] == "tb/sft"
+        assert os.environ["WANDB_PROJECT"] == "p"
+        raise RuntimeError("training failed")
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ
+    assert os.environ["WANDB_PROJECT"] == "someone-elses"
+    # without log_dir transformers keeps its own folder; without wandb its project is not set
+    assert trainer_variables(TrackingConfig(report_to=["tensorboard"])) == {}
 
 
 def test_a_missing_package_stops_the_train_recipes_too(monkeypatch):

@@ -12,6 +12,10 @@ A command that runs models (``generate``, ``export``, ``eval``, ``train``, ``dem
 Our own errors (``error: ...``) and results are printed to the console as always. The file is
 appended to, so a rerun keeps the earlier run's lines, under a header with the command and
 the time; it is created with the first record, so a run that logged nothing leaves no file.
+
+Under a multi-process launch (``torchrun``, ``accelerate launch``: every process runs the command)
+each process writes its own file, so their lines never interleave: rank 0 (the main process)
+``collabrl.log``, rank N ``collabrl.rank<N>.log``. The rank is the launcher's (``RANK``, or MPI's).
 """
 
 from __future__ import annotations
@@ -28,8 +32,22 @@ from pathlib import Path
 from collabrl.config import Config
 
 LOG_NAME = "collabrl.log"
+RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 OUR_LOGGER = "collabrl"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def process_rank() -> int:
+    """This process's rank under a multi-process launch; 0 when the command runs on its own."""
+    for name in RANK_VARIABLES:
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return 0
+
+
+def log_name(rank: int) -> str:
+    """The log file of process ``rank``: the main process keeps the plain name."""
+    return LOG_NAME if rank == 0 else f"collabrl.rank{rank}.log"
 
 
 def ours_only(record: logging.LogRecord) -> bool:
@@ -99,11 +117,12 @@ class RunLog(logging.FileHandler):
 
 @contextmanager
 def log_file(folder: str | Path, command: str, *, local_models: bool = False) -> Iterator[Path]:
-    """Route library output to ``<folder>/collabrl.log`` while the block runs (see above).
-    ``local_models``: the block will load transformers, so it is quietened from the start."""
+    """Route library output to ``<folder>/collabrl.log`` (``collabrl.rank<N>.log`` on rank N > 0)
+    while the block runs (see above). ``local_models``: the block will load transformers, so it
+    is quietened from the start."""
     if local_models:
         import transformers.utils.logging  # noqa: F401  (imported for quiet_libraries)
-    path = Path(folder) / LOG_NAME
+    path = Path(folder) / log_name(process_rank())
     root, ours = logging.getLogger(), logging.getLogger(OUR_LOGGER)
     handler = RunLog(
         path, f"---- collabrl {command} ---- {datetime.now().isoformat(' ', 'seconds')}"

@@ -12,15 +12,22 @@ TensorBoard events are written with tensorboard's own event writer (no torch, no
 needed); W&B and Trackio share one writer, since both expose ``init``/``log``/``finish`` and a
 ``Table``. Values that are missing or not finite (an unscored figure) are left out of a step,
 never logged as 0. The TRL trainers (SFT, DPO, GRPO) log through their own ``report_to``, set
-from the same section by ``collabrl.train.common.trainer_arguments``.
+from the same section by ``collabrl.train.common.trainer_arguments``. Two settings reach
+transformers only through environment variables (TrainingArguments has no ``logging_dir`` since
+transformers 5): ``TENSORBOARD_LOGGING_DIR`` (read when the trainer is built) and
+``WANDB_PROJECT`` (read when training starts). ``trainer_environment`` sets them for the block
+that builds and trains the trainer (the SFT, DPO and GRPO recipes' ``train`` run inside it, so
+a call from Python gets it too) and puts back what was there after, so nothing leaks into the rest of the process.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -198,11 +205,38 @@ def open_tracker(
 
 def trainer_tracking(settings: TrackingConfig) -> dict[str, Any]:
     """TRL's ``report_to``, ``run_name`` and ``project`` (Trackio's) from the same settings, the
-    trackers checked first. transformers writes TensorBoard events to ``<output_dir>/runs/<date>``
-    and W&B takes its project from ``WANDB_PROJECT``; both are its own rules."""
+    trackers checked first. ``log_dir`` and W&B's project go by ``trainer_environment``."""
     require_trackers(settings)
     return {
         "report_to": list(settings.report_to) or "none",
         "run_name": settings.run_name,
         "project": settings.project,
     }
+
+
+def trainer_variables(settings: TrackingConfig) -> dict[str, str]:
+    """The environment transformers' callbacks read: TensorBoard's event folder when ``log_dir``
+    is set (otherwise transformers' ``<output_dir>/runs/<date>``), W&B's project."""
+    variables = {}
+    if "tensorboard" in settings.report_to and settings.log_dir is not None:
+        variables["TENSORBOARD_LOGGING_DIR"] = str(settings.log_dir)
+    if "wandb" in settings.report_to:
+        variables["WANDB_PROJECT"] = settings.project
+    return variables
+
+
+@contextmanager
+def trainer_environment(settings: TrackingConfig) -> Iterator[None]:
+    """``trainer_variables`` set while the block builds and trains a TRL trainer; each variable
+    gets its earlier value (or absence) back after, even when training fails."""
+    variables = trainer_variables(settings)
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -8,16 +8,23 @@ tokens and cost per role. ``eval`` logs, per system, running means of the summar
 the conversations finished so far, then the summary's means and paired differences once. Online
 DPO logs per round, PPO per update. Unscored values never count as 0: a figure with nothing
 scored yet is None, which the tracker leaves out. Tag names: README, "Tracking".
+
+A rerun that resumes ``generate`` or ``eval`` continues the step where the earlier runs stopped:
+the step counts the conversation records in the output folder (``earlier``: those already there,
+a retried failure's old record included), so its points follow the earlier run's instead of
+overlapping them. Its running figures are over the conversations this run finished.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from collabrl.backends.accounting import UsageMeter
 from collabrl.engine import ConversationRecord, TurnRecord
 from collabrl.evaluate import FIGURES, EvalRecord
+from collabrl.records import read_jsonl
 
 Figures = dict[str, float | int | None]
 
@@ -44,6 +51,12 @@ class Running:
         return (self._squares / self.count) ** 0.5 if self.count else None
 
 
+def records_in(path: Path) -> int:
+    """How many records a JSONL output file holds (0 when there is none yet): where a resumed
+    run's step starts."""
+    return sum(1 for _ in read_jsonl(path)) if path.exists() else 0
+
+
 def usage_figures(stage: str, meter: UsageMeter) -> Figures:
     """Tokens (prompt + completion) and cost so far, per role and in all; cost needs prices."""
     out: Figures = {}
@@ -58,17 +71,24 @@ def usage_figures(stage: str, meter: UsageMeter) -> Figures:
 
 
 class GenerateFigures:
-    """Running figures of the data engine, fed turn by turn and conversation by conversation."""
+    """Running figures of the data engine, fed turn by turn and conversation by conversation;
+    ``earlier``: conversation records already in the output folder (a resumed run)."""
 
-    def __init__(self) -> None:
+    def __init__(self, earlier: int = 0) -> None:
         self.mr, self.gaps = Running(), Running()
         self.metrics: dict[str, Running] = defaultdict(Running)
         self.candidates = self.cut_candidates = self.futures = 0
         self.ok = self.failed = 0
+        self.earlier = earlier
 
     @property
     def done(self) -> int:
         return self.ok + self.failed
+
+    @property
+    def step(self) -> int:
+        """The tracking step: conversations finished by earlier runs and this one."""
+        return self.earlier + self.done
 
     def add_turn(self, record: TurnRecord) -> None:
         scored = [c.mr for c in record.candidates if c.mr is not None]
@@ -110,16 +130,23 @@ class GenerateFigures:
 
 
 class EvalFigures:
-    """Running per-system figures of an evaluation, fed record by record."""
+    """Running per-system figures of an evaluation, fed record by record; ``earlier``: records
+    already in the output folder (a resumed run)."""
 
-    def __init__(self) -> None:
+    def __init__(self, earlier: int = 0) -> None:
         self.series: dict[tuple[str, str], Running] = defaultdict(Running)
         self.conversations: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
+        self.earlier = earlier
 
     @property
     def done(self) -> int:
         return self.conversations.total()
+
+    @property
+    def step(self) -> int:
+        """The tracking step: conversations finished by earlier runs and this one."""
+        return self.earlier + self.done
 
     def add(self, record: EvalRecord) -> Figures:
         """The figures of ``record``'s system after adding it; a failed conversation counts

@@ -80,14 +80,14 @@ def test_unscored_replies_are_left_out_of_the_update_and_counted(run, tiny_model
         return await original(self, task, prefix, candidate)
 
     seen = []
-    make_experience = ppo.make_experience
+    experience = ppo.PPO.experience
 
-    def spy(actor, rollouts, *args):
-        seen.append([r.mr for r in rollouts])
-        return make_experience(actor, rollouts, *args)
+    def spy(self, replies, *args):
+        seen.append([r.mr for r in replies])
+        return experience(self, replies, *args)
 
     monkeypatch.setattr(MultiturnReward, "score_one", every_other_unscored)
-    monkeypatch.setattr(ppo, "make_experience", spy)
+    monkeypatch.setattr(ppo.PPO, "experience", spy)
     ppo.train(ppo_config(run, tiny_model, updates=1))
     [step] = history(run / "out" / "checkpoint-1")
     assert (step["scored"], step["unscored"]) == (2, 2)

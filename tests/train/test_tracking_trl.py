@@ -1,5 +1,6 @@
-"""A TRL recipe run by ``collabrl train`` writes its TensorBoard events under ``tracking.log_dir``
-(transformers' own folder otherwise), and the variable that carries it is gone after the run."""
+"""A TRL recipe, run by ``collabrl train`` or called from Python, writes its TensorBoard events
+under ``tracking.log_dir`` (transformers' own folder otherwise), and the variable that carries it
+is gone after the run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from collabrl.cli import main
+from collabrl.train import dpo
 
 
 def logged_steps(folder) -> list[int]:
@@ -43,4 +45,19 @@ def test_sft_writes_its_tensorboard_events_under_tracking_log_dir(
     assert main(args) == 0
     assert logged_steps(log_dir) == [1, 2]
     assert not (output / "runs").exists()  # transformers' default folder is not used
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ
+
+
+@pytest.mark.slow
+def test_dpo_called_from_python_writes_under_log_dir_too(make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    log_dir = tmp_path / "tb" / "dpo"
+    config = make_config(
+        "train.max_steps=2",
+        "tracking.report_to=[tensorboard]",
+        f"tracking.log_dir={log_dir}",
+    )
+    dpo.train(config)
+    assert logged_steps(log_dir) == [1, 2]
+    assert not (config.train.output_dir / "runs").exists()
     assert "TENSORBOARD_LOGGING_DIR" not in os.environ

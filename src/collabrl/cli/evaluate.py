@@ -23,12 +23,18 @@ from collabrl.cli.common import (
 from collabrl.cli.paths import check_cache, check_output_dir
 from collabrl.config import Config, ConfigError
 from collabrl.console_log import log_file, uses_local_models
-from collabrl.evaluate import Evaluation, system_policy, table_markdown, write_summary
+from collabrl.evaluate import (
+    RECORDS_FILE,
+    Evaluation,
+    system_policy,
+    table_markdown,
+    write_summary,
+)
 from collabrl.metrics.interactivity import InteractivityJudge
 from collabrl.sandbox import sandbox_record
 from collabrl.tasks.registry import load_tasks
 from collabrl.tracking import open_tracker, require_trackers
-from collabrl.tracking_figures import EvalFigures, summary_figures, usage_figures
+from collabrl.tracking_figures import EvalFigures, records_in, summary_figures, usage_figures
 
 
 def build_evaluation(config: Config, roles: Roles, budget: Budget | None = None) -> Evaluation:
@@ -72,10 +78,10 @@ async def evaluate(
     ):
         evaluation = build_evaluation(config, roles, budget)
         already = total - len(evaluation.pending(tasks, retry_failed=not keep_failed))
-        figures = EvalFigures()
+        figures = EvalFigures(records_in(config.eval.output_dir / RECORDS_FILE))
 
         def on_done(record) -> None:
-            tracker.scalars(figures.add(record) | usage_figures("eval", roles.meter), figures.done)
+            tracker.scalars(figures.add(record) | usage_figures("eval", roles.meter), figures.step)
             advance(progress, budget.status)
 
         with progress_bar("eval", total, completed=already) as progress:
@@ -83,7 +89,7 @@ async def evaluate(
         summary = write_summary(
             config.eval, systems, **({"sandbox": sandbox} if sandbox else {}), **budget.manifest()
         )
-        tracker.scalars(summary_figures(summary), figures.done)
+        tracker.scalars(summary_figures(summary), figures.step)
         tracker.text("eval/table", table_markdown(summary, systems))
         console.print(Markdown(table_markdown(summary, systems)))
         console.print(roles.meter.table())

@@ -21,14 +21,19 @@ from collabrl.cli.common import (
 from collabrl.cli.paths import check_cache, check_input_dir, check_output_dir
 from collabrl.config import Config, ConfigError
 from collabrl.console_log import log_file, uses_local_models
-from collabrl.engine import DataEngine, EngineStopped, finished_conversations
+from collabrl.engine import (
+    CONVERSATIONS_FILE,
+    DataEngine,
+    EngineStopped,
+    finished_conversations,
+)
 from collabrl.export import export
 from collabrl.prompts import load_prompt
 from collabrl.rollout import Assistant
 from collabrl.sandbox import check_task_set, sandbox_for, sandbox_record
 from collabrl.tasks.registry import generation_tasks
 from collabrl.tracking import open_tracker, require_trackers
-from collabrl.tracking_figures import GenerateFigures
+from collabrl.tracking_figures import GenerateFigures, records_in
 from collabrl.types import Task
 
 
@@ -85,11 +90,11 @@ async def generate(
         def engine_status(completed: int, total: int) -> str:
             return f"failed {engine.outcomes['failed']}  {budget.status(completed, total)}"
 
-        figures = GenerateFigures()
+        figures = GenerateFigures(records_in(config.generate.output_dir / CONVERSATIONS_FILE))
 
         def on_done(record) -> None:
             figures.add_conversation(record)
-            tracker.scalars(figures.figures(engine.cut["futures"], roles.meter), figures.done)
+            tracker.scalars(figures.figures(engine.cut["futures"], roles.meter), figures.step)
             advance(progress, engine_status)
 
         finished = finished_conversations(config.generate.output_dir, retry_failed=not keep_failed)

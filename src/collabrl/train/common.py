@@ -155,25 +155,25 @@ def training_chat_template(tokenizer) -> str:
 
 
 def load_policy(
-    config: TrainConfig, init_adapter: Path | None = None, assistant_markers: bool = False
+    train_config: TrainConfig, init_adapter: Path | None = None, assistant_markers: bool = False
 ):
     """(model, tokenizer): the base model with a fresh LoRA adapter, or ``init_adapter`` loaded
-    as trainable, or the full model when ``config.lora`` is None; the tokenizer as
+    as trainable, or the full model when ``train_config.lora`` is None; the tokenizer as
     ``load_tokenizer`` gives it."""
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from collabrl.models import resolve_model
 
-    path = resolve_model(config.model)
+    path = resolve_model(train_config.model)
     tokenizer = load_tokenizer(path, assistant_markers)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(config.dtype))
-    if config.gradient_checkpointing:
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(train_config.dtype))
+    if train_config.gradient_checkpointing:
         model.activation_checkpointing_enable()  # transformers 5's name for it
     if init_adapter is not None:
         return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True), tokenizer
-    if config.lora is not None:
-        model = get_peft_model(model, lora_config(config.lora))
+    if train_config.lora is not None:
+        model = get_peft_model(model, lora_config(train_config.lora))
     return model, tokenizer
 
 
@@ -252,35 +252,37 @@ def parallelism_line(method: str, facts: dict[str, Any]) -> str:
     )
 
 
-def trainer_arguments(config: TrainConfig, learning_rate: float, epochs: float) -> dict[str, Any]:
+def trainer_arguments(
+    train_config: TrainConfig, learning_rate: float, epochs: float
+) -> dict[str, Any]:
     """Keyword arguments shared by every TRL config class (SFTConfig, DPOConfig, GRPOConfig)."""
-    bf16 = str(torch_dtype(config.dtype)) == "torch.bfloat16"
+    bf16 = str(torch_dtype(train_config.dtype)) == "torch.bfloat16"
     return {
-        "output_dir": str(config.output_dir),
+        "output_dir": str(train_config.output_dir),
         "learning_rate": learning_rate,
         "num_train_epochs": epochs,
-        "max_steps": config.max_steps,
-        "per_device_train_batch_size": config.per_device_batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "seed": config.seed,
-        "data_seed": config.seed,
+        "max_steps": train_config.max_steps,
+        "per_device_train_batch_size": train_config.per_device_batch_size,
+        "gradient_accumulation_steps": train_config.gradient_accumulation_steps,
+        "seed": train_config.seed,
+        "data_seed": train_config.seed,
         "bf16": bf16,
         **device_arguments(bf16),
         "dataloader_pin_memory": _cuda_available(),  # pinned memory only speeds copies to a GPU
-        "logging_steps": config.logging_steps,
-        "save_steps": config.save_steps,
+        "logging_steps": train_config.logging_steps,
+        "save_steps": train_config.save_steps,
         "save_strategy": "steps",
-        **trainer_tracking(config.tracking),
-        "activation_checkpointing": config.gradient_checkpointing,
-        "max_length": config.max_length,
+        **trainer_tracking(train_config.tracking),
+        "activation_checkpointing": train_config.gradient_checkpointing,
+        "max_length": train_config.max_length,
     }
 
 
-def checkpoint_to_resume(config: TrainConfig) -> str | None:
+def checkpoint_to_resume(train_config: TrainConfig) -> str | None:
     """The last checkpoint in ``output_dir`` when resuming is on; refuses incomplete ones."""
-    if not config.resume:
+    if not train_config.resume:
         return None
-    last = latest(config.output_dir, TRL_CHECKPOINT_KIND)
+    last = latest(train_config.output_dir, TRL_CHECKPOINT_KIND)
     if last is None:
         return None
     verify_checkpoint(last)
@@ -332,15 +334,15 @@ def read_rows(folder: Path, name: str) -> list[dict[str, Any]]:
     return list(read_jsonl(path))
 
 
-def write_run_info(config: TrainConfig, method: str, **facts: Any) -> None:
+def write_run_info(train_config: TrainConfig, method: str, **facts: Any) -> None:
     """``run_info.json`` next to the checkpoints: what was trained, how, and data facts."""
-    config.output_dir.mkdir(parents=True, exist_ok=True)
-    info = {"method": method, "config": config.model_dump(mode="json"), **facts}
-    (config.output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+    train_config.output_dir.mkdir(parents=True, exist_ok=True)
+    info = {"method": method, "config": train_config.model_dump(mode="json"), **facts}
+    (train_config.output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
 
 
 def fit_trainer(
-    trainer, config: TrainConfig, reports: list, resume: str | None, method: str
+    trainer, train_config: TrainConfig, reports: list, resume: str | None, method: str
 ) -> Path:
     """Train a TRL trainer (resuming from ``resume`` if given), save ``output_dir/final``, and
     record the run; data reports are printed and written by the main process only."""
@@ -354,16 +356,16 @@ def fit_trainer(
         print(parallelism_line(method, facts["parallelism"]))
         for report in reports:
             print(report.summary())
-        write_run_info(config, method, **facts)
+        write_run_info(train_config, method, **facts)
     from collabrl.train.progress import show_progress
 
     with show_progress(trainer):
         result = trainer.train(resume_from_checkpoint=resume)
-    final = config.output_dir / "final"
+    final = train_config.output_dir / "final"
     trainer.save_model(str(final))  # every process: ZeRO-3 gathers the shards here
     if main:
         write_run_info(
-            config,
+            train_config,
             method,
             **facts,
             final=str(final),
@@ -373,12 +375,12 @@ def fit_trainer(
     return final
 
 
-def eval_arguments(config: TrainConfig, has_eval_rows: bool) -> dict[str, Any]:
+def eval_arguments(train_config: TrainConfig, has_eval_rows: bool) -> dict[str, Any]:
     """TRL arguments for evaluating every ``save_steps`` when there is an eval split."""
     if not has_eval_rows:
         return {}
     return {
         "eval_strategy": "steps",
-        "eval_steps": config.save_steps,
-        "per_device_eval_batch_size": config.per_device_batch_size,
+        "eval_steps": train_config.save_steps,
+        "per_device_eval_batch_size": train_config.per_device_batch_size,
     }

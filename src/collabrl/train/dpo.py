@@ -38,6 +38,7 @@ from trl import DPOConfig, DPOTrainer
 
 from collabrl.config import Config, TrainConfig
 from collabrl.models import resolve_model
+from collabrl.tracking import trainer_environment
 from collabrl.train.common import (
     checkpoint_to_resume,
     eval_arguments,
@@ -57,8 +58,9 @@ def train(config: Config) -> Path:
     """Run offline DPO as configured in ``config.train``; returns the final adapter/model folder."""
     train_config = config.train
     resume = checkpoint_to_resume(train_config)  # refuse a broken checkpoint before loading
-    trainer, reports = build_trainer(train_config)
-    return fit(trainer, train_config, reports, resume)
+    with trainer_environment(config.tracking):  # TRL's log_dir and W&B project, scoped
+        trainer, reports = build_trainer(train_config)
+        return fit(trainer, train_config, reports, resume)
 
 
 def build_trainer(train_config: TrainConfig) -> tuple[DPOTrainer, list[DataReport]]:

@@ -47,7 +47,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from collabrl.budget import Budget, BudgetExceeded
-from collabrl.config import Config, ConfigError
+from collabrl.config import Config, ConfigError, TrainConfig
+from collabrl.tracking import trainer_environment
 from collabrl.train.common import (
     budget_stop,
     checkpoint_to_resume,
@@ -70,48 +71,28 @@ RewardFunction = Callable[..., list[float | None]]
 def train(config: Config) -> Path:
     """Train with GRPO (or RLOO) against MR; returns the folder of the final weights."""
     from datasets import Dataset
-    from peft import PeftModel
     from transformers import set_seed
 
-    train_config, settings = config.train, config.train.grpo
-    if settings.max_completion_length >= train_config.max_length:
-        raise ConfigError("train.grpo.max_completion_length must be below train.max_length")
+    train_config = config.train
     budget = Budget(config.budget)
-    if budget.capped and launched_processes() > 1:
-        raise ConfigError(
-            "a budget caps GRPO on one process only (each process would count "
-            "its own calls): launch one process or drop the budget section"
-        )
-    prefixes = load_prefixes(config, settings.prefixes)
+    _check_settings(config, budget)
+    prefixes = load_prefixes(config, train_config.grpo.prefixes)
     checkpoint = checkpoint_to_resume(train_config)
-    set_seed(
-        train_config.seed
-    )  # before the adapter's random init, so equal configs give equal runs
+    set_seed(train_config.seed)  # before the adapter's random init: equal configs, equal runs
     model, tokenizer = load_policy(train_config)
     tokenizer.padding_side = "left"  # TRL pads prompts on the left for generation
-    room = train_config.max_length - settings.max_completion_length
-    rows = [
-        {"prompt": prompt, "prefix_index": i}
-        for i, p in enumerate(prefixes)
-        if (prompt := policy_prompt(p, config.assistant.system_prompt, tokenizer, room))
-    ]
-    if not rows:
-        raise ConfigError(f"no prefix fits in {room} prompt tokens; raise train.max_length")
+    rows = prompt_rows(config, prefixes, tokenizer)
     with LiveReward(config, live_policy_backend(config, model, tokenizer), budget) as live:
-        trainer = build_trainer(
-            config,
-            model,
-            tokenizer,
-            Dataset.from_list(rows),
-            multiturn_reward_function(live, prefixes),
-        )
-        trainer.add_callback(BudgetCallback(budget))
-        stop_on_non_finite_loss(trainer)
-        main, spread = trainer.is_world_process_zero(), parallelism(trainer.args)
-        if main:
-            print(parallelism_line("grpo", spread))
-        with show_progress(trainer):
-            trainer.train(resume_from_checkpoint=checkpoint)
+        reward = multiturn_reward_function(live, prefixes)
+        with trainer_environment(config.tracking):  # TRL's log_dir and W&B project, scoped
+            trainer = build_trainer(config, model, tokenizer, Dataset.from_list(rows), reward)
+            trainer.add_callback(BudgetCallback(budget))
+            stop_on_non_finite_loss(trainer)
+            spread = parallelism(trainer.args)
+            if trainer.is_world_process_zero():
+                print(parallelism_line("grpo", spread))
+            with show_progress(trainer):
+                trainer.train(resume_from_checkpoint=checkpoint)
         counts = summed_over_processes(
             trainer, {"scored_replies": live.scored, "unscored_replies": live.unscored}
         )
@@ -133,10 +114,44 @@ def train(config: Config) -> Path:
         latest = latest if latest.is_dir() else None
         write_run_info(train_config, "grpo", **facts, last_checkpoint=latest and str(latest))
         raise budget_stop(budget, f"{budget.finished} steps", latest)
+    return save_final(trainer, model, tokenizer, train_config, facts)
+
+
+def _check_settings(config: Config, budget: Budget) -> None:
+    if config.train.grpo.max_completion_length >= config.train.max_length:
+        raise ConfigError("train.grpo.max_completion_length must be below train.max_length")
+    if budget.capped and launched_processes() > 1:
+        raise ConfigError(
+            "a budget caps GRPO on one process only (each process would count "
+            "its own calls): launch one process or drop the budget section"
+        )
+
+
+def prompt_rows(config: Config, prefixes: list[Prefix], tokenizer) -> list[dict[str, Any]]:
+    """The dataset: each prefix's prompt (trimmed to leave room for a completion) and its index;
+    a prefix whose last user message alone does not fit is left out."""
+    room = config.train.max_length - config.train.grpo.max_completion_length
+    system = config.assistant.system_prompt
+    rows = [
+        {"prompt": prompt, "prefix_index": i}
+        for i, p in enumerate(prefixes)
+        if (prompt := policy_prompt(p, system, tokenizer, room))
+    ]
+    if not rows:
+        raise ConfigError(f"no prefix fits in {room} prompt tokens; raise train.max_length")
+    return rows
+
+
+def save_final(trainer, model, tokenizer, train_config: TrainConfig, facts: dict) -> Path:
+    """``output_dir/final`` (only the trained ``default`` adapter, or the full model) and
+    ``run_info.json``; rank 0 writes them, except a full model's save, which every process joins
+    (ZeRO-3 gathers the shards there)."""
+    from peft import PeftModel
+
     final = train_config.output_dir / "final"
     if not isinstance(model, PeftModel):
-        trainer.save_model(str(final))  # every process: ZeRO-3 gathers the shards here
-    if main:  # the weights are the same on every process; rank 0 writes them
+        trainer.save_model(str(final))
+    if trainer.is_world_process_zero():  # the weights are the same on every process
         if isinstance(model, PeftModel):
             model.save_pretrained(str(final), selected_adapters=["default"])
         tokenizer.save_pretrained(str(final))

@@ -196,131 +196,160 @@ class Experience:
         return batch, {name: getattr(self, name)[rows, :width] for name in fields}
 
 
-@torch.no_grad()
-def make_experience(
-    actor: ActorCritic, replies: list[ScoredReply], train_config: TrainConfig, temperature: float
-) -> tuple[Experience, dict[str, float]]:
-    """Log-probabilities, values, KL-penalised rewards and whitened GAE advantages."""
-    pairs = [encode(actor.tokenizer, r, actor.eos_id, train_config.max_length) for r in replies]
-    width = max(len(reply) for _, reply in pairs)
-    logp, values, ref_logp, mask = (
-        torch.zeros(len(pairs), width, device=actor.device) for _ in range(4)
-    )
-    step = train_config.per_device_batch_size
-    for start in range(0, len(pairs), step):
-        batch = collate(pairs[start : start + step], actor.tokenizer.pad_token_id, actor.device)
-        rows, cols = slice(start, start + step), slice(0, batch.reply_width)
-        logp[rows, cols], values[rows, cols] = actor.forward(batch, temperature)
-        with actor.reference():
-            ref_logp[rows, cols] = actor.forward(batch, temperature)[0]
-        mask[rows, cols] = batch.mask
-    settings = train_config.ppo
-    scores = torch.tensor([r.mr for r in replies], device=actor.device)
-    rewards, kl = kl_penalised_rewards(scores, logp, ref_logp, mask, settings.kl_coef)
-    advantages, returns = gae(rewards, values, settings.gamma, settings.lam, mask)
-    experience = Experience(pairs, logp, values, whiten(advantages, mask), returns, temperature)
-    stats = {"kl": kl.sum(dim=1).mean().item(), "reply_tokens": mask.sum(dim=1).mean().item()}
-    return experience, stats
+class PPO:
+    """The recipe's state (actor, optimizer, live reward, updates done) and its steps: ``update``
+    samples and scores replies, turns the scored ones into ``experience``, then ``optimise``s."""
 
+    def __init__(self, config: Config, actor: ActorCritic, live: LiveReward) -> None:
+        self.train_config, self.settings = config.train, config.train.ppo
+        self.actor, self.live = actor, live
+        self.optimizer = torch.optim.AdamW(actor.parameters, lr=self.settings.learning_rate)
+        self.state = TrainingState(extra={"history": []})
+        self.latest: Path | None = None  # the last checkpoint written or resumed from
 
-def optimise(
-    actor: ActorCritic,
-    optimizer: torch.optim.Optimizer,
-    experience: Experience,
-    train_config: TrainConfig,
-    update: int,
-) -> dict[str, float]:
-    """``ppo.epochs`` passes of clipped PPO over the experience; mean losses and diagnostics."""
-    micro = train_config.per_device_batch_size
-    group = micro * train_config.gradient_accumulation_steps
-    shuffle = torch.Generator().manual_seed(derived_seed(train_config.seed, update, 2))
-    logged: dict[str, list[float]] = defaultdict(list)
-    actor.model.train()
-    try:
-        for _ in range(train_config.ppo.epochs):
-            order = torch.randperm(len(experience.pairs), generator=shuffle).tolist()
-            for start in range(0, len(order), group):
-                rows_of_step = order[start : start + group]
-                chunks = [rows_of_step[i : i + micro] for i in range(0, len(rows_of_step), micro)]
-                for rows in chunks:
-                    losses = _backward(actor, experience, rows, train_config, len(chunks), update)
-                    for name, value in losses.items():
-                        logged[name].append(value)
-                _optimizer_step(actor, optimizer, train_config.ppo.max_grad_norm, update)
-    finally:
-        actor.model.eval()
-    return {name: statistics.fmean(values) for name, values in logged.items()}
+    @classmethod
+    def load(cls, config: Config, checkpoint: Path | None, budget: Budget) -> PPO:
+        """The actor fresh or as ``checkpoint`` saved it (with optimizer and updates done); the
+        live reward behind ``budget``."""
+        actor = ActorCritic.load(config.train, checkpoint)
+        live = LiveReward(config, live_policy_backend(config, actor.model, actor.tokenizer), budget)
+        try:
+            recipe = cls(config, actor, live)
+            if checkpoint is not None:
+                recipe.state = restore(checkpoint, recipe.optimizer, device=actor.device)
+                recipe.latest = checkpoint
+        except BaseException:
+            live.close()
+            raise
+        return recipe
 
+    def update(self, index: int, prefixes: list[Prefix]) -> dict:
+        """Sample, score, and optimise on one batch of prefixes; the update's metrics. Every
+        model call (so a ``BudgetExceeded``) comes before the optimisation."""
+        chosen = update_prefixes(prefixes, index, self.settings.rollouts, self.train_config.seed)
+        replies = self.live.run(collect_replies(self.live, self.actor.tokenizer, chosen, index))
+        scored = [r for r in replies if r.mr is not None]
+        metrics: dict = {
+            "reward_mean": statistics.fmean(r.mr for r in scored) if scored else None,
+            "scored": len(scored),
+            "unscored": len(replies) - len(scored),
+            "unscored_reasons": dict(Counter(r.reason for r in replies if r.mr is None)),
+            **metric_means(scored),
+        }
+        if scored:
+            experience, stats = self.experience(scored, self.live.generation.temperature or 1.0)
+            metrics |= stats | self.optimise(experience, index)
+        return metrics
 
-def _backward(
-    actor: ActorCritic,
-    experience: Experience,
-    rows: list[int],
-    train_config: TrainConfig,
-    accumulation: int,
-    update: int,
-) -> dict[str, float]:
-    settings = train_config.ppo
-    batch, old = experience.micro_batch(rows, actor.tokenizer.pad_token_id, actor.device)
-    logp, values = actor.forward(batch, experience.temperature)
-    losses = ppo_losses(
-        logp,
-        old["old_logp"],
-        old["advantages"],
-        values,
-        old["old_values"],
-        old["returns"],
-        batch.mask,
-        settings.clip_range,
-        settings.value_clip_range,
-    )
-    loss = (losses.policy + settings.value_coef * losses.value) / accumulation
-    if not torch.isfinite(loss):
-        raise NonFiniteLossError(
-            f"loss became {loss.item()} in update {update + 1}; training stopped before applying "
-            f"it. The last checkpoint in {train_config.output_dir} is intact."
+    @torch.no_grad()
+    def experience(
+        self, replies: list[ScoredReply], temperature: float
+    ) -> tuple[Experience, dict[str, float]]:
+        """Log-probabilities, values, KL-penalised rewards and whitened GAE advantages."""
+        actor, max_length = self.actor, self.train_config.max_length
+        pairs = [encode(actor.tokenizer, r, actor.eos_id, max_length) for r in replies]
+        width = max(len(reply) for _, reply in pairs)
+        logp, values, ref_logp, mask = (
+            torch.zeros(len(pairs), width, device=actor.device) for _ in range(4)
         )
-    loss.backward()
-    return {
-        "policy_loss": losses.policy.item(),
-        "value_loss": losses.value.item(),
-        "clip_fraction": losses.clip_fraction.item(),
-        "approx_kl": losses.approx_kl.item(),
-    }
+        step = self.train_config.per_device_batch_size
+        for start in range(0, len(pairs), step):
+            batch = collate(pairs[start : start + step], actor.tokenizer.pad_token_id, actor.device)
+            rows, cols = slice(start, start + step), slice(0, batch.reply_width)
+            logp[rows, cols], values[rows, cols] = actor.forward(batch, temperature)
+            with actor.reference():
+                ref_logp[rows, cols] = actor.forward(batch, temperature)[0]
+            mask[rows, cols] = batch.mask
+        settings = self.settings
+        scores = torch.tensor([r.mr for r in replies], device=actor.device)
+        rewards, kl = kl_penalised_rewards(scores, logp, ref_logp, mask, settings.kl_coef)
+        advantages, returns = gae(rewards, values, settings.gamma, settings.lam, mask)
+        experience = Experience(pairs, logp, values, whiten(advantages, mask), returns, temperature)
+        stats = {"kl": kl.sum(dim=1).mean().item(), "reply_tokens": mask.sum(dim=1).mean().item()}
+        return experience, stats
 
+    def optimise(self, experience: Experience, update: int) -> dict[str, float]:
+        """``ppo.epochs`` passes of clipped PPO over the experience; mean losses and diagnostics."""
+        micro = self.train_config.per_device_batch_size
+        group = micro * self.train_config.gradient_accumulation_steps
+        shuffle = torch.Generator().manual_seed(derived_seed(self.train_config.seed, update, 2))
+        logged: dict[str, list[float]] = defaultdict(list)
+        self.actor.model.train()
+        try:
+            for _ in range(self.settings.epochs):
+                order = torch.randperm(len(experience.pairs), generator=shuffle).tolist()
+                for start in range(0, len(order), group):
+                    rows_of_step = order[start : start + group]
+                    chunks = [
+                        rows_of_step[i : i + micro] for i in range(0, len(rows_of_step), micro)
+                    ]
+                    for rows in chunks:
+                        losses = self._backward(experience, rows, len(chunks), update)
+                        for name, value in losses.items():
+                            logged[name].append(value)
+                    self._optimizer_step(update)
+        finally:
+            self.actor.model.eval()
+        return {name: statistics.fmean(values) for name, values in logged.items()}
 
-def _optimizer_step(actor: ActorCritic, optimizer, max_norm: float, update: int) -> None:
-    norm = torch.nn.utils.clip_grad_norm_(actor.parameters, max_norm)
-    if not torch.isfinite(norm):
-        raise NonFiniteLossError(
-            f"gradient norm became {norm.item()} in update {update + 1}; training stopped before "
-            f"applying it. The last checkpoint is intact."
+    def _backward(
+        self, experience: Experience, rows: list[int], accumulation: int, update: int
+    ) -> dict[str, float]:
+        settings, actor = self.settings, self.actor
+        batch, old = experience.micro_batch(rows, actor.tokenizer.pad_token_id, actor.device)
+        logp, values = actor.forward(batch, experience.temperature)
+        losses = ppo_losses(
+            logp,
+            old["old_logp"],
+            old["advantages"],
+            values,
+            old["old_values"],
+            old["returns"],
+            batch.mask,
+            settings.clip_range,
+            settings.value_clip_range,
         )
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+        loss = (losses.policy + settings.value_coef * losses.value) / accumulation
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} in update {update + 1}; training stopped before "
+                f"applying it. The last checkpoint in {self.train_config.output_dir} is intact."
+            )
+        loss.backward()
+        return {
+            "policy_loss": losses.policy.item(),
+            "value_loss": losses.value.item(),
+            "clip_fraction": losses.clip_fraction.item(),
+            "approx_kl": losses.approx_kl.item(),
+        }
 
+    def _optimizer_step(self, update: int) -> None:
+        norm = torch.nn.utils.clip_grad_norm_(self.actor.parameters, self.settings.max_grad_norm)
+        if not torch.isfinite(norm):
+            raise NonFiniteLossError(
+                f"gradient norm became {norm.item()} in update {update + 1}; training stopped "
+                f"before applying it. The last checkpoint is intact."
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
-def run_update(
-    live: LiveReward, actor: ActorCritic, optimizer, prefixes: list[Prefix], update: int
-) -> dict:
-    """Sample, score, and optimise on one batch of prefixes; the update's metrics. Every
-    model call (so a ``BudgetExceeded``) comes before the optimisation."""
-    train_config = live.config.train
-    chosen = update_prefixes(prefixes, update, train_config.ppo.rollouts, train_config.seed)
-    replies = live.run(collect_replies(live, actor.tokenizer, chosen, update))
-    scored = [r for r in replies if r.mr is not None]
-    metrics: dict = {
-        "reward_mean": statistics.fmean(r.mr for r in scored) if scored else None,
-        "scored": len(scored),
-        "unscored": len(replies) - len(scored),
-        "unscored_reasons": dict(Counter(r.reason for r in replies if r.mr is None)),
-        **metric_means(scored),
-    }
-    if scored:
-        temperature = live.generation.temperature or 1.0
-        experience, stats = make_experience(actor, scored, train_config, temperature)
-        metrics |= stats | optimise(actor, optimizer, experience, train_config, update)
-    return metrics
+    def record(self, metrics: dict) -> None:
+        """One more update done, with its metrics."""
+        done = self.state.step + 1
+        history = [*self.state.extra["history"], metrics]
+        self.state = TrainingState(done, done, {"history": history})
+
+    def save(self) -> Path:
+        """``checkpoint-<updates done>`` in ``train.checkpoint``'s format."""
+        folder = self.train_config.output_dir
+        self.latest = save(folder, CHECKPOINT_KIND, self.state, self.optimizer, self.actor.save)
+        return self.latest
+
+    def saved(self) -> bool:
+        """Whether the last checkpoint holds every update done."""
+        return self.latest is not None and self.latest.name == folder_name(
+            CHECKPOINT_KIND, self.state.step
+        )
 
 
 def metric_means(replies: list[ScoredReply]) -> dict[str, float]:
@@ -328,11 +357,6 @@ def metric_means(replies: list[ScoredReply]) -> dict[str, float]:
     names = sorted({name for r in replies for name in r.metric_means})
     values = {n: [v for r in replies if (v := r.metric_means.get(n)) is not None] for n in names}
     return {f"metric/{n}": statistics.fmean(vs) for n, vs in values.items() if vs}
-
-
-def save_checkpoint(actor: ActorCritic, optimizer, state: TrainingState, output_dir: Path) -> Path:
-    """``checkpoint-<updates done>`` in ``train.checkpoint``'s format."""
-    return save(output_dir, CHECKPOINT_KIND, state, optimizer, actor.save)
 
 
 class Reporter:
@@ -354,7 +378,10 @@ class Reporter:
         )
         self.tracker.scalars(ppo_figures(metrics) | usage_figures("ppo", meter), step)
 
-    def close(self) -> None:
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.tracker.close()
 
 
@@ -369,50 +396,30 @@ def train(config: Config) -> Path:
     prefixes = load_prefixes(config, settings.prefixes)
     checkpoint = find_resumable(train_config, CHECKPOINT_KIND, CHECKPOINT_FILES)
     set_seed(train_config.seed)
-    actor = ActorCritic.load(train_config, checkpoint)
-    optimizer = torch.optim.AdamW(actor.parameters, lr=settings.learning_rate)
-    state = TrainingState(extra={"history": []})
-    if checkpoint is not None:
-        state = restore(checkpoint, optimizer, device=actor.device)
-    facts = {
-        "prefixes": len(prefixes),
-        "resumed_from": None if checkpoint is None else str(checkpoint),
-    }
+    budget = Budget(config.budget)
+    recipe = PPO.load(config, checkpoint, budget)
+    facts = {"prefixes": len(prefixes), "resumed_from": checkpoint and str(checkpoint)}
     write_run_info(train_config, "ppo", **facts)
-    budget, latest, reporter = Budget(config.budget), checkpoint, Reporter(config)
-    policy = live_policy_backend(config, actor.model, actor.tokenizer)
-    with LiveReward(config, policy, budget) as live:
-        try:
-            for update in range(state.step, settings.updates):
-                before = rng_state()
-                metrics = budgeted(budget, run_update, live, actor, optimizer, prefixes, update)
-                if metrics is None:
-                    set_rng_state(before)  # as if the dropped update never started
-                    break
-                history = [*state.extra["history"], metrics]
-                state = TrainingState(update + 1, update + 1, {"history": history})
-                reporter.log(update + 1, metrics, live.roles.meter)
-                if (update + 1) % train_config.save_steps == 0 or update + 1 == settings.updates:
-                    latest = save_checkpoint(actor, optimizer, state, train_config.output_dir)
-        finally:
-            reporter.close()
-        facts["usage"] = live.roles.meter.to_dict()
+    with recipe.live, Reporter(config) as reporter:
+        for update in range(recipe.state.step, settings.updates):
+            before = rng_state()
+            metrics = budgeted(budget, recipe.update, update, prefixes)
+            if metrics is None:
+                set_rng_state(before)  # as if the dropped update never started
+                break
+            recipe.record(metrics)
+            reporter.log(update + 1, metrics, recipe.live.roles.meter)
+            if (update + 1) % train_config.save_steps == 0 or update + 1 == settings.updates:
+                recipe.save()
+        facts |= {"updates": recipe.state.step, "usage": recipe.live.roles.meter.to_dict()}
     if budget.stopped:
-        if state.step and (
-            latest is None or latest.name != folder_name(CHECKPOINT_KIND, state.step)
-        ):
-            latest = save_checkpoint(actor, optimizer, state, train_config.output_dir)
-        write_run_info(
-            train_config,
-            "ppo",
-            **facts,
-            updates=state.step,
-            last_checkpoint=latest and str(latest),
-            **budget.manifest(),
-        )
-        raise budget_stop(budget, f"{budget.finished} updates", latest)
-    write_run_info(train_config, "ppo", **facts, updates=state.step, **budget.manifest())
+        if recipe.state.step and not recipe.saved():
+            recipe.save()
+        latest = recipe.latest and str(recipe.latest)
+        write_run_info(train_config, "ppo", **facts, last_checkpoint=latest, **budget.manifest())
+        raise budget_stop(budget, f"{budget.finished} updates", recipe.latest)
+    write_run_info(train_config, "ppo", **facts, **budget.manifest())
     final = train_config.output_dir / "final"
-    actor.save(final)
-    actor.tokenizer.save_pretrained(str(final))
+    recipe.actor.save(final)
+    recipe.actor.tokenizer.save_pretrained(str(final))
     return final
