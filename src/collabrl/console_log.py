@@ -30,19 +30,11 @@ from datetime import datetime
 from pathlib import Path
 
 from collabrl.config import Config
+from collabrl.launcher import process_rank
 
 LOG_NAME = "collabrl.log"
-RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 OUR_LOGGER = "collabrl"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def process_rank() -> int:
-    """This process's rank under a multi-process launch; 0 when the command runs on its own."""
-    for name in RANK_VARIABLES:
-        if os.environ.get(name):
-            return int(os.environ[name])
-    return 0
 
 
 def log_name(rank: int) -> str:

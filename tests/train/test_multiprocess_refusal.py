@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from collabrl.cli import main
+from collabrl.launcher import launched_processes
 from collabrl.train import online_dpo, ppo
-from collabrl.train.common import device_arguments, launched_processes, parallelism_line
+from collabrl.train.common import device_arguments, parallelism_line
 
 LAUNCHER_VARIABLES = (
     "WORLD_SIZE",

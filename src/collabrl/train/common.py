@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from collabrl.budget import Budget, BudgetExceeded
 from collabrl.config import ConfigError, LoraSettings, TrainConfig
+from collabrl.launcher import launched_processes
 from collabrl.tracking import trainer_tracking
 from collabrl.train.checkpoint import WEIGHT_FILES, CheckpointError, latest
 
@@ -35,8 +35,6 @@ T = TypeVar("T")
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 RNG_FILE_PREFIX = "rng_state"
 TRL_CHECKPOINT_KIND = "checkpoint"  # TRL's folders are checkpoint-<global step>
-# What torchrun/accelerate launch (WORLD_SIZE) and MPI launchers set to the number of processes.
-WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 # A ChatML template with {% generation %} markers, for tokenizers whose own template lacks them,
 # so that TRL can compute the loss on assistant tokens only.
@@ -175,14 +173,6 @@ def load_policy(
     if train_config.lora is not None:
         model = get_peft_model(model, lora_config(train_config.lora))
     return model, tokenizer
-
-
-def launched_processes() -> int:
-    """How many processes the launcher started (1 when the command runs on its own)."""
-    for name in WORLD_SIZE_VARIABLES:
-        if os.environ.get(name):
-            return int(os.environ[name])
-    return 1
 
 
 def refuse_multiple_processes(method: str) -> None:

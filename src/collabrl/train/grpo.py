@@ -48,11 +48,11 @@ from transformers import TrainerCallback
 
 from collabrl.budget import Budget, BudgetExceeded
 from collabrl.config import Config, ConfigError, TrainConfig
+from collabrl.launcher import launched_processes
 from collabrl.tracking import trainer_environment
 from collabrl.train.common import (
     budget_stop,
     checkpoint_to_resume,
-    launched_processes,
     load_policy,
     parallelism,
     parallelism_line,
