@@ -19,6 +19,7 @@ from collabrl.study.security import admin_session, admin_session_ok
 from collabrl.types import GenerationParams
 
 ADMIN = "admin-token-for-tests"
+KEY = "server-session-key"
 HOUR = 3600
 
 
@@ -51,7 +52,8 @@ def test_the_login_cookie_is_a_session_not_the_token(make_config, session_clock)
         header = login.headers["set-cookie"]
         session = client.cookies.get(COOKIE)
         assert session and ADMIN not in session and ADMIN not in header
-        assert admin_session_ok(ADMIN, session, session_clock.now, 12 * HOUR)
+        key = client.app.state.study.session_key
+        assert admin_session_ok(key, ADMIN, session, session_clock.now, 12 * HOUR)
         assert "max-age=43200" in header.lower() and "httponly" in header.lower()
         assert "path=/admin" in header.lower() and "samesite=strict" in header.lower()
         assert is_dashboard(client.get("/admin"))
@@ -80,7 +82,8 @@ def test_a_session_expires_after_its_lifetime(make_config, session_clock):
 
 def test_expired_sessions_count_as_wrong_guesses(make_config, session_clock):
     with client_of(make_config()) as client:
-        client.cookies.set(COOKIE, admin_session(ADMIN, int(session_clock.now)))
+        key = client.app.state.study.session_key
+        client.cookies.set(COOKIE, admin_session(key, ADMIN, int(session_clock.now)))
         answers = {client.get("/admin/export.csv").status_code for _ in range(WRONG_TOKEN_BURST)}
         assert answers == {401}
         assert client.get("/admin/export.csv").status_code == 429
@@ -88,7 +91,10 @@ def test_expired_sessions_count_as_wrong_guesses(make_config, session_clock):
 
 def test_a_session_made_with_another_token_is_refused(make_config, session_clock):
     with client_of(make_config()) as client:
-        client.cookies.set(COOKIE, admin_session("another-token", int(session_clock.now) + HOUR))
+        key = client.app.state.study.session_key
+        client.cookies.set(
+            COOKIE, admin_session(key, "another-token", int(session_clock.now) + HOUR)
+        )
         assert client.get("/admin/export.csv").status_code == 401
 
 
@@ -134,14 +140,36 @@ def test_logout_clears_the_cookie_and_needs_csrf(make_config, session_clock):
     ],
 )
 def test_malformed_sessions_are_refused(sent):
-    assert not admin_session_ok(ADMIN, sent, 1_767_225_600, 12 * HOUR)
+    assert not admin_session_ok(KEY, ADMIN, sent, 1_767_225_600, 12 * HOUR)
 
 
 def test_a_session_is_bound_to_its_expiry_and_the_lifetime():
     now = 1_767_225_600
-    good = admin_session(ADMIN, now + HOUR)
-    assert admin_session_ok(ADMIN, good, now, 12 * HOUR)
+    good = admin_session(KEY, ADMIN, now + HOUR)
+    assert admin_session_ok(KEY, ADMIN, good, now, 12 * HOUR)
     mac = good.split(".", 1)[1]
-    assert not admin_session_ok(ADMIN, f"{now + 2 * HOUR}.{mac}", now, 12 * HOUR)  # extended
-    assert not admin_session_ok(ADMIN, good, now, HOUR / 2)  # lifetime shortened since
-    assert not admin_session_ok(None, good, now, 12 * HOUR)  # admin pages disabled
+    assert not admin_session_ok(KEY, ADMIN, f"{now + 2 * HOUR}.{mac}", now, 12 * HOUR)  # extended
+    assert not admin_session_ok(KEY, ADMIN, good, now, HOUR / 2)  # lifetime shortened since
+    assert not admin_session_ok(KEY, None, good, now, 12 * HOUR)  # admin pages disabled
+
+
+def test_a_copied_session_needs_the_server_key_to_test_token_guesses():
+    # the MAC is keyed by the server's secret: the token alone cannot make or check a session,
+    # so a copied cookie does not let anyone test guesses of the token offline
+    now = 1_767_225_600
+    session = admin_session(KEY, ADMIN, now + HOUR)
+    assert not admin_session_ok("another-server-key", ADMIN, session, now, 12 * HOUR)
+    assert session != admin_session("another-server-key", ADMIN, now + HOUR)
+
+
+def test_the_session_key_is_a_stored_secret_kept_across_restarts(make_config, session_clock):
+    config = make_config()
+    with client_of(config) as first:
+        key = first.app.state.study.session_key
+        log_in(first)
+        session = first.cookies.get(COOKIE)
+    assert len(key) >= 32 and key != first.app.state.study.csrf_key
+    with client_of(config) as second:
+        assert second.app.state.study.session_key == key
+        second.cookies.set(COOKIE, session)
+        assert second.get("/admin/export.csv").status_code == 200

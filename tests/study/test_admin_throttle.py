@@ -99,7 +99,8 @@ def test_wrong_admin_cookies_are_throttled_per_client(make_config, session_clock
         page = attacker.get("/admin")
         assert_throttled(page)
         assert "Too many" in page.text
-        admin.cookies.set(COOKIE, admin_session(ADMIN, int(session_clock.now) + 60))
+        key = admin.app.state.study.session_key
+        admin.cookies.set(COOKIE, admin_session(key, ADMIN, int(session_clock.now) + 60))
         assert admin.get("/admin/export.jsonl").status_code == 200
 
 

@@ -57,7 +57,9 @@ def _token_right(ctx: StudyContext, sent: str) -> bool:
 
 
 def _session_right(ctx: StudyContext, sent: str) -> bool:
-    return admin_session_ok(ctx.admin_token, sent, session_clock(), _session_seconds(ctx))
+    return admin_session_ok(
+        ctx.session_key, ctx.admin_token, sent, session_clock(), _session_seconds(ctx)
+    )
 
 
 def _client(request: Request) -> str:
@@ -157,7 +159,7 @@ async def login(request: Request) -> Response:
     if not right:
         return _login_page(ctx, request, 401, "Wrong token.")
     lifetime = _session_seconds(ctx)
-    session = admin_session(token, math.floor(session_clock() + lifetime))
+    session = admin_session(ctx.session_key, token, math.floor(session_clock() + lifetime))
     response = RedirectResponse("/admin", status_code=303)
     response.set_cookie(
         COOKIE,

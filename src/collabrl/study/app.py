@@ -37,6 +37,7 @@ from collabrl.tasks.registry import load_tasks
 
 HERE = Path(__file__).parent
 CSRF_KEY = "csrf_key"
+SESSION_KEY = "admin_session_key"
 
 
 def _templates() -> Jinja2Templates:
@@ -79,6 +80,7 @@ def create_app(
                         admin.WRONG_TOKENS_PER_MINUTE, admin.WRONG_TOKEN_BURST, clock
                     ),
                     csrf_key=await store.secret(CSRF_KEY),
+                    session_key=await store.secret(SESSION_KEY),
                     admin_token=admin_token,
                     templates=_templates(),
                 )

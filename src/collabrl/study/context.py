@@ -27,6 +27,7 @@ class StudyContext:
     limiter: RateLimiter
     admin_limiter: RateLimiter  # wrong admin tokens, per client address
     csrf_key: str
+    session_key: str  # signs admin sessions; kept in the database, never sent
     admin_token: str | None
     templates: Jinja2Templates
 

@@ -11,9 +11,11 @@
   code), no referrer (the link holds the token), no caching, no framing, no MIME sniffing.
 - Admin: a bearer token compared with ``hmac.compare_digest`` to the value of the environment
   variable the config names. The login form never puts that token in a cookie (browser storage,
-  proxy logs and screenshots leak cookies): it sets a session, ``EXPIRY.HMAC(token, EXPIRY)``,
-  which cannot be turned back into the token, is refused once EXPIRY (Unix seconds) has passed,
-  and is refused by a server started with another token, so rotating the token ends every session.
+  proxy logs and screenshots leak cookies): it sets a session, ``EXPIRY.HMAC(key, EXPIRY +
+  sha256(token))``, keyed by a secret the server keeps in its database and never sends, so a
+  copied cookie neither gives the token back nor lets anyone test guesses of it offline. It is
+  refused once EXPIRY (Unix seconds) has passed and by a server started with another token, so
+  rotating the token ends every session.
 - Admin guessing: every check of an admin token (bearer header, admin cookie, login form) is
   throttled per client, the connecting address: a token bucket of wrong tokens per address,
   shared by the three ways in; while it is empty that address gets 429 with Retry-After and its
@@ -71,25 +73,28 @@ def admin_ok(expected: str | None, sent: str | None) -> bool:
     return bool(expected) and bool(sent) and hmac.compare_digest(expected.encode(), sent.encode())
 
 
-def admin_session(token: str, expiry: int) -> str:
-    """An admin session valid until ``expiry`` (Unix seconds), made with the admin token."""
-    return f"{expiry}.{_session_mac(token, str(expiry))}"
+def admin_session(key: str, token: str, expiry: int) -> str:
+    """An admin session valid until ``expiry`` (Unix seconds), made with the server's session
+    ``key`` for the admin ``token``."""
+    return f"{expiry}.{_session_mac(key, token, str(expiry))}"
 
 
-def admin_session_ok(token: str | None, sent: str | None, now: float, lifetime: float) -> bool:
-    """True when ``sent`` is a session made with ``token`` that expires within ``lifetime``
-    seconds after ``now`` (a shortened lifetime applies to sessions made before it)."""
+def admin_session_ok(
+    key: str, token: str | None, sent: str | None, now: float, lifetime: float
+) -> bool:
+    """True when ``sent`` is a session made with ``key`` for ``token`` that expires within
+    ``lifetime`` seconds after ``now`` (a shortened lifetime applies to sessions made before)."""
     if not token or not sent:
         return False
     expiry, _, mac = sent.partition(".")
     if not (expiry.isascii() and expiry.isdigit()) or not now < int(expiry) <= now + lifetime:
         return False
-    return hmac.compare_digest(_session_mac(token, expiry).encode(), mac.encode())
+    return hmac.compare_digest(_session_mac(key, token, expiry).encode(), mac.encode())
 
 
-def _session_mac(token: str, expiry: str) -> str:
-    message = f"admin-session:{expiry}".encode()
-    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+def _session_mac(key: str, token: str, expiry: str) -> str:
+    message = f"admin-session:{expiry}:".encode() + hashlib.sha256(token.encode()).digest()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
 class RateLimiter:
