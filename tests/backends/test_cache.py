@@ -192,8 +192,63 @@ async def test_replay_stream_serves_a_hit_and_refuses_a_miss(tmp_path):
 
 def test_replay_refuses_a_missing_file_instead_of_creating_it(tmp_path):
     with pytest.raises(CacheError, match="nope.sqlite does not exist"):
-        ResponseCache(tmp_path / "nope.sqlite", must_exist=True)
+        ResponseCache(tmp_path / "nope.sqlite", read_only=True)
     assert not (tmp_path / "nope.sqlite").exists()
+
+
+async def test_replay_reads_a_read_only_recording_and_writes_nothing(tmp_path, read_only_folder):
+    path = tmp_path / "shared" / "c.sqlite"
+    inner, counter = counting_backend()
+    recording = ResponseCache(path)
+    await CachedBackend(inner, recording).generate(MSG, GenerationParams(n=2))
+    recording.close()  # folds the log in: the .sqlite file alone is handed over
+    contents = read_only_folder(path)
+    before = contents()
+    assert sorted(before[1]) == ["c.sqlite"]
+    cache = ResponseCache(path, read_only=True)
+    assert cache.uri == f"{path.as_uri()}?mode=ro&immutable=1"  # no writer: a frozen file
+    replay = CachedBackend(inner, cache, mode="replay")
+    assert [c.text for c in await replay.generate(MSG, GenerationParams(n=2))] == [
+        "reply-1",
+        "reply-2",
+    ]
+    with pytest.raises(ReplayMissError):
+        await replay.generate(MSG, GenerationParams(first_sample=2))
+    with pytest.raises(CacheError, match="c.sqlite is open read-only"):
+        cache.put("k", Completion(text="t", finish_reason="stop"))
+    assert contents() == before  # no -wal, no -shm while open (root too)
+    cache.close()
+    assert contents() == before and counter["samples"] == 2
+
+
+async def test_replay_beside_a_running_writer_reads_its_unfolded_log(tmp_path):
+    path = tmp_path / "c.sqlite"
+    writer = ResponseCache(path)
+    writer.put("early", Completion(text="in the log", finish_reason="stop"))
+    reader = ResponseCache(path, read_only=True)
+    assert reader.uri.endswith("?mode=ro")  # not immutable: that would ignore the -wal file
+    writer.put("late", Completion(text="after the reader opened", finish_reason="stop"))
+    assert reader.get("early").text == "in the log"
+    assert reader.get("late").text == "after the reader opened"
+    reader.close()
+    writer.close()
+    assert not path.with_name("c.sqlite-wal").exists()  # the writer still folds its log
+
+
+@pytest.mark.parametrize("kind", ["other table", "not sqlite"])
+def test_replay_refuses_a_file_that_is_not_a_response_cache(tmp_path, kind):
+    path = tmp_path / "other.sqlite"
+    if kind == "other table":
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE notes (text TEXT)")
+        db.close()
+    else:
+        path.write_text("key,completion\n")
+    before = path.read_bytes()
+    with pytest.raises(CacheError, match=f"^{path} is not a collabrl response cache"):
+        ResponseCache(path, read_only=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["other.sqlite"]
+    assert path.read_bytes() == before  # no responses table was created, nothing else written
 
 
 @pytest.mark.parametrize("other_process_open", [False, True])

@@ -10,6 +10,7 @@ import pytest
 from collabrl.backends.cache import ResponseCache, request_key, sample_key
 from collabrl.backends.errors import ReplayMissError
 from collabrl.backends.stack import Roles, UnloadedLocalModel
+from collabrl.cli import main
 from collabrl.config import ConfigError, HFLocalBackendConfig, load_config
 from collabrl.types import Completion, GenerationParams, Message
 
@@ -118,6 +119,26 @@ async def test_an_unloaded_local_model_has_the_loaded_models_identity(tmp_path):
         loaded = HFLocalBackend.from_config(cfg)
         assert UnloadedLocalModel(cfg, "policy").identity() == loaded.identity()
         await loaded.aclose()
+
+
+def test_the_cli_replays_a_recording_from_a_read_only_folder(workdir, read_only_folder, capsys):
+    recording = workdir / "shared" / "recording.sqlite"
+    run = ["generate", "--config", "configs/scripted.yaml", f"cache.path={recording}"]
+    run.append("generate.conversations_in_flight=1")
+    assert main([*run, "cache.mode=record", "generate.output_dir=runs/recorded"]) == 0
+    contents = read_only_folder(recording)
+    before = contents()
+    assert main([*run, "cache.mode=replay", "generate.output_dir=runs/replayed"]) == 0
+    assert contents() == before and sorted(before[1]) == ["recording.sqlite"]
+    recorded, replayed = (
+        (workdir / f"runs/{name}/conversations.jsonl").read_bytes()
+        for name in ("recorded", "replayed")
+    )
+    assert replayed == recorded and recorded.count(b"\n") == 3
+    capsys.readouterr()
+    assert main([*run, "cache.mode=replay", "cache.path=gone.sqlite"]) == 2
+    assert "error: cache.path: gone.sqlite is not a file: replay needs" in capsys.readouterr().out
+    assert not (workdir / "gone.sqlite").exists()
 
 
 @pytest.mark.parametrize("off", ["cache.mode=off", "cache.enabled=false"])

@@ -15,7 +15,9 @@ with its config to another machine, it answers the same requests there.
 Modes (``cache.mode``): ``readwrite`` serves hits and stores misses; ``record`` asks the model
 once per request in this run and stores the answer (overwriting older ones, which are never
 served); ``replay`` serves only what is stored and turns a miss into ``ReplayMissError`` without
-asking the model (the wrapper sits outside the retries, so it is not retried either).
+asking the model (the wrapper sits outside the retries, so it is not retried either). A replay
+opens the file read-only and writes nothing, so a recording in a folder the user cannot write
+(a read-only mount, a shared dataset) replays as it is.
 
 Streamed replies (``stream``) are served from the cache as one chunk when there is a hit; a miss
 is streamed from the model and not stored, since a text stream carries no finish reason.
@@ -65,29 +67,77 @@ def sample_key(request: str, index: int) -> str:
 
 
 class CacheError(RuntimeError):
-    """The cache file cannot be opened or created; the message names the file."""
+    """The cache file cannot be opened, created or written; the message names the file."""
 
 
 class ResponseCache:
     """Completions by sample key in one SQLite file (WAL mode; safe across processes).
 
-    ``must_exist`` (replay) refuses a missing file instead of creating an empty one.
+    ``read_only`` (replay) opens a recorded file and writes nothing, not even next to it, so a
+    recording on a read-only mount, in a shared folder or owned by someone else replays as it is.
+    A missing file, or one without the ``responses`` table, is a ``CacheError``; the journal mode
+    and the schema are left alone, ``put`` is refused and ``close`` folds nothing.
+
+    How it is opened (``uri``; https://www.sqlite.org/uri.html, https://www.sqlite.org/wal.html):
+    a collabrl cache is in WAL mode, and every connection to a WAL file keeps a ``-wal`` file
+    next to it until the last one closes and folds it in. So with no ``-wal`` file no process has
+    the recording open: it is a frozen file and is read with ``mode=ro&immutable=1``, which takes
+    no locks and creates no ``-shm`` or ``-wal`` file, also where the folder is writable (or the
+    user is root). With a ``-wal`` file a writer may still be running (or stopped before folding
+    its log): ``mode=ro`` alone then takes the shared locks and reads the log, so the writer's
+    answers are seen and half-written pages never are (``immutable`` would ignore the log and
+    could read pages while a checkpoint rewrites them); SQLite then needs the ``-shm`` file to
+    exist or be creatable. A writer that opens the file after an immutable replay started is not
+    seen by it: never record into a file while it is being replayed.
     """
 
-    def __init__(self, path: str | Path, *, must_exist: bool = False) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self._stored_here: set[str] = set()
-        if must_exist and not self.path.is_file():
-            raise CacheError(f"cache {path} does not exist: replay needs a recorded cache file")
+        if read_only:
+            self.uri = self._read_only_uri()
+            self._db = self._open_read_only()
+        else:
+            self.uri = str(path)  # a plain path: SQLite's default, read-write-create
+            self._db = self._open_read_write()
+
+    def _read_only_uri(self) -> str:
+        """The URI that reads the file without writing: see the class docstring."""
+        if not self.path.is_file():
+            raise CacheError(
+                f"cache {self.path} does not exist: replay needs a recorded cache file"
+            )
+        log = self.path.with_name(f"{self.path.name}-wal")
+        flags = "mode=ro" if log.exists() else "mode=ro&immutable=1"
+        return f"{self.path.absolute().as_uri()}?{flags}"
+
+    def _open_read_only(self) -> sqlite3.Connection:
         try:
-            if str(path) != ":memory:":
+            db = sqlite3.connect(self.uri, uri=True, timeout=30.0, isolation_level=None)
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'responses'"
+            ).fetchone()
+        except sqlite3.OperationalError as error:  # cannot open, lock or read it
+            raise CacheError(f"cache {self.path} cannot be opened read-only: {error}") from None
+        except sqlite3.DatabaseError as error:  # not SQLite, or damaged
+            raise CacheError(f"{self.path} is not a collabrl response cache: {error}") from None
+        if found is None:
+            db.close()
+            raise CacheError(f"{self.path} is not a collabrl response cache: no responses table")
+        return db
+
+    def _open_read_write(self) -> sqlite3.Connection:
+        try:
+            if str(self.path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
-            raise CacheError(f"cache {path} cannot be opened: {error}") from None
+            raise CacheError(f"cache {self.path} cannot be opened: {error}") from None
+        return db
 
     def get(self, key: str, *, stored_here: bool = False) -> Completion | None:
         """The completion under ``key``; with ``stored_here``, only one this object stored."""
@@ -97,6 +147,8 @@ class ResponseCache:
         return None if row is None else Completion.model_validate_json(row[0])
 
     def put(self, key: str, completion: Completion) -> None:
+        if self.read_only:
+            raise CacheError(f"cache {self.path} is open read-only (replay): nothing is stored")
         if not completion.is_cacheable:
             raise ValueError(f"refusing to cache a {completion.finish_reason!r} completion")
         stored = completion.model_copy(update={"cached": False})
@@ -111,7 +163,11 @@ class ResponseCache:
 
     def close(self) -> None:
         """Fold the write-ahead log into the file first, so that the .sqlite file alone holds
-        every answer (copying it without its -wal file loses nothing)."""
+        every answer (copying it without its -wal file loses nothing). A read-only cache
+        folds nothing: it never wrote, and the log, if any, is its writer's to fold."""
+        if self.read_only:
+            self._db.close()
+            return
         with suppress(sqlite3.Error):  # busy or read-only: the log stays valid, just not folded
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()

@@ -147,7 +147,7 @@ class Roles:
         self.cache = None
         if self.cache_mode != "off":
             replay = self.cache_mode == "replay"
-            self.cache = ResponseCache(config.cache.path, must_exist=replay)
+            self.cache = ResponseCache(config.cache.path, read_only=replay)
         self._given = dict(models or {})
         self._shared: dict[str, LimitedBackend] = {}
         self._backends: dict[str, MeteredBackend] = {}

@@ -40,8 +40,14 @@ def check_output_file(path: str | Path, key: str) -> None:
 
 
 def check_cache(config: Config) -> None:
-    """The response cache file, when the cache is on."""
-    if config.cache.enabled:
+    """The response cache file, when the cache is on. Replay only reads it: there it must exist
+    but may be read-only (a recording on a shared mount)."""
+    if config.cache.mode == "replay":
+        if not Path(config.cache.path).is_file():
+            raise PathError(
+                f"cache.path: {config.cache.path} is not a file: replay needs a recorded cache"
+            )
+    elif config.cache.enabled:
         check_output_file(config.cache.path, "cache.path")
 
 
