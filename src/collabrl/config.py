@@ -484,6 +484,12 @@ class OnlineDPOSettings(StrictModel):
     min_gap: float = Field(default=0.02, ge=0, description="keep pairs with MR gap >= this")
     temperature: float = Field(default=1.0, gt=0, le=2, description="sampling the fresh replies")
     max_completion_length: int = Field(default=512, ge=1, description="tokens per fresh reply")
+    cut_replies: Literal["rejected_only", "as_complete"] = Field(
+        default="rejected_only",
+        description="a fresh reply cut by max_completion_length: rejected_only: never a pair's "
+        "chosen reply, only its rejected one (the export's rule); as_complete: used like a "
+        "finished reply, so it can be chosen (teaches ending there)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -500,6 +506,11 @@ class GRPOSettings(StrictModel):
     loss_type: str = Field(default="grpo", description="grpo, dr_grpo, ... or rloo")
     temperature: float = Field(default=1.0, gt=0, le=2, description="sampling the completions")
     max_completion_length: int = Field(default=512, ge=1, description="tokens per completion")
+    cut_replies: Literal["masked", "trained"] = Field(
+        default="masked",
+        description="a completion cut by max_completion_length: masked: scored, but left out of "
+        "the loss (TRL's mask_truncated_completions); trained: in the loss like a finished one",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -198,6 +198,7 @@ def online_dpo_figures(stats: dict[str, Any], meter: UsageMeter) -> Figures:
         "online_dpo/unscored_rate": stats["unscored_replies"] / replies if replies else None,
         "online_dpo/unscored_futures": stats["unscored_futures"],
         "online_dpo/prompts_too_long": stats["prompts_too_long"],
+        "online_dpo/cut_rate": stats["cut_replies"] / replies if replies else None,
     }
     for name, value in stats["metric_means"].items():
         out[f"online_dpo/metric/{name}/mean"] = value

@@ -1,5 +1,6 @@
 """GRPO against MR on the tiny model: it trains, unscored rewards are left out (not zeros), RLOO
-works, a NaN loss stops it, and an incomplete checkpoint is refused."""
+works, a NaN loss stops it, an incomplete checkpoint is refused, and completions cut by the
+length limit are left out of the loss by default."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 from collabrl.config import Config
 from collabrl.testing.online import online_config, write_generate_run
 from collabrl.train import grpo
-from collabrl.train.common import CheckpointError, NonFiniteLossError
+from collabrl.train.common import CheckpointError, NonFiniteLossError, load_policy
 
 
 @pytest.fixture
@@ -139,3 +140,26 @@ def test_a_nan_loss_stops_training_before_the_update(run, tiny_model, monkeypatc
     with pytest.raises(NonFiniteLossError, match="step 1"):
         grpo.train(config)
     assert not list(config.train.output_dir.glob("checkpoint-*"))
+
+
+def with_cut_replies(run, tiny_model, loss_type: str, **cut: str) -> Config:
+    """The test config with ``grpo.cut_replies`` back to its default, or as ``cut`` sets it."""
+    data = online_config(run, tiny_model, grpo={"loss_type": loss_type}).model_dump(mode="json")
+    del data["train"]["grpo"]["cut_replies"]  # the test config's "trained"
+    data["train"]["grpo"] |= cut
+    return Config.model_validate(data)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "rloo"])
+@pytest.mark.parametrize(("cut", "masked"), [({}, True), ({"cut_replies": "trained"}, False)])
+def test_cut_completions_are_masked_from_the_loss_unless_trained(
+    run, tiny_model, loss_type, cut, masked
+):
+    from datasets import Dataset
+
+    config = with_cut_replies(run, tiny_model, loss_type, **cut)
+    model, tokenizer = load_policy(config.train)
+    rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "hi"}], "prefix_index": 0}])
+    trainer = grpo.build_trainer(config, model, tokenizer, rows, lambda **_: [])
+    assert trainer.args.mask_truncated_completions is masked
+    assert trainer.mask_truncated_completions is masked  # what TRL's loss reads

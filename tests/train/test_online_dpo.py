@@ -1,6 +1,7 @@
 """Online DPO on the tiny model: rounds run and train, round 2 samples from the updated weights,
 resuming after round 1 equals a straight run, incomplete checkpoints are refused, NaN stops it,
-and the reference is the policy at the start (the init adapter when there is one)."""
+the reference is the policy at the start (the init adapter when there is one), and a reply the
+length limit cut is never the chosen one by default."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from collabrl.backends.accounting import UsageMeter
 from collabrl.backends.hf_local import HFLocalBackend
+from collabrl.config import Config
 from collabrl.testing.online import online_config
+from collabrl.tracking_figures import online_dpo_figures
 from collabrl.train import online_dpo
 from collabrl.train.checkpoint import find_resumable
 from collabrl.train.common import CheckpointError, NonFiniteLossError
+from collabrl.types import Completion
 
 
 def adapter(folder) -> dict[str, torch.Tensor]:
@@ -177,3 +182,63 @@ def test_full_fine_tuning_keeps_a_frozen_reference_and_resumes(run, tiny_model):
         load_file(final / "model.safetensors"),
     )
     assert any(not torch.equal(base[k], trained[k]) for k in base)
+
+
+# Per prompt of a round: (reply, finish reason). With no future turns (reward.window 0) MR is the
+# reply's token efficiency (shorter is better) plus a fixed grade, so the shortest reply is best.
+SAMPLES = [
+    [
+        ("Yes.", "length"),
+        ("Sure, here is a short answer.", "stop"),
+        (" ".join(["stop"] * 20), "stop"),
+    ],
+    [("Ok.", "stop"), (" ".join(["cut"] * 20), "length")],
+    [("No.", "length"), (" ".join(["both cut"] * 10), "length")],
+]
+CUT = {text for group in SAMPLES for text, reason in group if reason == "length"}
+
+
+def scripted_round(run, tiny_model, monkeypatch, **online_dpo_settings) -> list[dict]:
+    """Run one round on ``SAMPLES`` (the live policy not asked); returns the pairs it trained on.
+    The test config's ``cut_replies: as_complete`` is dropped, so the default applies unless
+    ``online_dpo_settings`` sets it."""
+
+    async def sample(self, prompts, index):
+        return [[Completion(text=t, finish_reason=r) for t, r in SAMPLES[j]] for j in range(3)]
+
+    pairs = []
+    encode_pair = online_dpo.OnlineDPO._encode_pair
+
+    def spy_encode_pair(self, pair):
+        pairs.append(pair)
+        return encode_pair(self, pair)
+
+    monkeypatch.setattr(online_dpo.OnlineDPO, "_sample", sample)
+    monkeypatch.setattr(online_dpo.OnlineDPO, "_encode_pair", spy_encode_pair)
+    data = online_config(run, tiny_model, online_dpo={"rounds": 1}).model_dump(mode="json")
+    del data["train"]["online_dpo"]["cut_replies"]
+    data["train"]["online_dpo"] |= online_dpo_settings
+    data["reward"]["window"] = 0
+    online_dpo.train(Config.model_validate(data))
+    return pairs
+
+
+def test_by_default_a_cut_reply_is_only_ever_the_rejected_one(run, tiny_model, monkeypatch):
+    pairs = scripted_round(run, tiny_model, monkeypatch)
+    chosen = [p["chosen"][0]["content"] for p in pairs]
+    rejected = [p["rejected"][0]["content"] for p in pairs]
+    assert chosen == ["Sure, here is a short answer.", "Ok."]  # not the better, cut "Yes."
+    assert rejected == [SAMPLES[0][2][0], SAMPLES[1][1][0]]  # a cut reply can be rejected
+    assert not CUT & set(chosen)
+    [stats] = run_info(online_config(run, tiny_model))["rounds"]
+    assert stats["cut_replies"] == 4 and stats["replies"] == 7 and stats["pairs"] == 2
+    assert stats["pair_filter"]["every_scored_candidate_cut"] == 1  # the third prompt
+    assert online_dpo_figures(stats, UsageMeter())["online_dpo/cut_rate"] == pytest.approx(4 / 7)
+
+
+def test_as_complete_lets_a_cut_reply_be_chosen(run, tiny_model, monkeypatch):
+    pairs = scripted_round(run, tiny_model, monkeypatch, cut_replies="as_complete")
+    assert [p["chosen"][0]["content"] for p in pairs] == ["Yes.", "Ok.", "No."]
+    [stats] = run_info(online_config(run, tiny_model))["rounds"]
+    assert stats["cut_replies"] == 4 and stats["pairs"] == 3
+    assert stats["pair_filter"]["every_scored_candidate_cut"] == 0

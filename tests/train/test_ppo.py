@@ -224,3 +224,30 @@ def test_encode_keeps_the_end_of_turn_token_only_when_the_reply_ended():
     assert eos not in encode(tokenizer, cut, eos, max_length=256)[1]
     empty = ScoredReply(prefix=None, messages=rollout.messages, reply="", finished=False, mr=0.5)
     assert encode(tokenizer, empty, eos, max_length=256)[1] == [eos]
+
+
+def test_cut_replies_are_counted_and_trained_without_an_end_of_turn_token(
+    run, tiny_model, monkeypatch
+):
+    sampled, encoded = [], []
+    experience, real_encode = ppo.PPO.experience, ppo.encode
+
+    def spy_experience(self, replies, *args):
+        sampled.extend(replies)
+        return experience(self, replies, *args)
+
+    def spy_encode(tokenizer, scored, eos_id, max_length):
+        pair = real_encode(tokenizer, scored, eos_id, max_length)
+        encoded.append((scored, pair[1], eos_id))
+        return pair
+
+    monkeypatch.setattr(ppo.PPO, "experience", spy_experience)
+    monkeypatch.setattr(ppo, "encode", spy_encode)
+    ppo.train(ppo_config(run, tiny_model, updates=1))
+    [step] = history(run / "out" / "checkpoint-1")
+    assert step["scored"] == len(sampled) == 4
+    # the tiny random model rarely ends within 6 tokens: its cut replies are counted
+    assert step["cut"] == sum(r.cut for r in sampled) > 0
+    assert all(r.cut != r.finished for r in sampled)
+    for scored, reply, eos in encoded:
+        assert (reply[-1] == eos) if scored.finished else (eos not in reply)

@@ -5,7 +5,9 @@ with MR. ``write_generate_run`` writes such a folder (``tasks.jsonl`` plus ``gen
 with a few prefixes per conversation) without running the engine; ``online_config`` binds the
 policy to a local model folder (the tiny random model in tests), the user and the judge to
 scripted replies, and MR to token efficiency (which varies with the reply) plus interactivity,
-so every reward is deterministic for given replies and quick to compute.
+so every reward is deterministic for given replies and quick to compute. The tiny random model
+almost never ends a reply by itself, so the config trains on cut replies like finished ones
+(``cut_replies``: ``as_complete`` / ``trained``, not the defaults) to keep the recipes training.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def online_config(folder: Path, model: Path, **train: Any) -> Config:
             "min_gap": 0.0,
             "learning_rate": 1e-2,
             "max_completion_length": 8,
+            # the tiny random model's replies are almost all cut: the default would pair none
+            "cut_replies": "as_complete",
         },
         "grpo": {
             "prefixes": str(generate),
@@ -88,6 +92,8 @@ def online_config(folder: Path, model: Path, **train: Any) -> Config:
             "learning_rate": 1e-2,
             "max_completion_length": 8,
             "epochs": 1.0,
+            # the tiny random model's replies are almost all cut: the default would mask them all
+            "cut_replies": "trained",
         },
     }
     for key, value in train.items():

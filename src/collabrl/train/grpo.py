@@ -8,6 +8,13 @@ conversation, with the live policy (the trainer's own model, wrapped by ``HFLoca
 playing the future assistant (``collabrl.train.live_reward``, as in every online recipe). The
 advantage of a reply is its MR relative to its group's.
 
+Completions cut by ``max_completion_length`` (no end-of-turn token): with ``cut_replies: masked``
+(the default) TRL's ``mask_truncated_completions`` leaves them out of the loss, so the policy is
+never pushed towards (or away from) a reply that merely ran out of room; they are still scored
+and still count in their group's mean and spread (TRL's rule, as in DAPO). ``trained`` puts them
+in the loss like finished ones (for a model that rarely ends by itself, e.g. the tiny test model).
+TRL logs their share per step as ``completions/clipped_ratio``.
+
 Unscored MR (every future failed or a judge stayed unreadable) is returned as ``None``. TRL 1.16
 turns ``None`` into NaN, leaves NaN rows out of the group mean and standard deviation and sets
 their advantage to 0, so an unscored reply carries no signal instead of looking like a bad one.
@@ -218,6 +225,7 @@ def build_trainer(config: Config, model, tokenizer, dataset, reward: RewardFunct
         beta=settings.beta,
         max_completion_length=settings.max_completion_length,
         temperature=settings.temperature,
+        mask_truncated_completions=settings.cut_replies == "masked",
     )
     score_labelled_positions_only()
     if settings.loss_type == "rloo":

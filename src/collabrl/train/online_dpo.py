@@ -9,6 +9,15 @@ its samples seeded by round), pairs the highest MR against
 the lowest (``min_gap``; unscored replies never take part, see ``export.dpo_pair``), and runs one
 epoch of DPO over that round's pairs. The next round samples from the updated weights.
 
+Replies cut by ``max_completion_length`` (finish reason ``length``): a pair is rendered through
+the chat template with the end-of-turn token after each reply, so a cut reply as the *chosen* one
+would teach the policy to stop mid-sentence. ``cut_replies: rejected_only`` (the default, the
+export's rule) marks them ``cut``: never chosen, only rejected (pushing down a reply that ran
+out of room), and a prefix whose every scored reply was cut gives no pair
+(``every_scored_candidate_cut`` in the round's ``pair_filter``). ``as_complete`` uses them like
+finished replies (for a model that rarely ends by itself, e.g. the tiny test model). Each round
+counts its ``cut_replies``.
+
 ``OnlineDPO`` is the recipe: it holds the policy, its tokenizer, the reference, the optimizer and
 the live reward, and reads top to bottom: ``round`` = ``_sample``, score, ``_pair``, ``_update``.
 The DPO step is a compact loop of our own rather than TRL's ``DPOTrainer``: a trainer per round
@@ -70,7 +79,7 @@ from collabrl.train.common import (
 )
 from collabrl.train.live_reward import LiveReward, live_policy_backend
 from collabrl.train.prefixes import Prefix, load_prefixes, policy_prompt, prompt_ids
-from collabrl.types import GenerationParams, Message
+from collabrl.types import Completion, GenerationParams, Message
 
 CHECKPOINT_KIND = "round"  # round-<rounds done>
 REFERENCE_ADAPTER = "reference"
@@ -159,32 +168,40 @@ class OnlineDPO:
         prompts = [(p, policy_prompt(p, system, self.tokenizer, room)) for p in chosen]
         prompts = [(p, prompt) for p, prompt in prompts if prompt is not None]
         self.live.reseed(random.Random(f"{self.train_config.seed}:{index}:futures").getrandbits(31))
-        replies = self.live.run(self._sample([prompt for _, prompt in prompts], index))
+        samples = self.live.run(self._sample([prompt for _, prompt in prompts], index))
+        replies = [[c.text.strip() for c in group] for group in samples]
         scored = self.live.score([(p, r) for (p, _), r in zip(prompts, replies)])
+        marked = [self._cut_flags(group) for group in samples]
         counts: Counter[str] = Counter()
         pairs = [
             pair
-            for (p, prompt), rewards in zip(prompts, scored)
-            if (pair := _pair(p, prompt, rewards, self.settings.min_gap, counts))
+            for (p, prompt), cut, rewards in zip(prompts, marked, scored)
+            if (pair := _pair(p, prompt, rewards, cut, self.settings.min_gap, counts))
         ]
         rows = [self._encode_pair(pair) for pair in pairs]
         losses = self._update(rows, index)
-        return _round_stats(index, len(chosen) - len(prompts), scored, pairs, counts, losses)
+        cut = sum(c.cut for group in samples for c in group)
+        return _round_stats(index, len(chosen) - len(prompts), scored, cut, pairs, counts, losses)
 
-    async def _sample(self, prompts: list[list[dict]], index: int) -> list[list[str]]:
-        """``candidates`` replies to each prompt from the live policy, seeded per round."""
+    async def _sample(self, prompts: list[list[dict]], index: int) -> list[list[Completion]]:
+        """``candidates`` replies to each prompt from the live policy, seeded per round (with
+        their finish reasons: a cut reply is marked by ``_cut_flags``)."""
 
-        async def one(j: int, prompt: list[dict]) -> list[str]:
+        async def one(j: int, prompt: list[dict]) -> list[Completion]:
             params = GenerationParams(
                 n=self.settings.candidates,
                 temperature=self.settings.temperature,
                 max_tokens=self.settings.max_completion_length,
                 seed=random.Random(f"{self.train_config.seed}:{index}:{j}").getrandbits(48),
             )
-            completions = await self.live.policy.generate([Message(**m) for m in prompt], params)
-            return [c.text.strip() for c in completions]
+            return await self.live.policy.generate([Message(**m) for m in prompt], params)
 
         return list(await asyncio.gather(*(one(j, p) for j, p in enumerate(prompts))))
+
+    def _cut_flags(self, group: list[Completion]) -> list[bool]:
+        """Which replies the pair must treat as cut (never chosen): those the length limit cut,
+        unless ``cut_replies`` is ``as_complete``."""
+        return [c.cut and self.settings.cut_replies == "rejected_only" for c in group]
 
     def _encode_pair(self, pair: dict) -> tuple[tuple[list[int], int], ...]:
         return tuple(
@@ -254,15 +271,19 @@ def _pair(
     prefix: Prefix,
     prompt: list[dict],
     rewards: list[CandidateReward],
+    cut: list[bool],
     min_gap: float,
     counts: Counter[str],
 ) -> dict[str, Any] | None:
-    """Highest vs lowest MR among the scored replies (the export's rules and counts)."""
+    """Highest vs lowest MR among the scored replies, a ``cut`` one never the chosen (the
+    export's rules and counts)."""
     turn = {
         "prefix": prompt,
         "conversation_id": prefix.conversation_id,
         "turn": prefix.turn,
-        "candidates": [{"text": r.reply, "mr": r.mr} for r in rewards],
+        "candidates": [
+            {"text": r.reply, "mr": r.mr, "cut": is_cut} for r, is_cut in zip(rewards, cut)
+        ],
     }
     return dpo_pair(turn, min_gap, counts)
 
@@ -271,6 +292,7 @@ def _round_stats(
     index: int,
     too_long: int,
     scored: list[list[CandidateReward]],
+    cut: int,
     pairs: list[dict],
     counts: Counter[str],
     losses: list[float],
@@ -287,6 +309,7 @@ def _round_stats(
         "prefixes": len(scored),
         "prompts_too_long": too_long,
         "replies": len(rewards),
+        "cut_replies": cut,
         "unscored_replies": len(rewards) - len(values),
         "unscored_futures": sum(r.unscored for r in rewards),
         "mean_mr": mean(values),
@@ -296,7 +319,7 @@ def _round_stats(
             for name in metrics
         },
         "pairs": len(pairs),
-        "pair_filter": dict(counts),
+        "pair_filter": {"every_scored_candidate_cut": 0, **counts},
         "mean_mr_chosen": mean([p["mr_chosen"] for p in pairs]),
         "mean_mr_rejected": mean([p["mr_rejected"] for p in pairs]),
         "losses": losses,

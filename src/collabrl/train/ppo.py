@@ -3,7 +3,8 @@
 The paper trains PPO from the SFT model with MR as the reward (lr 2e-6, batch 64, 5 epochs).
 One update here:
 1. sample one reply per prefix from the live policy and score it with MR (``ppo_rollouts``);
-   a reply MR could not score is left out of the update and counted, never scored 0;
+   a reply MR could not score is left out of the update and counted, never scored 0; a reply
+   the length limit cut is trained without an end-of-turn token and counted (``cut``);
 2. with the weights that sampled them, compute every reply token's log-probability, the value
    head's estimate and the reference policy's log-probability (no gradients, dropout off);
 3. reward = MR at the reply's last token minus ``kl_coef * (logp - ref_logp)`` at every token;
@@ -233,6 +234,7 @@ class PPO:
             "reward_mean": statistics.fmean(r.mr for r in scored) if scored else None,
             "scored": len(scored),
             "unscored": len(replies) - len(scored),
+            "cut": sum(r.cut for r in replies),
             "unscored_reasons": dict(Counter(r.reason for r in replies if r.mr is None)),
             **metric_means(scored),
         }

@@ -8,6 +8,12 @@ policy's reply to each one and the future-assistant samples inside MR. So an upd
 on the weights it starts from, which is what lets a resumed run match a straight one. A reply
 whose MR could not be computed keeps ``mr=None`` with its reason; the recipe leaves it out of the
 update instead of treating it as a reward of 0.
+
+A reply the length limit cut (``cut``) is encoded as it was sampled: its tokens, WITHOUT an
+end-of-turn token (``encode``). That is right for PPO: the update is on-policy, so it may only
+train the tokens the policy actually produced; appending an end-of-turn token it never sampled
+would credit the reply's MR to stopping mid-sentence. The cut reply's own tokens still get its
+MR (that is what the policy wrote), and the update counts its cut replies (``cut``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class ScoredReply:
     mr: float | None
     reason: str | None = None
     metric_means: dict[str, float | None] = field(default_factory=dict)  # per metric, over futures
+    cut: bool = False  # the length limit cut it (finish reason "length")
 
 
 def derived_seed(seed: int, update: int, stream: int) -> int:
@@ -92,7 +99,14 @@ async def collect_replies(
         reason = None if scored.scored else _reasons(scored.samples)
         finished = completion.finish_reason == "stop"
         return ScoredReply(
-            prefix, tuple(prompt), reply, finished, scored.mr, reason, scored.metric_means
+            prefix,
+            tuple(prompt),
+            reply,
+            finished,
+            scored.mr,
+            reason,
+            scored.metric_means,
+            cut=completion.cut,
         )
 
     return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prefixes))))
@@ -107,7 +121,8 @@ def encode(
 ) -> tuple[list[int], list[int]]:
     """(prompt ids, reply ids) as the policy saw and wrote them: the reply is re-tokenised from
     its text (the backend returns text) and keeps the end-of-turn token when it ended by itself
-    (an empty reply is that token alone); it is cut to fit ``max_length`` after the prompt."""
+    (an empty reply is that token alone); a cut reply gets none, so PPO never teaches stopping
+    there (module docstring). It is cut to fit ``max_length`` after the prompt."""
     prompt = prompt_ids(tokenizer, list(scored.messages))
     reply = tokenizer(scored.reply, add_special_tokens=False)["input_ids"]
     reply = reply + [eos_id] if scored.finished or not reply else reply
