@@ -143,12 +143,18 @@ async def dashboard(request: Request) -> Response:
     )
 
 
-@router.post("/login")
-async def login(request: Request) -> Response:
+async def _checked_form(request: Request, subject: str) -> tuple[StudyContext, dict]:
+    """The app's context and the posted form, once its CSRF token for ``subject`` is checked."""
     ctx = study_context(request)
     form = await request.form()
-    if not csrf_ok(ctx.csrf_key, LOGIN_SUBJECT, str(form.get("csrf_token", ""))):
+    if not csrf_ok(ctx.csrf_key, subject, str(form.get("csrf_token", ""))):
         raise HTTPException(403, "Missing or invalid CSRF token; reload the page.")
+    return ctx, dict(form)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    ctx, form = await _checked_form(request, LOGIN_SUBJECT)
     token = str(form.get("token", ""))
     try:
         right = _guess_ok(ctx, request, token, _token_right)
@@ -175,10 +181,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     """Clears the session cookie in this browser (rotate the token to end every session)."""
-    ctx = study_context(request)
-    form = await request.form()
-    if not csrf_ok(ctx.csrf_key, LOGOUT_SUBJECT, str(form.get("csrf_token", ""))):
-        raise HTTPException(403, "Missing or invalid CSRF token; reload the page.")
+    await _checked_form(request, LOGOUT_SUBJECT)
     response = RedirectResponse("/admin", status_code=303)
     response.delete_cookie(COOKIE, httponly=True, samesite="strict", path="/admin")
     return response
