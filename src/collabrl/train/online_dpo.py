@@ -176,12 +176,19 @@ class OnlineDPO:
         pairs = [
             pair
             for (p, prompt), cut, rewards in zip(prompts, marked, scored)
-            if (pair := _pair(p, prompt, rewards, cut, self.settings.min_gap, counts))
+            if (pair := self._pair(p, prompt, rewards, cut, counts))
         ]
-        rows = [self._encode_pair(pair) for pair in pairs]
-        losses = self._update(rows, index)
-        cut = sum(c.cut for group in samples for c in group)
-        return _round_stats(index, len(chosen) - len(prompts), scored, cut, pairs, counts, losses)
+        losses = self._update([self._encode_pair(pair) for pair in pairs], index)
+        return {
+            "round": index + 1,
+            "prefixes": len(scored),
+            "prompts_too_long": len(chosen) - len(prompts),
+            "cut_replies": sum(c.cut for group in samples for c in group),
+            **reward_stats(scored),
+            **pair_stats(pairs, counts),
+            "losses": losses,
+            "mean_loss": _mean(losses),
+        }
 
     async def _sample(self, prompts: list[list[dict]], index: int) -> list[list[Completion]]:
         """``candidates`` replies to each prompt from the live policy, seeded per round (with
@@ -202,6 +209,26 @@ class OnlineDPO:
         """Which replies the pair must treat as cut (never chosen): those the length limit cut,
         unless ``cut_replies`` is ``as_complete``."""
         return [c.cut and self.settings.cut_replies == "rejected_only" for c in group]
+
+    def _pair(
+        self,
+        prefix: Prefix,
+        prompt: list[dict],
+        rewards: list[CandidateReward],
+        cut: list[bool],
+        counts: Counter[str],
+    ) -> dict[str, Any] | None:
+        """Highest vs lowest MR among the scored replies, a ``cut`` one never the chosen (the
+        export's rules and counts, ``min_gap`` of this recipe)."""
+        turn = {
+            "prefix": prompt,
+            "conversation_id": prefix.conversation_id,
+            "turn": prefix.turn,
+            "candidates": [
+                {"text": r.reply, "mr": r.mr, "cut": is_cut} for r, is_cut in zip(rewards, cut)
+            ],
+        }
+        return dpo_pair(turn, self.settings.min_gap, counts)
 
     def _encode_pair(self, pair: dict) -> tuple[tuple[list[int], int], ...]:
         return tuple(
@@ -267,64 +294,36 @@ class OnlineDPO:
         )
 
 
-def _pair(
-    prefix: Prefix,
-    prompt: list[dict],
-    rewards: list[CandidateReward],
-    cut: list[bool],
-    min_gap: float,
-    counts: Counter[str],
-) -> dict[str, Any] | None:
-    """Highest vs lowest MR among the scored replies, a ``cut`` one never the chosen (the
-    export's rules and counts)."""
-    turn = {
-        "prefix": prompt,
-        "conversation_id": prefix.conversation_id,
-        "turn": prefix.turn,
-        "candidates": [
-            {"text": r.reply, "mr": r.mr, "cut": is_cut} for r, is_cut in zip(rewards, cut)
-        ],
-    }
-    return dpo_pair(turn, min_gap, counts)
-
-
-def _round_stats(
-    index: int,
-    too_long: int,
-    scored: list[list[CandidateReward]],
-    cut: int,
-    pairs: list[dict],
-    counts: Counter[str],
-    losses: list[float],
-) -> dict:
+def reward_stats(scored: list[list[CandidateReward]]) -> dict[str, Any]:
+    """MR and per-metric means over a round's replies; unscored replies and futures counted."""
     rewards = [r for group in scored for r in group]
     values = [r.mr for r in rewards if r.mr is not None]
-
-    def mean(xs: list[float]) -> float | None:
-        return statistics.fmean(xs) if xs else None
-
     metrics = sorted({name for r in rewards for name in r.metric_means})
     return {
-        "round": index + 1,
-        "prefixes": len(scored),
-        "prompts_too_long": too_long,
         "replies": len(rewards),
-        "cut_replies": cut,
         "unscored_replies": len(rewards) - len(values),
         "unscored_futures": sum(r.unscored for r in rewards),
-        "mean_mr": mean(values),
+        "mean_mr": _mean(values),
         "std_mr": statistics.pstdev(values) if values else None,
         "metric_means": {
-            name: mean([v for r in rewards if (v := r.metric_means.get(name)) is not None])
+            name: _mean([v for r in rewards if (v := r.metric_means.get(name)) is not None])
             for name in metrics
         },
+    }
+
+
+def pair_stats(pairs: list[dict], counts: Counter[str]) -> dict[str, Any]:
+    """How many pairs a round formed, why the others were dropped, and their MR."""
+    return {
         "pairs": len(pairs),
         "pair_filter": {"every_scored_candidate_cut": 0, **counts},
-        "mean_mr_chosen": mean([p["mr_chosen"] for p in pairs]),
-        "mean_mr_rejected": mean([p["mr_rejected"] for p in pairs]),
-        "losses": losses,
-        "mean_loss": mean(losses),
+        "mean_mr_chosen": _mean([p["mr_chosen"] for p in pairs]),
+        "mean_mr_rejected": _mean([p["mr_rejected"] for p in pairs]),
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
 
 
 # --- the DPO loss and log-probabilities --------------------------------------------------------
