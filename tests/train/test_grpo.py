@@ -16,6 +16,7 @@ from collabrl.config import Config
 from collabrl.testing.online import online_config, write_generate_run
 from collabrl.train import grpo
 from collabrl.train.common import CheckpointError, NonFiniteLossError, load_policy
+from collabrl.train.live_reward import LiveReward
 
 
 @pytest.fixture
@@ -33,9 +34,17 @@ def log_history(output_dir) -> list[dict]:
     return json.loads((last / "trainer_state.json").read_text())["log_history"]
 
 
-def test_grpo_trains_the_adapter_with_finite_losses(run, tiny_model):
+def test_grpo_trains_the_adapter_with_finite_losses(run, tiny_model, monkeypatch):
     config = online_config(run, tiny_model, max_steps=2)
+    units, reseed = [], LiveReward.reseed
+
+    def spy(self, unit):
+        units.append(unit)
+        return reseed(self, unit)
+
+    monkeypatch.setattr(LiveReward, "reseed", spy)
     final = grpo.train(config)
+    assert units == [0, 1]  # the futures of each step are seeded by (train.seed, step)
     weights = adapter_weights(final)
     lora_b = [t for name, t in weights.items() if "lora_B" in name]
     assert lora_b and any(t.abs().sum() > 0 for t in lora_b)  # LoRA B starts at zero

@@ -9,7 +9,12 @@ from collabrl.backends.scripted import ScriptedBackend
 from collabrl.config import Config
 from collabrl.metrics.efficiency import approx_token_count
 from collabrl.testing.online import online_config
-from collabrl.train.live_reward import LiveReward, with_live_policy_role
+from collabrl.train.live_reward import (
+    FUTURES_STREAM,
+    LiveReward,
+    derived_seed,
+    with_live_policy_role,
+)
 from collabrl.train.prefixes import load_prefixes
 
 
@@ -49,3 +54,15 @@ def test_live_reward_gives_mr_per_reply_and_none_when_unscored(prefix_run):
         tokens = sum(approx_token_count(m.content) for m in prefix.conversation.turns("assistant"))
         assert reward == pytest.approx(1 - 0.02 * (tokens + approx_token_count(reply) + 1))
     assert len(policy.calls) == 8
+
+
+def test_reseed_gives_each_unit_of_training_its_own_future_seed(prefix_run):
+    config = config_for(prefix_run)
+    policy = ScriptedBackend(reply_fn=lambda messages, params, i: "ok")
+    with LiveReward(config, policy) as live:
+        seeds = []
+        for unit in (0, 1, 0):
+            live.reseed(unit)
+            seeds.append(live.reward.sampler.assistant.params.seed)
+    assert seeds[0] == seeds[2] == derived_seed(config.train.seed, 0, FUTURES_STREAM)
+    assert seeds[1] == derived_seed(config.train.seed, 1, FUTURES_STREAM) != seeds[0]

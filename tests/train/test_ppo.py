@@ -23,8 +23,9 @@ from collabrl.testing.tiny_model import tiny_chat_model
 from collabrl.train import ppo
 from collabrl.train.checkpoint import STATE_FILE, read_state
 from collabrl.train.common import CheckpointError, NonFiniteLossError, lora_config
+from collabrl.train.live_reward import derived_seed
 from collabrl.train.ppo_math import PPOLosses
-from collabrl.train.ppo_rollouts import ScoredReply, collate, derived_seed, encode, update_prefixes
+from collabrl.train.ppo_rollouts import ScoredReply, collate, encode, update_prefixes
 from collabrl.train.prefixes import load_prefixes
 
 LOSSES = ("policy_loss", "value_loss", "clip_fraction", "approx_kl", "kl", "reward_mean")

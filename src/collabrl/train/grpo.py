@@ -5,8 +5,9 @@ prompt, then the conversation up to a user message; the oldest messages are drop
 not fit ``max_length - max_completion_length`` tokens). TRL samples ``candidates`` (k) replies
 per prompt from the trained model; the reward of a reply is its MR in the full, untrimmed
 conversation, with the live policy (the trainer's own model, wrapped by ``HFLocalBackend``)
-playing the future assistant (``collabrl.train.live_reward``, as in every online recipe). The
-advantage of a reply is its MR relative to its group's.
+playing the future assistant (``collabrl.train.live_reward``, as in every online recipe), its
+samples seeded per step (``ReseedFutures``). The advantage of a reply is its MR relative to its
+group's.
 
 Completions cut by ``max_completion_length`` (no end-of-turn token): with ``cut_replies: masked``
 (the default) TRL's ``mask_truncated_completions`` leaves them out of the loss, so the policy is
@@ -94,6 +95,7 @@ def train(config: Config) -> Path:
         with trainer_environment(config.tracking):  # TRL's log_dir and W&B project, scoped
             trainer = build_trainer(config, model, tokenizer, Dataset.from_list(rows), reward)
             trainer.add_callback(BudgetCallback(budget))
+            trainer.add_callback(ReseedFutures(live))
             stop_on_non_finite_loss(trainer)
             spread = parallelism(trainer.args)
             if trainer.is_world_process_zero():
@@ -186,6 +188,19 @@ class BudgetCallback(TrainerCallback):
         if not self.budget.may_start():
             control.should_training_stop = True
             control.should_save = True
+        return control
+
+
+class ReseedFutures(TrainerCallback):
+    """Seeds the live reward's future-assistant samples from ``(train.seed, step)`` as each step
+    begins, as online DPO does per round and PPO per update: a resumed run scores a step's
+    replies with the same draws as a straight one."""
+
+    def __init__(self, live: LiveReward) -> None:
+        self.live = live
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.live.reseed(state.global_step)
         return control
 
 

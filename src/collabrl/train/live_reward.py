@@ -12,8 +12,9 @@ reply is judged by how the conversation goes when the *current* weights carry it
   config lacks it: the entry only supplies sampling settings and limits, never the model). The
   role is never cached (the weights change). It owns one event loop, so synchronous code (TRL's
   reward function, a round or update loop) can call it; inside, all replies, futures and judges
-  run concurrently. ``reseed`` seeds the future assistant's samples for one unit of training
-  (round, update), which is what lets a resumed run repeat a straight one. A reply whose MR
+  run concurrently. ``reseed(unit)`` seeds the future assistant's samples for one unit of
+  training (online DPO's round, PPO's update, GRPO's step) from ``(train.seed, unit)``, which is
+  what lets a resumed run repeat a straight one. A reply whose MR
   could not be computed gets ``None`` and is counted, never 0. With a budget, every role's calls
   (the live policy's too: tokens and requests, no money without a price) pass its guard, which
   raises ``BudgetExceeded`` at a cap.
@@ -25,6 +26,8 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
+
 from collabrl.assembly import build_reward
 from collabrl.backends.base import Backend
 from collabrl.backends.stack import Roles
@@ -35,6 +38,12 @@ from collabrl.train.prefixes import Prefix
 from collabrl.types import GenerationParams
 
 T = TypeVar("T")
+FUTURES_STREAM = 1  # derived_seed's stream of the future assistant's samples
+
+
+def derived_seed(seed: int, unit: int, stream: int) -> int:
+    """An independent 31-bit seed for one random stream of one unit of training."""
+    return int(np.random.SeedSequence([seed, unit, stream]).generate_state(1)[0] >> 1)
 
 
 def live_policy_backend(config: Config, model: Any, tokenizer: Any) -> Backend:
@@ -92,8 +101,9 @@ class LiveReward:
         """The live role's sampling settings (temperature, max_tokens, ...)."""
         return self.config.role(self.role).generation
 
-    def reseed(self, seed: int) -> None:
-        """Seed the future assistant's samples with ``seed`` from now on."""
+    def reseed(self, unit: int) -> None:
+        """Seed the future assistant's samples for unit ``unit`` of training (from now on)."""
+        seed = derived_seed(self.config.train.seed, unit, FUTURES_STREAM)
         generation = self.generation.model_copy(update={"seed": seed})
         entry = self.config.roles[self.role].model_copy(update={"generation": generation})
         seeded = self.config.model_copy(update={"roles": {**self.config.roles, self.role: entry}})

@@ -167,7 +167,7 @@ class OnlineDPO:
         system = self.config.assistant.system_prompt
         prompts = [(p, policy_prompt(p, system, self.tokenizer, room)) for p in chosen]
         prompts = [(p, prompt) for p, prompt in prompts if prompt is not None]
-        self.live.reseed(random.Random(f"{self.train_config.seed}:{index}:futures").getrandbits(31))
+        self.live.reseed(index)
         samples = self.live.run(self._sample([prompt for _, prompt in prompts], index))
         replies = [[c.text.strip() for c in group] for group in samples]
         scored = self.live.score([(p, r) for (p, _), r in zip(prompts, replies)])

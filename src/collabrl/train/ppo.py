@@ -84,14 +84,13 @@ from collabrl.train.common import (
     refuse_multiple_processes,
     write_run_info,
 )
-from collabrl.train.live_reward import LiveReward, live_policy_backend
+from collabrl.train.live_reward import LiveReward, derived_seed, live_policy_backend
 from collabrl.train.ppo_math import gae, kl_penalised_rewards, ppo_losses, whiten
 from collabrl.train.ppo_rollouts import (
     Batch,
     ScoredReply,
     collate,
     collect_replies,
-    derived_seed,
     encode,
     update_prefixes,
 )

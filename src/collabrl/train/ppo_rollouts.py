@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from collabrl.backends.errors import BackendError
-from collabrl.train.live_reward import LiveReward
+from collabrl.train.live_reward import LiveReward, derived_seed
 from collabrl.train.prefixes import Prefix, policy_prompt, prompt_ids
 from collabrl.types import Message
 
@@ -43,11 +43,6 @@ class ScoredReply:
     reason: str | None = None
     metric_means: dict[str, float | None] = field(default_factory=dict)  # per metric, over futures
     cut: bool = False  # the length limit cut it (finish reason "length")
-
-
-def derived_seed(seed: int, update: int, stream: int) -> int:
-    """An independent 31-bit seed for one random stream of one update."""
-    return int(np.random.SeedSequence([seed, update, stream]).generate_state(1)[0] >> 1)
 
 
 def update_prefixes(prefixes: list[Prefix], update: int, count: int, seed: int) -> list[Prefix]:
@@ -76,7 +71,7 @@ async def collect_replies(
     with the reason ``prompt_too_long``). Call it on ``live``'s loop (``live.run``)."""
     config = live.config
     seed = config.train.seed
-    live.reseed(derived_seed(seed, update, 1))
+    live.reseed(update)
     params = live.generation.model_copy(update={"n": 1, "seed": derived_seed(seed, update, 0)})
     room = config.train.max_length - params.max_tokens
     system_prompt = config.assistant.system_prompt
