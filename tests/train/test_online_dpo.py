@@ -44,9 +44,12 @@ def run_info(config) -> dict:
     return json.loads((config.train.output_dir / "run_info.json").read_text())
 
 
-def test_rounds_train_the_adapter_and_report_each_round(run, tiny_model):
+def test_rounds_train_the_adapter_and_report_each_round(run, tiny_model, capsys):
     config = online_config(run, tiny_model)
     final = online_dpo.train(config)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("online-dpo round")]
+    assert [x.split(":")[0] for x in lines] == ["online-dpo round 1/2", "online-dpo round 2/2"]
+    assert all("mean_mr " in x and "pairs " in x and "metric/interactivity 1" in x for x in lines)
     assert any("lora_B" in n and t.abs().sum() > 0 for n, t in adapter(final).items())
     rounds = run_info(config)["rounds"]
     assert [r["round"] for r in rounds] == [1, 2]

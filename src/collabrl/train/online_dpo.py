@@ -66,7 +66,7 @@ from collabrl.budget import Budget
 from collabrl.config import Config, ConfigError, TrainConfig
 from collabrl.export import dpo_pair
 from collabrl.reward import CandidateReward
-from collabrl.tracking import open_tracker, require_trackers
+from collabrl.tracking import require_trackers
 from collabrl.tracking_figures import online_dpo_figures
 from collabrl.train.checkpoint import TrainingState, find_resumable, restore, save, save_weights
 from collabrl.train.common import (
@@ -79,6 +79,7 @@ from collabrl.train.common import (
 )
 from collabrl.train.live_reward import LiveReward, live_policy_backend
 from collabrl.train.prefixes import Prefix, load_prefixes, policy_prompt, prompt_ids
+from collabrl.train.progress import UnitReporter
 from collabrl.types import Completion, GenerationParams, Message
 
 CHECKPOINT_KIND = "round"  # round-<rounds done>
@@ -100,16 +101,17 @@ def train(config: Config) -> Path:
     budget = Budget(config.budget)
     recipe = OnlineDPO.load(config, checkpoint, budget)
     history, latest = recipe.history, checkpoint
-    tracked = open_tracker(
-        config.tracking, train_config.output_dir, config.model_dump(mode="json"), "online-dpo"
-    )
-    with recipe.live, tracked as tracker:
+    reporter = UnitReporter(config, "online-dpo", "round", settings.rounds)
+    with recipe.live, reporter:
         for index in range(len(history), settings.rounds):
             stats = budgeted(budget, recipe.round, index, prefixes)
             if stats is None:
                 break
             history.append(stats)
-            tracker.scalars(online_dpo_figures(stats, recipe.live.roles.meter), index + 1)
+            figures = online_dpo_figures(stats, recipe.live.roles.meter)
+            means = {f"metric/{name}": v for name, v in stats["metric_means"].items()}
+            shown = {k: v for k, v in stats.items() if k != "round"} | means
+            reporter.log(index + 1, shown, figures, stats["pair_filter"])
             latest = recipe.save()
         usage = recipe.live.roles.meter.to_dict()
     facts = {

@@ -61,10 +61,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from collabrl.backends.accounting import UsageMeter
 from collabrl.budget import Budget
 from collabrl.config import Config, ConfigError, TrainConfig
-from collabrl.tracking import open_tracker, require_trackers
+from collabrl.tracking import require_trackers
 from collabrl.tracking_figures import ppo_figures, usage_figures
 from collabrl.train.checkpoint import (
     TrainingState,
@@ -95,6 +94,7 @@ from collabrl.train.ppo_rollouts import (
     update_prefixes,
 )
 from collabrl.train.prefixes import Prefix, load_prefixes
+from collabrl.train.progress import UnitReporter
 
 REFERENCE_ADAPTER = "reference"
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -360,32 +360,6 @@ def metric_means(replies: list[ScoredReply]) -> dict[str, float]:
     return {f"metric/{n}": statistics.fmean(vs) for n, vs in values.items() if vs}
 
 
-class Reporter:
-    """Per-update metrics to the console, and to the tracker ``tracking.report_to`` asks for."""
-
-    def __init__(self, config: Config) -> None:
-        self.total = config.train.ppo.updates
-        self.tracker = open_tracker(
-            config.tracking, config.train.output_dir, config.model_dump(mode="json"), "ppo"
-        )
-
-    def log(self, step: int, metrics: dict, meter: UsageMeter) -> None:
-        numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in numbers.items())
-        reasons = metrics.get("unscored_reasons")
-        print(
-            f"ppo update {step}/{self.total}: {shown}" + (f"  ({reasons})" if reasons else ""),
-            flush=True,
-        )
-        self.tracker.scalars(ppo_figures(metrics) | usage_figures("ppo", meter), step)
-
-    def __enter__(self) -> Reporter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.tracker.close()
-
-
 def train(config: Config) -> Path:
     """Run PPO as configured in ``config.train`` (see the module docstring); returns the final
     adapter folder ``<train.output_dir>/final`` (adapter, value head, tokenizer)."""
@@ -401,7 +375,8 @@ def train(config: Config) -> Path:
     recipe = PPO.load(config, checkpoint, budget)
     facts = {"prefixes": len(prefixes), "resumed_from": checkpoint and str(checkpoint)}
     write_run_info(train_config, "ppo", **facts)
-    with recipe.live, Reporter(config) as reporter:
+    reporter = UnitReporter(config, "ppo", "update", settings.updates)
+    with recipe.live, reporter:
         for update in range(recipe.state.step, settings.updates):
             before = rng_state()
             metrics = budgeted(budget, recipe.update, update, prefixes)
@@ -409,7 +384,8 @@ def train(config: Config) -> Path:
                 set_rng_state(before)  # as if the dropped update never started
                 break
             recipe.record(metrics)
-            reporter.log(update + 1, metrics, recipe.live.roles.meter)
+            figures = ppo_figures(metrics) | usage_figures("ppo", recipe.live.roles.meter)
+            reporter.log(update + 1, metrics, figures, metrics["unscored_reasons"])
             if (update + 1) % train_config.save_steps == 0 or update + 1 == settings.updates:
                 recipe.save()
         facts |= {"updates": recipe.state.step, "usage": recipe.live.roles.meter.to_dict()}

@@ -1,4 +1,5 @@
-"""Training steps on the console as a stage progress, the trainer's log lines in the log file.
+"""Training progress on the console: TRL trainers' steps as a stage progress (their log lines go
+to the log file), and one line per round or update of our own loops.
 
 A transformers ``Trainer`` prints its ``{'loss': ...}`` dictionaries itself (``PrinterCallback``,
 or ``ProgressCallback`` through its tqdm bar). ``show_progress`` swaps both for
@@ -6,6 +7,10 @@ or ``ProgressCallback`` through its tqdm bar). ``show_progress`` swaps both for
 terminal, a line every few seconds elsewhere) and the latest loss, while every logged dictionary
 goes to the ``collabrl.train`` logger, which ``collabrl.console_log`` writes to the run's
 ``collabrl.log``. Only the main process shows anything.
+
+Online DPO and PPO (one process) report each finished unit with ``UnitReporter``: a console line
+with every number the unit measured (``online-dpo round 2/4: mean_mr 0.41  pairs 12 ...``) and
+the same step's figures to the tracker ``tracking.report_to`` asks for.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from rich.console import Console
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from collabrl.config import Config
 from collabrl.console_log import quiet_libraries
 from collabrl.progress import StageProgress, console
+from collabrl.tracking import open_tracker
 
 log = logging.getLogger("collabrl.train")
 
@@ -80,3 +87,32 @@ def show_progress(trainer, console: Console = console) -> Iterator[None]:
         yield
     finally:
         steps.close()
+
+
+class UnitReporter:
+    """Each finished unit (round, update) of ``stage``: its numbers on one console line, its
+    figures to the run's tracker. A context manager: the tracker closes with it."""
+
+    def __init__(self, config: Config, stage: str, unit: str, total: int) -> None:
+        self.label, self.total = f"{stage} {unit}", total
+        self.tracker = open_tracker(
+            config.tracking, config.train.output_dir, config.model_dump(mode="json"), stage
+        )
+
+    def log(self, step: int, metrics: dict, figures: dict, note: object = None) -> None:
+        """Print ``metrics``' numbers (and ``note`` when it has something), track ``figures``."""
+        numbers = {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in numbers.items())
+        line = f"{self.label} {step}/{self.total}: {shown}" + (f"  ({note})" if note else "")
+        print(line, flush=True)
+        self.tracker.scalars(figures, step)
+
+    def __enter__(self) -> UnitReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.tracker.close()
