@@ -189,13 +189,14 @@ def online_dpo_figures(stats: dict[str, Any], meter: UsageMeter) -> Figures:
     """One round of online DPO (``_round_stats``), with the run's usage so far."""
     chosen, rejected = stats["mean_mr_chosen"], stats["mean_mr_rejected"]
     replies = stats["replies"]
+    rated = replies - stats.get("replies_skipped", 0)  # the replies MR was asked for
     out: Figures = {
         "online_dpo/mr/mean": stats["mean_mr"],
         "online_dpo/mr/std": stats["std_mr"],
         "online_dpo/gap/mean": None if chosen is None else chosen - rejected,
         "online_dpo/pairs": stats["pairs"],
         "online_dpo/loss": stats["mean_loss"],
-        "online_dpo/unscored_rate": stats["unscored_replies"] / replies if replies else None,
+        "online_dpo/unscored_rate": stats["unscored_replies"] / rated if rated else None,
         "online_dpo/unscored_futures": stats["unscored_futures"],
         "online_dpo/prompts_too_long": stats["prompts_too_long"],
         "online_dpo/cut_rate": stats["cut_replies"] / replies if replies else None,

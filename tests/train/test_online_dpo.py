@@ -20,6 +20,7 @@ from collabrl.tracking_figures import online_dpo_figures
 from collabrl.train import online_dpo
 from collabrl.train.checkpoint import find_resumable
 from collabrl.train.common import CheckpointError, NonFiniteLossError
+from collabrl.train.live_reward import LiveReward
 from collabrl.types import Completion
 
 
@@ -199,6 +200,7 @@ SAMPLES = [
     [("No.", "length"), (" ".join(["both cut"] * 10), "length")],
 ]
 CUT = {text for group in SAMPLES for text, reason in group if reason == "length"}
+SCORED: list[str] = []  # the replies MR was asked for in the last scripted round
 
 
 def scripted_round(run, tiny_model, monkeypatch, **online_dpo_settings) -> list[dict]:
@@ -216,6 +218,14 @@ def scripted_round(run, tiny_model, monkeypatch, **online_dpo_settings) -> list[
         pairs.append(pair)
         return encode_pair(self, pair)
 
+    score_replies = LiveReward.score_replies
+
+    async def spy_score_replies(self, prefix, replies):
+        SCORED.extend(replies)
+        return await score_replies(self, prefix, replies)
+
+    SCORED.clear()
+    monkeypatch.setattr(LiveReward, "score_replies", spy_score_replies)
     monkeypatch.setattr(online_dpo.OnlineDPO, "_sample", sample)
     monkeypatch.setattr(online_dpo.OnlineDPO, "_encode_pair", spy_encode_pair)
     data = online_config(run, tiny_model, online_dpo={"rounds": 1}).model_dump(mode="json")
@@ -235,7 +245,10 @@ def test_by_default_a_cut_reply_is_only_ever_the_rejected_one(run, tiny_model, m
     assert not CUT & set(chosen)
     [stats] = run_info(online_config(run, tiny_model))["rounds"]
     assert stats["cut_replies"] == 4 and stats["replies"] == 7 and stats["pairs"] == 2
-    assert stats["pair_filter"]["every_scored_candidate_cut"] == 1  # the third prompt
+    # the third prompt: every reply cut, so no pair can come out and MR is not asked for
+    assert stats["pair_filter"]["every_reply_cut"] == 1 and stats["replies_skipped"] == 2
+    assert len(SCORED) == 5 and not {text for text, _ in SAMPLES[2]} & set(SCORED)
+    assert stats["pair_filter"]["every_scored_candidate_cut"] == 0
     assert online_dpo_figures(stats, UsageMeter())["online_dpo/cut_rate"] == pytest.approx(4 / 7)
 
 
@@ -244,4 +257,4 @@ def test_as_complete_lets_a_cut_reply_be_chosen(run, tiny_model, monkeypatch):
     assert [p["chosen"][0]["content"] for p in pairs] == ["Yes.", "Ok.", "No."]
     [stats] = run_info(online_config(run, tiny_model))["rounds"]
     assert stats["cut_replies"] == 4 and stats["pairs"] == 3
-    assert stats["pair_filter"]["every_scored_candidate_cut"] == 0
+    assert stats["pair_filter"]["every_reply_cut"] == 0 and stats["replies_skipped"] == 0

@@ -13,8 +13,9 @@ Replies cut by ``max_completion_length`` (finish reason ``length``): a pair is r
 the chat template with the end-of-turn token after each reply, so a cut reply as the *chosen* one
 would teach the policy to stop mid-sentence. ``cut_replies: rejected_only`` (the default, the
 export's rule) marks them ``cut``: never chosen, only rejected (pushing down a reply that ran
-out of room), and a prefix whose every scored reply was cut gives no pair
-(``every_scored_candidate_cut`` in the round's ``pair_filter``). ``as_complete`` uses them like
+out of room), and a prefix whose every reply was cut gives no pair and is not scored at all
+(``every_reply_cut`` in the round's ``pair_filter``, its replies ``replies_skipped``: no MR
+calls spent where no pair can come out). ``as_complete`` uses them like
 finished replies (for a model that rarely ends by itself, e.g. the tiny test model). Each round
 counts its ``cut_replies``.
 
@@ -171,21 +172,25 @@ class OnlineDPO:
         prompts = [(p, prompt) for p, prompt in prompts if prompt is not None]
         self.live.reseed(index)
         samples = self.live.run(self._sample([prompt for _, prompt in prompts], index))
-        replies = [[c.text.strip() for c in group] for group in samples]
-        scored = self.live.score([(p, r) for (p, _), r in zip(prompts, replies)])
         marked = [self._cut_flags(group) for group in samples]
-        counts: Counter[str] = Counter()
+        # a prefix whose every reply is cut cannot give a pair: its replies are not scored
+        pairable = [i for i, flags in enumerate(marked) if not all(flags)]
+        replies = {i: [c.text.strip() for c in samples[i]] for i in pairable}
+        scored = self.live.score([(prompts[i][0], replies[i]) for i in pairable])
+        counts: Counter[str] = Counter({"every_reply_cut": len(prompts) - len(pairable)})
         pairs = [
             pair
-            for (p, prompt), cut, rewards in zip(prompts, marked, scored)
-            if (pair := self._pair(p, prompt, rewards, cut, counts))
+            for i, rewards in zip(pairable, scored)
+            if (pair := self._pair(*prompts[i], rewards, marked[i], counts))
         ]
         losses = self._update([self._encode_pair(pair) for pair in pairs], index)
         return {
             "round": index + 1,
             "prefixes": len(scored),
             "prompts_too_long": len(chosen) - len(prompts),
+            "replies": sum(len(group) for group in samples),
             "cut_replies": sum(c.cut for group in samples for c in group),
+            "replies_skipped": sum(len(samples[i]) for i in range(len(prompts)) if all(marked[i])),
             **reward_stats(scored),
             **pair_stats(pairs, counts),
             "losses": losses,
@@ -297,12 +302,12 @@ class OnlineDPO:
 
 
 def reward_stats(scored: list[list[CandidateReward]]) -> dict[str, Any]:
-    """MR and per-metric means over a round's replies; unscored replies and futures counted."""
+    """MR and per-metric means over the replies a round scored; unscored replies and futures
+    counted."""
     rewards = [r for group in scored for r in group]
     values = [r.mr for r in rewards if r.mr is not None]
     metrics = sorted({name for r in rewards for name in r.metric_means})
     return {
-        "replies": len(rewards),
         "unscored_replies": len(rewards) - len(values),
         "unscored_futures": sum(r.unscored for r in rewards),
         "mean_mr": _mean(values),
@@ -318,7 +323,7 @@ def pair_stats(pairs: list[dict], counts: Counter[str]) -> dict[str, Any]:
     """How many pairs a round formed, why the others were dropped, and their MR."""
     return {
         "pairs": len(pairs),
-        "pair_filter": {"every_scored_candidate_cut": 0, **counts},
+        "pair_filter": {"every_scored_candidate_cut": 0, **counts},  # every_reply_cut: not scored
         "mean_mr_chosen": _mean([p["mr_chosen"] for p in pairs]),
         "mean_mr_rejected": _mean([p["mr_rejected"] for p in pairs]),
     }
