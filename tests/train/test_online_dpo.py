@@ -244,7 +244,8 @@ def test_by_default_a_cut_reply_is_only_ever_the_rejected_one(run, tiny_model, m
     assert rejected == [SAMPLES[0][2][0], SAMPLES[1][1][0]]  # a cut reply can be rejected
     assert not CUT & set(chosen)
     [stats] = run_info(online_config(run, tiny_model))["rounds"]
-    assert stats["cut_replies"] == 4 and stats["replies"] == 7 and stats["pairs"] == 2
+    assert stats["prefixes"] == 3 and stats["replies"] == 7 and stats["cut_replies"] == 4
+    assert stats["pairs"] == 2
     # the third prompt: every reply cut, so no pair can come out and MR is not asked for
     assert stats["pair_filter"]["every_reply_cut"] == 1 and stats["replies_skipped"] == 2
     assert len(SCORED) == 5 and not {text for text, _ in SAMPLES[2]} & set(SCORED)

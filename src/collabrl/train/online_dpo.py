@@ -186,7 +186,7 @@ class OnlineDPO:
         losses = self._update([self._encode_pair(pair) for pair in pairs], index)
         return {
             "round": index + 1,
-            "prefixes": len(scored),
+            "prefixes": len(prompts),
             "prompts_too_long": len(chosen) - len(prompts),
             "replies": sum(len(group) for group in samples),
             "cut_replies": sum(c.cut for group in samples for c in group),
