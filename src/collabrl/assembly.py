@@ -65,7 +65,8 @@ def build_personas(config: Config) -> PersonaSet | None:
 
 
 def build_assistant(config: Config, roles: Roles, role: str | None = None) -> Assistant:
-    """The assistant role (or ``role``); the configured system prompt goes with the assistant role."""
+    """The assistant role (or ``role``); the configured system prompt goes with the assistant
+    role."""
     role = role or config.assistant.role
     system = config.assistant.system_prompt if role == config.assistant.role else None
     return Assistant(roles[role], config.role(role).generation, system_prompt=system)

@@ -17,7 +17,8 @@ transformers only through environment variables (TrainingArguments has no ``logg
 transformers 5): ``TENSORBOARD_LOGGING_DIR`` (read when the trainer is built) and
 ``WANDB_PROJECT`` (read when training starts). ``trainer_environment`` sets them for the block
 that builds and trains the trainer (the SFT, DPO and GRPO recipes' ``train`` run inside it, so
-a call from Python gets it too) and puts back what was there after, so nothing leaks into the rest of the process.
+a call from Python gets it too) and puts back what was there after, so nothing leaks into the
+rest of the process.
 """
 
 from __future__ import annotations

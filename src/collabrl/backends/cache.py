@@ -4,8 +4,8 @@ Every sample is stored under a key that hashes everything that could change the 
 backend's identity (kind, model, base URL), the full messages, every sampling setting, the seed
 and the sample's index. Rerunning a job therefore sends no request it already made, while S
 independent futures from one prefix (different sample indices) stay independent. Only finished
-outputs are stored: errors, refusals and broken outputs never are. Concurrent identical requests are coalesced
-so that one upstream call serves them all (single flight).
+outputs are stored: errors, refusals and broken outputs never are. Concurrent identical requests
+are coalesced so that one upstream call serves them all (single flight).
 
 The identity holds the strings the config gives (``model``, ``base_url`` without credentials,
 an ``hf_local`` path as written, never resolved), and nothing of the machine: no absolute path
