@@ -13,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from collabrl.budget import EXIT_BUDGET
+from collabrl.budget import EXIT_BUDGET, Budget
 from collabrl.cli import main
 from collabrl.testing.online import online_config, ppo_config
 from collabrl.train import grpo, online_dpo, ppo
@@ -102,36 +102,58 @@ def test_ppo_checkpoints_the_last_update_at_the_cap_and_resumes_like_a_straight_
         torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6)
 
 
+def grpo_config(run, tiny_model, output: str, requests: int):
+    config = online_config(
+        run,
+        tiny_model,
+        output_dir=str(run / output),
+        max_steps=3,
+        save_steps=100,
+        per_device_batch_size=2,
+        lora={"r": 4, "alpha": 8, "dropout": 0.1},  # dropout: resuming needs the RNG states
+    )
+    return capped(config, requests)
+
+
 def test_grpo_stops_at_the_end_of_the_step_with_a_checkpoint_and_resumes(run, tiny_model):
-    def config_for(output: str, requests: int):
-        return capped(
-            online_config(
-                run,
-                tiny_model,
-                output_dir=str(run / output),
-                max_steps=3,
-                save_steps=100,
-                per_device_batch_size=2,
-            ),
-            requests,
-        )
-
-    inside = config_for("inside", 5)  # the cap is reached inside step 1: it completes unscored
-    with pytest.raises(BudgetStop, match="requests=5 reached.*1 steps finished"):
+    inside = grpo_config(run, tiny_model, "inside", 5)  # reached inside step 1: dropped whole
+    with pytest.raises(BudgetStop, match="requests=5 reached.*0 steps finished"):
         grpo.train(inside)
-    assert assert_stopped(inside, 5, "checkpoint-1")["steps"] == 1
+    assert assert_stopped(inside, 5, None)["steps"] == 0
+    assert names(inside, "checkpoint-*") == []
 
-    config = config_for("out", 20)  # step 1: 12; two would be 24
+    config = grpo_config(run, tiny_model, "out", 20)  # step 1: 12; two would be 24
     with pytest.raises(BudgetStop, match="would be exceeded"):
         grpo.train(config)
     info = assert_stopped(config, 20, "checkpoint-1")
     assert info["steps"] == 1 and info["spent"]["requests"] == 12
     verify_checkpoint(config.train.output_dir / "checkpoint-1")
 
-    grpo.train(config_for("out", 1000))
+    grpo.train(grpo_config(run, tiny_model, "out", 1000))
     info = run_info(config)
     assert info["stopped"] is None and info["steps"] == 3
     assert info["resumed_from"].endswith("checkpoint-1")
+
+
+def test_a_grpo_step_in_which_the_cap_is_reached_is_dropped_and_resumes_exactly(
+    run, tiny_model, monkeypatch
+):
+    straight = grpo.train(grpo_config(run, tiny_model, "straight", 1000))
+    # no projection: step 2 starts and reaches the cap (20) half-way through its 12 requests
+    monkeypatch.setattr(Budget, "refusal", lambda self, in_flight: self.reached())
+    dropped = grpo_config(run, tiny_model, "dropped", 20)
+    with pytest.raises(BudgetStop, match="requests=20 reached.*1 steps finished"):
+        grpo.train(dropped)
+    info = assert_stopped(dropped, 20, "checkpoint-1")  # written after the drop (save_steps 100)
+    assert info["steps"] == 1 and names(dropped, "checkpoint-*") == ["checkpoint-1"]
+    verify_checkpoint(dropped.train.output_dir / "checkpoint-1")
+    monkeypatch.undo()
+    resumed = grpo.train(grpo_config(run, tiny_model, "dropped", 1000))
+    assert run_info(dropped)["resumed_from"].endswith("checkpoint-1")
+    expected = load_file(straight / "adapter_model.safetensors")
+    got = load_file(resumed / "adapter_model.safetensors")
+    for name in expected:  # nothing of the dropped step was applied; the RNG states were kept
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)
 
 
 def test_collabrl_train_exits_with_the_budget_status_and_one_line(run, tiny_model, capsys):

@@ -29,13 +29,13 @@ model and restores its training mode), between TRL's own generation and its loss
 
 Budget (``collabrl.budget``; a trainer step is the unit): the roles MR calls (user, judge, the
 live policy as future assistant: tokens and requests, money only with a price) are behind its
-guard; TRL's own sampling of the replies is not a role call and is not counted. TRL cannot
-drop a step half-way, so the stop comes at a step's end (``BudgetCallback``): after each step,
-when spent + spent per finished step would exceed a cap, training stops and that step is
-checkpointed. When a cap is reached *inside* a step, the reward function returns ``None`` for
-every reply of that batch (advantage 0: no reward signal), the step still completes (its
-optimizer step still moves the weights through AdamW's momentum and, with ``beta > 0``, the KL
-term), and then training stops with a checkpoint of it. Either way ``run_info.json`` records
+guard; TRL's own sampling of the replies is not a role call and is not counted. After each
+step (``BudgetCallback``), when spent + spent per finished step would exceed a cap, training
+stops and that step is checkpointed. A step in which a cap is reached is dropped whole, as a
+round of online DPO or an update of PPO is: the reward function's ``BudgetExceeded`` comes before
+the step's loss, so it ends training with nothing of that step applied, and the last finished
+step is checkpointed as a save at its end would have written it (``keep_last_step``: its RNG
+states put back), unless it already was. Either way ``run_info.json`` records
 ``stopped: "budget"``, the spend and ``last_checkpoint``, no ``final`` is written and
 ``BudgetStop`` is raised; a rerun with a larger cap resumes from that checkpoint. A capped
 budget needs one process: each process would count only its own calls and stop on its own.
@@ -58,6 +58,7 @@ from collabrl.budget import Budget, BudgetExceeded
 from collabrl.config import Config, ConfigError, TrainConfig
 from collabrl.launcher import launched_processes
 from collabrl.tracking import trainer_environment
+from collabrl.train.checkpoint import rng_state, set_rng_state
 from collabrl.train.common import (
     budget_stop,
     checkpoint_to_resume,
@@ -94,14 +95,19 @@ def train(config: Config) -> Path:
         reward = multiturn_reward_function(live, prefixes)
         with trainer_environment(config.tracking):  # TRL's log_dir and W&B project, scoped
             trainer = build_trainer(config, model, tokenizer, Dataset.from_list(rows), reward)
-            trainer.add_callback(BudgetCallback(budget))
+            steps = BudgetCallback(budget)
+            trainer.add_callback(steps)
             trainer.add_callback(ReseedFutures(live))
             stop_on_non_finite_loss(trainer)
             spread = parallelism(trainer.args)
             if trainer.is_world_process_zero():
                 print(parallelism_line("grpo", spread))
             with show_progress(trainer):
-                trainer.train(resume_from_checkpoint=checkpoint)
+                try:
+                    trainer.train(resume_from_checkpoint=checkpoint)
+                except BudgetExceeded:  # inside a step, before its loss: the step is dropped
+                    budget.abandoned += 1
+                    keep_last_step(trainer, steps.rng)
         counts = summed_over_processes(
             trainer, {"scored_replies": live.scored, "unscored_replies": live.unscored}
         )
@@ -178,17 +184,31 @@ def summed_over_processes(trainer, counts: dict[str, int]) -> dict[str, int]:
 
 class BudgetCallback(TrainerCallback):
     """Counts finished steps; ends training with a checkpoint after the step past which the
-    budget allows no other (a cap reached, or the projection of one more step over a cap)."""
+    budget allows no other (a cap reached, or the projection of one more step over a cap).
+    ``rng``: the RNG states at the end of the last finished step (what its checkpoint holds)."""
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
+        self.rng: dict | None = None
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.rng = rng_state()
         self.budget.finished += 1
         if not self.budget.may_start():
             control.should_training_stop = True
             control.should_save = True
         return control
+
+
+def keep_last_step(trainer, rng: dict | None) -> None:
+    """After a dropped step: ``checkpoint-<last finished step>`` as a save at that step's end
+    would have written it (weights, optimizer and scheduler are untouched since; ``rng``, the RNG
+    states of then, put back first), unless it exists or no step finished in this run."""
+    folder = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
+    if rng is None or folder.is_dir():
+        return
+    set_rng_state(rng)
+    trainer._save_checkpoint(trainer.model, trial=None)  # the Trainer's own checkpoint writer
 
 
 class ReseedFutures(TrainerCallback):
@@ -219,10 +239,7 @@ def multiturn_reward_function(live: LiveReward, prefixes: list[Prefix]) -> Rewar
         **_: Any,
     ) -> list[float | None]:
         replies = [str(c[-1]["content"]).strip() for c in completions]  # conversational
-        try:
-            rewards = live.rewards([prefixes[i] for i in prefix_index], replies)
-        except BudgetExceeded:  # no signal from this batch; BudgetCallback ends the step's run
-            rewards = [None] * len(replies)
+        rewards = live.rewards([prefixes[i] for i in prefix_index], replies)  # BudgetExceeded
         if log_metric is not None:
             log_metric("mr/unscored_share", sum(r is None for r in rewards) / len(rewards))
         return rewards
