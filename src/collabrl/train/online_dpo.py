@@ -102,7 +102,7 @@ def train(config: Config) -> Path:
     budget = Budget(config.budget)
     recipe = OnlineDPO.load(config, checkpoint, budget)
     history, latest = recipe.history, checkpoint
-    reporter = UnitReporter(config, "online-dpo", "round", settings.rounds)
+    reporter = UnitReporter(config, "online-dpo", "round", settings.rounds, len(history))
     with recipe.live, reporter:
         for index in range(len(history), settings.rounds):
             stats = budgeted(budget, recipe.round, index, prefixes)

@@ -375,7 +375,7 @@ def train(config: Config) -> Path:
     recipe = PPO.load(config, checkpoint, budget)
     facts = {"prefixes": len(prefixes), "resumed_from": checkpoint and str(checkpoint)}
     write_run_info(train_config, "ppo", **facts)
-    reporter = UnitReporter(config, "ppo", "update", settings.updates)
+    reporter = UnitReporter(config, "ppo", "update", settings.updates, recipe.state.step)
     with recipe.live, reporter:
         for update in range(recipe.state.step, settings.updates):
             before = rng_state()

@@ -9,8 +9,9 @@ goes to the ``collabrl.train`` logger, which ``collabrl.console_log`` writes to 
 ``collabrl.log``. Only the main process shows anything.
 
 Online DPO and PPO (one process) report each finished unit with ``UnitReporter``: a console line
-with every number the unit measured (``online-dpo round 2/4: mean_mr 0.41  pairs 12 ...``) and
-the same step's figures to the tracker ``tracking.report_to`` asks for.
+with every number the unit measured (``online-dpo round 2/4: mean_mr 0.41  pairs 12 ...``), the
+same step's figures to the tracker ``tracking.report_to`` asks for, and meanwhile units done of
+the total with the time left, as the TRL recipes show steps.
 """
 
 from __future__ import annotations
@@ -91,10 +92,17 @@ def show_progress(trainer, console: Console = console) -> Iterator[None]:
 
 class UnitReporter:
     """Each finished unit (round, update) of ``stage``: its numbers on one console line, its
-    figures to the run's tracker. A context manager: the tracker closes with it."""
+    figures to the run's tracker; while units run, ``StageProgress`` shows units done of
+    ``total`` and the time left (a unit of a large model can take minutes). ``done``: units
+    finished before this run (a resume). A context manager: the tracker closes with it."""
 
-    def __init__(self, config: Config, stage: str, unit: str, total: int) -> None:
+    def __init__(
+        self, config: Config, stage: str, unit: str, total: int, done: int = 0, **progress_options
+    ) -> None:
         self.label, self.total = f"{stage} {unit}", total
+        self.progress = StageProgress(
+            console, stage, f"{unit}s", total, completed=done, **progress_options
+        )
         self.tracker = open_tracker(
             config.tracking, config.train.output_dir, config.model_dump(mode="json"), stage
         )
@@ -108,11 +116,16 @@ class UnitReporter:
         }
         shown = "  ".join(f"{k} {v:.4g}" for k, v in numbers.items())
         line = f"{self.label} {step}/{self.total}: {shown}" + (f"  ({note})" if note else "")
-        print(line, flush=True)
+        console.print(line, highlight=False, soft_wrap=True)
         self.tracker.scalars(figures, step)
+        self.progress.update(step)
 
     def __enter__(self) -> UnitReporter:
+        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.tracker.close()
+        try:
+            self.progress.__exit__(*exc)
+        finally:
+            self.tracker.close()
