@@ -232,18 +232,23 @@ def test_the_train_recipes_get_the_same_settings():
     assert trainer_tracking(load_config(None).train.tracking)["report_to"] == "none"
 
 
-def test_the_trainer_environment_holds_log_dir_and_project_only_while_training(monkeypatch):
+def test_the_trainer_environment_holds_log_dir_and_project_only_while_training(
+    monkeypatch, tmp_path
+):
     monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
     monkeypatch.setenv("WANDB_PROJECT", "someone-elses")
     settings = TrackingConfig(report_to=["tensorboard", "wandb"], log_dir="tb/sft", project="p")
-    with pytest.raises(RuntimeError), trainer_environment(settings):
+    output = tmp_path / "run"
+    with pytest.raises(RuntimeError), trainer_environment(settings, output):
         assert os.environ["TENSORBOARD_LOGGING_DIR"] == "tb/sft"
         assert os.environ["WANDB_PROJECT"] == "p"
+        assert os.environ["WANDB_DIR"] == str(output) and output.is_dir()  # W&B's files there
         raise RuntimeError("training failed")
-    assert "TENSORBOARD_LOGGING_DIR" not in os.environ
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ and "WANDB_DIR" not in os.environ
     assert os.environ["WANDB_PROJECT"] == "someone-elses"
     # without log_dir transformers keeps its own folder; without wandb its project is not set
-    assert trainer_variables(TrackingConfig(report_to=["tensorboard"])) == {}
+    assert trainer_variables(TrackingConfig(report_to=["tensorboard"]), output) == {}
 
 
 def test_a_missing_package_stops_the_train_recipes_too(monkeypatch):

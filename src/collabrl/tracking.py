@@ -15,7 +15,8 @@ never logged as 0. The TRL trainers (SFT, DPO, GRPO) log through their own ``rep
 from the same section by ``collabrl.train.common.trainer_arguments``. Two settings reach
 transformers only through environment variables (TrainingArguments has no ``logging_dir`` since
 transformers 5): ``TENSORBOARD_LOGGING_DIR`` (read when the trainer is built) and
-``WANDB_PROJECT`` (read when training starts). ``trainer_environment`` sets them for the block
+``WANDB_PROJECT`` (read when training starts); ``WANDB_DIR`` puts W&B's files in the run's
+output folder, as our own loops do, instead of the working folder. ``trainer_environment`` sets them for the block
 that builds and trains the trainer (the SFT, DPO and GRPO recipes' ``train`` run inside it, so
 a call from Python gets it too) and puts back what was there after, so nothing leaks into the
 rest of the process.
@@ -215,22 +216,26 @@ def trainer_tracking(settings: TrackingConfig) -> dict[str, Any]:
     }
 
 
-def trainer_variables(settings: TrackingConfig) -> dict[str, str]:
+def trainer_variables(settings: TrackingConfig, output_dir: Path) -> dict[str, str]:
     """The environment transformers' callbacks read: TensorBoard's event folder when ``log_dir``
-    is set (otherwise transformers' ``<output_dir>/runs/<date>``), W&B's project."""
+    is set (otherwise transformers' ``<output_dir>/runs/<date>``), W&B's project and folder."""
     variables = {}
     if "tensorboard" in settings.report_to and settings.log_dir is not None:
         variables["TENSORBOARD_LOGGING_DIR"] = str(settings.log_dir)
     if "wandb" in settings.report_to:
         variables["WANDB_PROJECT"] = settings.project
+        variables["WANDB_DIR"] = str(output_dir)
     return variables
 
 
 @contextmanager
-def trainer_environment(settings: TrackingConfig) -> Iterator[None]:
-    """``trainer_variables`` set while the block builds and trains a TRL trainer; each variable
-    gets its earlier value (or absence) back after, even when training fails."""
-    variables = trainer_variables(settings)
+def trainer_environment(settings: TrackingConfig, output_dir: Path) -> Iterator[None]:
+    """``trainer_variables`` set while the block builds and trains a TRL trainer writing to
+    ``output_dir``; each variable gets its earlier value (or absence) back after, even when
+    training fails."""
+    variables = trainer_variables(settings, output_dir)
+    if "WANDB_DIR" in variables:
+        output_dir.mkdir(parents=True, exist_ok=True)  # W&B keeps its files there
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
     try:

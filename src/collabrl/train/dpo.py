@@ -58,7 +58,9 @@ def train(config: Config) -> Path:
     """Run offline DPO as configured in ``config.train``; returns the final adapter/model folder."""
     train_config = config.train
     resume = checkpoint_to_resume(train_config)  # refuse a broken checkpoint before loading
-    with trainer_environment(config.tracking):  # TRL's log_dir and W&B project, scoped
+    with trainer_environment(
+        config.tracking, train_config.output_dir
+    ):  # TRL's log_dir and W&B project, scoped
         trainer, reports = build_trainer(train_config)
         return fit(trainer, train_config, reports, resume)
 

@@ -93,7 +93,9 @@ def train(config: Config) -> Path:
     rows = prompt_rows(config, prefixes, tokenizer)
     with LiveReward(config, live_policy_backend(config, model, tokenizer), budget) as live:
         reward = multiturn_reward_function(live, prefixes)
-        with trainer_environment(config.tracking):  # TRL's log_dir and W&B project, scoped
+        with trainer_environment(
+            config.tracking, train_config.output_dir
+        ):  # TRL's log_dir and W&B project, scoped
             trainer = build_trainer(config, model, tokenizer, Dataset.from_list(rows), reward)
             steps = BudgetCallback(budget)
             trainer.add_callback(steps)
