@@ -38,6 +38,10 @@ PUBLISHED = {
     "DataEngine",
     "export",
     "Evaluation",
+    "Prefix",
+    "load_prefixes",
+    "LiveReward",
+    "live_policy_backend",
     "load_task_set",
     "available_task_sets",
     "bootstrap_mean",
@@ -74,6 +78,16 @@ def test_importing_the_package_loads_nothing_heavy():
     code = (
         "import sys, collabrl; heavy = [m for m in ('torch', 'transformers', "
         "'collabrl.engine', 'collabrl.backends.stack') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_live_reward_needs_no_torch_to_import():
+    # MR as the reward of another trainer, with the policy served elsewhere: no torch needed
+    code = (
+        "import sys; from collabrl import LiveReward, load_prefixes; "
+        "print([m for m in ('torch', 'transformers', 'trl') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

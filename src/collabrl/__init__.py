@@ -45,6 +45,11 @@ _HOMES: dict[str, str] = {
     "DataEngine": "collabrl.engine",
     "export": "collabrl.export",
     "Evaluation": "collabrl.evaluate",
+    # MR as the reward of online training (any trainer: the live policy is any Backend)
+    "Prefix": "collabrl.train.prefixes",
+    "load_prefixes": "collabrl.train.prefixes",
+    "LiveReward": "collabrl.train.live_reward",
+    "live_policy_backend": "collabrl.train.live_reward",
     # tasks, statistics, plugins
     "load_task_set": "collabrl.tasks.registry",
     "available_task_sets": "collabrl.tasks.registry",
