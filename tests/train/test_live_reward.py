@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from collabrl.backends.openai_compat import OpenAICompatBackend
 from collabrl.backends.scripted import ScriptedBackend
-from collabrl.config import Config
+from collabrl.config import Config, OpenAIBackendConfig
 from collabrl.metrics.efficiency import approx_token_count
+from collabrl.testing.fake_openai import FakeOpenAIServer
 from collabrl.testing.online import online_config
 from collabrl.train.live_reward import (
     FUTURES_STREAM,
@@ -66,3 +68,28 @@ def test_reseed_gives_each_unit_of_training_its_own_future_seed(prefix_run):
             seeds.append(live.reward.sampler.assistant.params.seed)
     assert seeds[0] == seeds[2] == derived_seed(config.train.seed, 0, FUTURES_STREAM)
     assert seeds[1] == derived_seed(config.train.seed, 1, FUTURES_STREAM) != seeds[0]
+
+
+def test_the_live_policy_can_be_a_served_model(prefix_run, monkeypatch):
+    # another trainer serves its current weights over an OpenAI-compatible API (vLLM, SGLang):
+    # the futures' assistant turns go there, never to the cache
+    monkeypatch.setenv("SERVED_POLICY_KEY", "k")
+    data = config_for(prefix_run).model_dump(mode="json")
+    data["cache"] = {"mode": "readwrite", "path": str(prefix_run / "cache.sqlite")}
+    config = Config.model_validate(data)  # the user and judge are cached; the live policy never
+    prefixes = load_prefixes(config, prefix_run / "generate")
+    with FakeOpenAIServer() as server:
+        served = OpenAICompatBackend(
+            OpenAIBackendConfig(
+                kind="openai",
+                model="current-policy",
+                base_url=server.base_url,
+                api_key_env="SERVED_POLICY_KEY",
+            )
+        )
+        with LiveReward(config, served) as live:
+            rewards = live.rewards(prefixes[:2], ["What is it for?", "Here it is."])
+            again = live.rewards(prefixes[:2], ["What is it for?", "Here it is."])
+        asked = server.request_count
+    assert all(isinstance(r, float) for r in rewards + again)
+    assert asked == 2 * 2 * config.reward.samples  # 2 replies x 2 calls x S futures, uncached
