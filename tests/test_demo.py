@@ -8,6 +8,8 @@ and scripted user/judge/data-policy roles, so it runs in seconds; CI runs the re
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,12 +36,15 @@ def tiny_overrides(model: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_evaluates_the_trained_adapter(workdir, capsys):
+def test_demo_runs_every_stage_and_evaluates_the_trained_adapter(workdir):
+    # a process of its own, as a user runs it: libraries are imported in the demo's order
     model = save_tiny_chat_model(workdir / "tiny")
-    assert (
-        main(["demo", "--config", "configs/demo.yaml", "--size", "ci", *tiny_overrides(model)]) == 0
+    command = ["demo", "--config", "configs/demo.yaml", "--size", "ci", *tiny_overrides(model)]
+    run = subprocess.run(
+        [sys.executable, "-m", "collabrl", *command], capture_output=True, text=True, timeout=600
     )
-    out = capsys.readouterr().out
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
     demo = workdir / "runs" / "demo"
     assert (demo / "export" / "dpo_train.jsonl").read_text().strip()
     assert (demo / "train" / "final" / "adapter_config.json").is_file()
@@ -64,6 +69,7 @@ def test_demo_runs_every_stage_and_evaluates_the_trained_adapter(workdir, capsys
     ):
         assert shown in out, shown
     assert "{'loss'" not in out and "Warning" not in out  # those are in the log file
+    assert "Tokenizing" not in run.stderr and "%|" not in run.stderr  # no library progress bars
     log = (demo / "collabrl.log").read_text()
     assert "---- collabrl demo ----" in log and '"loss":' in log
 

@@ -33,7 +33,7 @@ from collabrl.cli.evaluate import evaluate
 from collabrl.cli.generate import generate, run_export
 from collabrl.cli.paths import check_cache, check_output_dir, check_output_file
 from collabrl.config import Config, ConfigError, load_config
-from collabrl.console_log import log_file
+from collabrl.console_log import log_file, quiet_libraries
 from collabrl.progress import duration
 
 SMALL_MODEL = "smollm2-135m-instruct"
@@ -126,6 +126,7 @@ def run_stages(config: Config, log: Path) -> int:
     from collabrl.train.common import CheckpointError, NonFiniteLossError
     from collabrl.train.data import TrainingDataError
 
+    quiet_libraries()  # datasets came with the training modules: its progress bars go quiet too
     meter, timings = UsageMeter(), {}
     with stage("model", timings):  # converts the shipped GGUF once, then reuses the folder
         console.print(f"{config.train.model} -> {resolve_model(config.train.model)}")
