@@ -92,7 +92,9 @@ class EvalRecord(BaseModel):
         return (self.system, self.task_id, self.seed)
 
 
-def system_policy(system: EvalSystem, backend_for: Callable[[str], Any], params_for) -> Assistant:
+def system_assistant(
+    system: EvalSystem, backend_for: Callable[[str], Any], params_for
+) -> Assistant:
     prompt = load_prompt("proactive") if system.proactive else system.system_prompt
     return Assistant(backend_for(system.role), params_for(system.role), system_prompt=prompt)
 
@@ -104,7 +106,7 @@ class Evaluation:
         self,
         config: EvalConfig,
         *,
-        policies: dict[str, Assistant],
+        assistants: dict[str, Assistant],
         user: UserSimulator,
         task_metrics: list[Metric],
         judge: InteractivityJudge | None,
@@ -114,7 +116,7 @@ class Evaluation:
         self.config = config
         self.personas = personas
         self.budget = budget or Budget()
-        self.policies = policies
+        self.assistants = assistants
         self.user = user
         self.task_metrics = task_metrics
         self.judge = judge
@@ -156,7 +158,7 @@ class Evaluation:
         done = {key for key, r in latest.items() if not r["error"] or not retry_failed}
         return [
             (name, task, seed)
-            for name in self.policies
+            for name in self.assistants
             for task in tasks
             for seed in range(self.config.seeds)
             if (name, task.id, seed) not in done
@@ -165,7 +167,7 @@ class Evaluation:
     async def conversation(self, system: str, task: Task, seed: int) -> EvalRecord:
         task = cast(task, self.personas, seed)
         run = await run_conversation(
-            task, self.policies[system], self.user, self.config.max_turns, sample_index=seed
+            task, self.assistants[system], self.user, self.config.max_turns, sample_index=seed
         )
         metric = next((m for m in self.task_metrics if applies_to(m, task)), None)
         if run.failed:

@@ -26,7 +26,7 @@ from collabrl.console_log import log_file, uses_local_models
 from collabrl.evaluate import (
     RECORDS_FILE,
     Evaluation,
-    system_policy,
+    system_assistant,
     table_markdown,
     write_summary,
 )
@@ -40,13 +40,13 @@ from collabrl.tracking_figures import EvalFigures, records_in, summary_figures, 
 def build_evaluation(config: Config, roles: Roles, budget: Budget | None = None) -> Evaluation:
     build = metric_builder(roles)
     metrics = [build(spec, "eval.task_metrics") for spec in config.eval.task_metrics]
-    policies = {
-        s.name: system_policy(s, roles.__getitem__, lambda r: config.role(r).generation)
+    assistants = {
+        s.name: system_assistant(s, roles.__getitem__, lambda r: config.role(r).generation)
         for s in config.eval.systems
     }
     return Evaluation(
         config.eval,
-        policies=policies,
+        assistants=assistants,
         user=build_simulator(config, roles),
         task_metrics=metrics,
         budget=budget,
