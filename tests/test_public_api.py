@@ -74,20 +74,18 @@ def test_an_unknown_name_is_an_attribute_error():
         collabrl.no_such_thing  # noqa: B018
 
 
-def test_importing_the_package_loads_nothing_heavy():
-    code = (
-        "import sys, collabrl; heavy = [m for m in ('torch', 'transformers', "
-        "'collabrl.engine', 'collabrl.backends.stack') if m in sys.modules]; print(heavy)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
-def test_the_live_reward_needs_no_torch_to_import():
-    # MR as the reward of another trainer, with the policy served elsewhere: no torch needed
-    code = (
-        "import sys; from collabrl import LiveReward, load_prefixes; "
-        "print([m for m in ('torch', 'transformers', 'trl') if m in sys.modules])"
-    )
+@pytest.mark.parametrize(
+    ("imports", "heavy"),
+    [
+        (
+            "import collabrl",
+            ("torch", "transformers", "collabrl.engine", "collabrl.backends.stack"),
+        ),
+        # MR as the reward of another trainer, the policy served elsewhere: no torch needed
+        ("from collabrl import LiveReward, load_prefixes", ("torch", "transformers", "trl")),
+    ],
+)
+def test_importing_loads_nothing_heavy(imports, heavy):
+    code = f"import sys; {imports}; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

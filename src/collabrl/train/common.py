@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from collabrl.budget import Budget, BudgetExceeded
-from collabrl.config import ConfigError, LoraSettings, TrainConfig
+from collabrl.config import Config, ConfigError, LoraSettings, TrainConfig
 from collabrl.launcher import launched_processes
-from collabrl.tracking import trainer_tracking
+from collabrl.tracking import trainer_environment, trainer_tracking
 from collabrl.train.checkpoint import WEIGHT_FILES, CheckpointError, latest
 
 T = TypeVar("T")
@@ -329,6 +329,21 @@ def write_run_info(train_config: TrainConfig, method: str, **facts: Any) -> None
     train_config.output_dir.mkdir(parents=True, exist_ok=True)
     info = {"method": method, "config": train_config.model_dump(mode="json"), **facts}
     (train_config.output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+
+
+def run_trl_recipe(
+    config: Config,
+    build_trainer: Callable[[TrainConfig], tuple[Any, list]],
+    fit: Callable[[Any, TrainConfig, list, str | None], Path],
+) -> Path:
+    """A TRL recipe's run (SFT, DPO): a broken checkpoint is refused before anything loads, then
+    the trainer is built and fitted inside ``trainer_environment`` (TRL's log_dir and W&B project
+    and folder, scoped)."""
+    train_config = config.train
+    resume = checkpoint_to_resume(train_config)
+    with trainer_environment(config.tracking, train_config.output_dir):
+        trainer, reports = build_trainer(train_config)
+        return fit(trainer, train_config, reports, resume)
 
 
 def fit_trainer(

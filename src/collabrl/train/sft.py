@@ -30,15 +30,14 @@ from trl import SFTConfig, SFTTrainer
 
 from collabrl.config import Config, TrainConfig
 from collabrl.models import resolve_model
-from collabrl.tracking import trainer_environment
 from collabrl.train.common import (
-    checkpoint_to_resume,
     eval_arguments,
     fit_trainer,
     load_policy,
     load_tokenizer,
     lora_config,
     read_rows,
+    run_trl_recipe,
     stop_on_non_finite_loss,
     trainer_arguments,
 )
@@ -48,13 +47,7 @@ from collabrl.train.lm_head import score_labelled_positions_only
 
 def train(config: Config) -> Path:
     """Run SFT as configured in ``config.train``; returns the folder of the final adapter/model."""
-    train_config = config.train
-    resume = checkpoint_to_resume(train_config)  # refuse a broken checkpoint before loading
-    with trainer_environment(
-        config.tracking, train_config.output_dir
-    ):  # TRL's log_dir and W&B project, scoped
-        trainer, reports = build_trainer(train_config)
-        return fit(trainer, train_config, reports, resume)
+    return run_trl_recipe(config, build_trainer, fit)
 
 
 def build_trainer(train_config: TrainConfig) -> tuple[SFTTrainer, list[DataReport]]:
