@@ -15,7 +15,8 @@ that lacks a file exact resumption needs (``CheckpointError`` names them). Folde
 this format (``ppo_state.json`` or ``online_dpo_state.json`` instead of ``state.json``) resume too.
 
 The TRL recipes (SFT, DPO, GRPO) keep TRL's own ``checkpoint-N`` folders: they share the finder
-(``latest``) and ``CheckpointError``; ``common.verify_checkpoint`` checks TRL's files. torch and
+(``find_resumable``), its refusal and ``CheckpointError``; ``common.verify_checkpoint`` checks
+TRL's files. torch and
 numpy load on first use: the CLI imports ``CheckpointError`` through ``common`` at start-up.
 """
 
@@ -115,14 +116,18 @@ def latest(output_dir: Path, kind: str) -> Path | None:
 
 
 def find_resumable(
-    train_config: TrainConfig, kind: str, required: tuple[str, ...] = ()
+    train_config: TrainConfig,
+    kind: str,
+    required: tuple[str, ...] = (),
+    verify_folder: Callable[[Path, tuple[str, ...]], None] | None = None,
 ) -> Path | None:
-    """The last ``<kind>-<N>`` when ``train.resume`` is on; refuses an incomplete one."""
+    """The last ``<kind>-<N>`` when ``train.resume`` is on; refuses an incomplete one (checked
+    by ``verify_folder``, this format's ``verify`` unless the folders are another's, e.g. TRL's)."""
     if not train_config.resume:
         return None
     last = latest(train_config.output_dir, kind)
     if last is not None:
-        verify(last, required)
+        (verify_folder or verify)(last, required)
     return last
 
 
@@ -136,11 +141,15 @@ def verify(folder: Path, required: tuple[str, ...] = ()) -> None:
         missing.append(STATE_FILE)
     if not any((folder / name).exists() for name in WEIGHT_FILES):
         missing.append("model weights")
+    refuse_incomplete(folder, missing, "the weights, optimizer, RNG and training state")
+
+
+def refuse_incomplete(folder: Path, missing: list[str], needs: str) -> None:
+    """Raise CheckpointError naming what ``folder`` lacks, when it lacks anything."""
     if missing:
         raise CheckpointError(
             f"cannot resume from {folder}: missing {', '.join(missing)}. Exact resumption needs "
-            f"the weights, optimizer, RNG and training state; delete the folder to start over "
-            f"or set train.resume=false."
+            f"{needs}; delete the folder to start over or set train.resume=false."
         )
 
 

@@ -29,7 +29,8 @@ from collabrl.budget import Budget, BudgetExceeded
 from collabrl.config import Config, ConfigError, LoraSettings, TrainConfig
 from collabrl.launcher import launched_processes
 from collabrl.tracking import trainer_environment, trainer_tracking
-from collabrl.train.checkpoint import WEIGHT_FILES, CheckpointError, latest
+from collabrl.train.checkpoint import WEIGHT_FILES, find_resumable, refuse_incomplete
+from collabrl.train.checkpoint import CheckpointError as CheckpointError  # every recipe's error
 
 T = TypeVar("T")
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
@@ -269,29 +270,22 @@ def trainer_arguments(
 
 
 def checkpoint_to_resume(train_config: TrainConfig) -> str | None:
-    """The last checkpoint in ``output_dir`` when resuming is on; refuses incomplete ones."""
-    if not train_config.resume:
-        return None
-    last = latest(train_config.output_dir, TRL_CHECKPOINT_KIND)
-    if last is None:
-        return None
-    verify_checkpoint(last)
-    return str(last)
+    """The last TRL checkpoint in ``output_dir`` when resuming is on (``find_resumable``, with
+    TRL's files checked); refuses incomplete ones. A str: what TRL and run_info.json take."""
+    last = find_resumable(train_config, TRL_CHECKPOINT_KIND, verify_folder=verify_checkpoint)
+    return None if last is None else str(last)
 
 
-def verify_checkpoint(folder: Path) -> None:
-    """Raise CheckpointError unless ``folder`` can be resumed exactly."""
-    missing = [name for name in CHECKPOINT_FILES if not (folder / name).exists()]
+def verify_checkpoint(folder: Path, required: tuple[str, ...] = ()) -> None:
+    """Raise CheckpointError unless TRL's checkpoint ``folder`` (with the ``required`` files)
+    can be resumed exactly."""
+    missing = [name for name in (*CHECKPOINT_FILES, *required) if not (folder / name).exists()]
     if not any(p.name.startswith(RNG_FILE_PREFIX) for p in folder.iterdir()):
         missing.append(f"{RNG_FILE_PREFIX}*.pth")
     if not any((folder / w).exists() for w in WEIGHT_FILES):
         missing.append("model weights")
-    if missing:
-        raise CheckpointError(
-            f"cannot resume from {folder}: missing {', '.join(missing)}. Exact resumption needs "
-            f"the model, optimizer, scheduler, RNG and trainer state; delete the folder to start "
-            f"over or set train.resume=false."
-        )
+    needs = "the model, optimizer, scheduler, RNG and trainer state"
+    refuse_incomplete(folder, missing, needs)
 
 
 def stop_on_non_finite_loss(trainer) -> None:
